@@ -1,0 +1,67 @@
+"""The crawler's exception tree.
+
+    CrawlerError
+     +-- UsageError            bad settings or option values (CLI exit 2)
+     +-- SpiderLoadError       a spider file that is missing, broken, or has no Spider (exit 1)
+     +-- OutputError           the output cannot be opened or written (exit 1)
+     +-- FrontierError         the frontier backend is unreachable or corrupt (exit 1)
+     +-- FetchError            one fetch failed; counted per page, never fatal to a crawl
+     |    +-- TransientFetchError  worth retrying (connection refused or reset, timeout, cut body)
+     |    |    +-- FetchTimeout
+     |    +-- ResponseTooLarge     the decoded body passed the size cap
+     |    +-- BlockedAddress       the host resolved to an address the user did not allow
+     +-- NotHtmlError          `Response.css` called on a body that is not HTML
+
+Foreign errors (httpx, aiohttp, OSError) are translated into this tree once, at the
+boundary where they occur (the fetcher, the output sink, the spider loader).
+"""
+
+from __future__ import annotations
+
+
+class CrawlerError(Exception):
+    """Base of every error the crawler raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(CrawlerError):
+    exit_code = 2
+
+
+class SpiderLoadError(CrawlerError):
+    pass
+
+
+class OutputError(CrawlerError):
+    pass
+
+
+class FrontierError(CrawlerError):
+    pass
+
+
+class FetchError(CrawlerError):
+    """A single fetch failed. ``kind`` names the stats counter it is counted under."""
+
+    kind = "fetch_error"
+
+
+class TransientFetchError(FetchError):
+    kind = "connection_error"
+
+
+class FetchTimeout(TransientFetchError):
+    kind = "timeout"
+
+
+class ResponseTooLarge(FetchError):
+    kind = "too_large"
+
+
+class BlockedAddress(FetchError):
+    kind = "blocked_address"
+
+
+class NotHtmlError(CrawlerError):
+    pass

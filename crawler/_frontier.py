@@ -1,0 +1,92 @@
+"""The frontier: every request the crawl still has to make, and the politeness clock.
+
+A frontier owns three things that must change together, atomically, in every
+backend (memory now; SQLite and Redis implement the same protocol):
+
+* the queue: per-host queues of requests, highest ``priority`` first within a host;
+* the seen-set: fingerprints of every request ever queued, for deduplication;
+* per-host politeness: how many requests of a host are in flight (``concurrency``),
+  the earliest time the host may start its next request (``interval`` after the
+  last start), and pauses (Retry-After). Politeness lives here, not in the
+  workers, so that a Redis frontier can hold it for a whole cluster.
+
+``take`` hands out only requests whose host is ready *now* and never waits, so no
+worker ever sleeps on one host while another host has work. Hosts are served
+round-robin. A taken request is *leased* until ``done`` or ``retry``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from ._request import Request
+
+
+@dataclass(frozen=True, slots=True)
+class HostPolicy:
+    """Politeness for one host: at most ``concurrency`` requests in flight, and at
+    least ``interval`` seconds between the starts of two requests."""
+
+    concurrency: int = 8
+    interval: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class FrontierStatus:
+    """A snapshot. ``wait``: seconds until ``take`` may return something without any
+    ``done`` happening first (0.0: now); ``None`` when only a ``done`` or an ``add``
+    can make a request takeable (or nothing is pending)."""
+
+    pending: int
+    in_flight: int
+    seen: int
+    wait: float | None
+
+    @property
+    def finished(self) -> bool:
+        return self.pending == 0 and self.in_flight == 0
+
+
+@runtime_checkable
+class Frontier(Protocol):
+    """The contract every backend passes (see tests/frontier_contract.py)."""
+
+    async def add(self, requests: Sequence[Request]) -> int:
+        """Queue each request whose fingerprint was never seen (or that has
+        ``dont_filter``); record its fingerprint. URLs arrive canonical. Returns how
+        many were queued. A request's host key is ``host_key(request.url)``."""
+        ...
+
+    async def take(self, limit: int) -> list[Request]:
+        """Lease up to ``limit`` requests whose hosts are ready now (fewer than
+        ``concurrency`` in flight, ``interval`` passed since the host's last start,
+        not paused, retry delay over). Starting one counts as the host's last start.
+        Never waits; returns ``[]`` when nothing is ready."""
+        ...
+
+    async def done(self, request: Request) -> None:
+        """End the lease of a taken request (fetched, failed for good, or dropped)."""
+        ...
+
+    async def retry(self, request: Request, delay: float) -> None:
+        """End the lease and queue ``request`` again (no dedup), takeable after
+        ``delay`` seconds."""
+        ...
+
+    async def throttle(
+        self, host: str, *, policy: HostPolicy | None = None, pause: float | None = None
+    ) -> None:
+        """Change one host's politeness (for example Crawl-delay) and/or pause the host
+        for ``pause`` seconds from now (Retry-After). A shorter pause never shortens
+        a longer one already in force."""
+        ...
+
+    async def status(self) -> FrontierStatus:
+        """Counts and the wait hint; see ``FrontierStatus``."""
+        ...
+
+    async def close(self) -> None:
+        """Release resources; a durable backend keeps what is pending and in flight."""
+        ...

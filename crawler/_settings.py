@@ -1,0 +1,83 @@
+"""Typed crawl settings with their defaults in one place.
+
+Precedence: explicit overrides (CLI flags, library keyword arguments) beat the
+spider's class attributes, which beat the defaults below. Every setting has the
+same name in the CLI (``--per-host``), the spider (``per_host``) and the library
+(``crawler.run(Spider, per_host=4)``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import UsageError
+from ._version import __version__
+
+DEFAULT_USER_AGENT = f"crawler/{__version__} (+https://github.com/crawler-project/crawler)"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    concurrency: int = 64
+    per_host: int = 8
+    rate: float | None = None
+    depth: int | None = None
+    max_pages: int | None = None
+    obey_robots: bool = True
+    user_agent: str = DEFAULT_USER_AGENT
+    timeout: float = 30.0
+    retries: int = 2
+    max_redirects: int = 20
+    max_size: int = 32 * 1024 * 1024
+    max_url_length: int = 2083
+    parse_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    allowed_domains: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _check_positive("concurrency", self.concurrency)
+        _check_positive("per_host", self.per_host)
+        _check_positive("max_redirects", self.max_redirects, allow_zero=True)
+        _check_positive("retries", self.retries, allow_zero=True)
+        _check_positive("max_url_length", self.max_url_length)
+        _check_positive("max_size", self.max_size)
+        _check_positive("parse_workers", self.parse_workers, allow_zero=True)
+        for name in ("rate", "timeout"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise UsageError(f"{name} must be a positive number, not {value!r}")
+        for name in ("depth", "max_pages"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_positive(name, value, allow_zero=True)
+
+
+def _check_positive(name: str, value: object, allow_zero: bool = False) -> None:
+    lowest = 0 if allow_zero else 1
+    if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
+        bound = "zero or more" if allow_zero else "at least 1"
+        raise UsageError(f"{name} must be a whole number {bound}, not {value!r}")
+
+
+SETTING_NAMES = frozenset(f.name for f in dataclasses.fields(Settings))
+
+
+def resolve_settings(spider_cls: type, overrides: dict[str, Any]) -> Settings:
+    """Merge defaults, the spider's class attributes and explicit overrides."""
+    unknown = set(overrides) - SETTING_NAMES
+    if unknown:
+        raise UsageError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for name in SETTING_NAMES:
+        if name in overrides and overrides[name] is not None:
+            values[name] = overrides[name]
+        elif getattr(spider_cls, name, None) is not None:
+            values[name] = getattr(spider_cls, name)
+    if values.get("allowed_domains") is not None:
+        values["allowed_domains"] = tuple(values["allowed_domains"])
+    try:
+        return Settings(**values)
+    except TypeError as exc:
+        raise UsageError(str(exc)) from None
