@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
-
-EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +21,9 @@ class Request:
     url: str
     callback: str | None = None
     method: str = "GET"
-    headers: Mapping[str, str] = field(default=EMPTY)
+    headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
-    meta: Mapping[str, Any] = field(default=EMPTY)
+    meta: Mapping[str, Any] = field(default_factory=dict)
     priority: int = 0
     depth: int = 0
     dont_filter: bool = False

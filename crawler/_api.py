@@ -1,0 +1,89 @@
+"""The library entry points: ``run`` (blocking) and ``crawl`` (async item stream)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+
+from ._engine import Engine, Ticker
+from ._frontier import Frontier
+from ._output import ItemSink, JsonLinesSink, NullSink, StreamSink
+from ._settings import resolve_settings
+from ._spider import Spider
+from ._stats import Stats
+
+_DONE = object()
+
+
+def build_engine(
+    spider_cls: type[Spider],
+    sink: ItemSink,
+    *,
+    spider_args: Mapping[str, Any] | None = None,
+    frontier: Frontier | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    on_tick: Ticker | None = None,
+    **settings: Any,
+) -> Engine:
+    """An engine for ``spider_cls`` with ``settings`` over the spider's defaults."""
+    resolved = resolve_settings(spider_cls, settings)
+    spider = spider_cls(**(spider_args or {}))
+    return Engine(
+        spider, resolved, sink, spider_args=spider_args, frontier=frontier, transport=transport, on_tick=on_tick
+    )
+
+
+def run(
+    spider_cls: type[Spider],
+    *,
+    output: str | None = None,
+    overwrite: bool = False,
+    **settings: Any,
+) -> Stats:
+    """Crawl to the end and return the statistics. Items go to ``output`` (JSON
+    Lines, appended unless ``overwrite``) and through the spider's pipelines.
+
+    Keyword arguments are settings (``concurrency=16``, ``max_pages=100``, ...) plus
+    ``spider_args``, ``frontier`` and ``transport``."""
+    sink: ItemSink = JsonLinesSink(output, overwrite=overwrite) if output else NullSink()
+    engine = build_engine(spider_cls, sink, **settings)
+    return asyncio.run(engine.run())
+
+
+async def crawl(spider_cls: type[Spider], **settings: Any) -> AsyncIterator[Any]:
+    """Yield items as the crawl produces them, inside the caller's event loop.
+
+    A slow consumer slows the crawl (the item queue is bounded). Leaving the loop
+    early stops the crawl."""
+    sink = StreamSink()
+    engine = build_engine(spider_cls, sink, **settings)
+    task = asyncio.create_task(_run_then_close(engine, sink))
+    try:
+        while (item := await sink.queue.get()) is not _DONE:
+            yield item
+        await task
+    finally:
+        if not task.done():
+            engine.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await _drain_until_done(sink, task)
+
+
+async def _run_then_close(engine: Engine, sink: StreamSink) -> Stats:
+    try:
+        return await engine.run()
+    finally:
+        await sink.queue.put(_DONE)
+
+
+async def _drain_until_done(sink: StreamSink, task: asyncio.Task[Stats]) -> None:
+    """After an early exit, discard items until the engine has stopped."""
+    while not task.done():
+        getter = asyncio.ensure_future(sink.queue.get())
+        await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+        getter.cancel()
+    task.result()

@@ -1,0 +1,185 @@
+"""Running spider callbacks: everything CPU-bound about a fetched page.
+
+This module runs inside parse worker processes (and in the main process for
+``parse_workers=0`` and for ``async def`` callbacks). It builds the ``Response``,
+runs the callback, canonicalises and filters the requests it yields (scheme,
+length, scope, depth) and encodes its items as JSON Lines, so that the main
+process receives compact results and only has to write and enqueue them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import traceback
+from collections import Counter
+from collections.abc import AsyncIterable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ._request import Request
+from ._response import Response
+from ._spider import Spider
+from ._urls import InvalidURL, canonicalize, in_scope, is_followable, is_too_long
+
+
+@dataclass(frozen=True, slots=True)
+class ParseTask:
+    """A fetched page to hand to a callback."""
+
+    request: Request
+    url: str
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRules:
+    """What a worker needs to know to vet the requests and items a callback yields."""
+
+    allowed_domains: tuple[str, ...]
+    max_depth: int | None
+    max_url_length: int
+    encode_items: bool = True
+
+
+@dataclass(slots=True)
+class ParseResult:
+    """What a callback produced. ``lines`` holds the items encoded as JSON Lines
+    when the rules ask for encoding; ``items`` holds them as objects otherwise."""
+
+    requests: list[Request] = field(default_factory=list)
+    items: list[Any] = field(default_factory=list)
+    lines: bytes = b""
+    item_count: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+
+
+def make_response(task: ParseTask) -> Response:
+    return Response(task.url, task.status, task.headers, task.body, task.request)
+
+
+def callback_of(spider: Spider, request: Request) -> Any:
+    name = request.callback or "parse"
+    method = getattr(spider, name, None)
+    if not callable(method):
+        raise AttributeError(f"spider {type(spider).__name__} has no callback {name!r}")
+    return method
+
+
+def is_async_callback(spider: Spider, request: Request) -> bool:
+    method = getattr(spider, request.callback or "parse", None)
+    return inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method)
+
+
+class CallbackRunner:
+    """Runs callbacks of one spider instance under one set of ``LinkRules``."""
+
+    def __init__(self, spider: Spider, rules: LinkRules) -> None:
+        self.spider = spider
+        self.rules = rules
+
+    def run(self, task: ParseTask) -> ParseResult:
+        result = ParseResult()
+        try:
+            outputs = callback_of(self.spider, task.request)(make_response(task))
+            self._collect(task.request, _as_iterable(outputs), result)
+        except Exception as exc:
+            result.errors.append(_describe(exc))
+            result.counts["errors/callback"] += 1
+        return self._finish(result)
+
+    async def run_async(self, task: ParseTask) -> ParseResult:
+        """Run an ``async def`` callback (or async generator) on the current loop."""
+        result = ParseResult()
+        try:
+            outputs = callback_of(self.spider, task.request)(make_response(task))
+            if inspect.isawaitable(outputs):
+                outputs = await outputs
+            if isinstance(outputs, AsyncIterable):
+                outputs = [output async for output in outputs]
+            self._collect(task.request, _as_iterable(outputs), result)
+        except Exception as exc:
+            result.errors.append(_describe(exc))
+            result.counts["errors/callback"] += 1
+        return self._finish(result)
+
+    def _collect(self, parent: Request, outputs: Iterable[Any], result: ParseResult) -> None:
+        for output in outputs:
+            if isinstance(output, Request):
+                self._add_request(parent, output, result)
+            elif isinstance(output, dict) or _is_dataclass_instance(output):
+                result.items.append(output)
+            elif output is not None:
+                result.counts["errors/item"] += 1
+                kind = type(output).__name__
+                result.errors.append(f"callback yielded a {kind}; yield dicts, dataclasses or Requests")
+
+    def _add_request(self, parent: Request, request: Request, result: ParseResult) -> None:
+        verdict, url = vet_url(request.url, self.rules)
+        if verdict is None and not in_scope(url, self.rules.allowed_domains):
+            verdict = "offsite"
+        depth = parent.depth + 1
+        if verdict is None and self.rules.max_depth is not None and depth > self.rules.max_depth:
+            verdict = "depth_limited"
+        if verdict is not None:
+            result.counts["dropped/" + verdict] += 1
+            return
+        result.requests.append(dataclasses.replace(request, url=url, depth=depth))
+
+    def _finish(self, result: ParseResult) -> ParseResult:
+        result.item_count = len(result.items)
+        if self.rules.encode_items and result.items:
+            result.lines, failures = encode_items(result.items)
+            result.errors.extend(failures)
+            if failures:
+                result.counts["errors/item"] += len(failures)
+            result.item_count -= len(failures)
+            result.items = []
+        return result
+
+
+def vet_url(url: str, rules: LinkRules) -> tuple[str | None, str]:
+    """Canonicalise ``url``; return (reason it is refused or None, canonical URL)."""
+    try:
+        canonical = canonicalize(url)
+    except InvalidURL:
+        return "invalid_url", url
+    if not is_followable(canonical):
+        return "unsupported_scheme", canonical
+    if is_too_long(canonical, rules.max_url_length):
+        return "url_too_long", canonical
+    return None, canonical
+
+
+def encode_items(items: Iterable[Any]) -> tuple[bytes, list[str]]:
+    """Encode items as JSON Lines (UTF-8, not ASCII-escaped). Items that cannot be
+    encoded are left out and described in the second element."""
+    lines: list[bytes] = []
+    failures: list[str] = []
+    for item in items:
+        try:
+            lines.append(orjson.dumps(item, option=orjson.OPT_NON_STR_KEYS))
+        except TypeError as exc:
+            failures.append(f"item is not JSON-serialisable: {exc}")
+    return (b"\n".join(lines) + b"\n" if lines else b""), failures
+
+
+def _as_iterable(outputs: Any) -> Iterable[Any]:
+    if outputs is None:
+        return ()
+    if isinstance(outputs, (dict, Request)) or _is_dataclass_instance(outputs):
+        return (outputs,)
+    return outputs  # type: ignore[no-any-return]
+
+
+def _is_dataclass_instance(value: Any) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def _describe(exc: Exception) -> str:
+    return "".join(traceback.format_exception(exc)).rstrip()

@@ -1,0 +1,357 @@
+"""The engine: a dispatcher and a bounded pool of worker coroutines.
+
+The dispatcher leases requests from the frontier (only from hosts that are ready,
+so no worker ever waits on a busy host) and hands them to idle workers. A worker
+takes one request through: robots.txt -> fetch -> redirect or retry -> parse in
+the pool -> items to the sink, new requests to the frontier -> acknowledge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+import httpx
+
+from ._callbacks import LinkRules, ParseResult, ParseTask, vet_url
+from ._errors import FetchError, OutputError
+from ._fetcher import Fetched, Fetcher
+from ._frontier import Frontier, FrontierStatus, HostPolicy
+from ._memory_frontier import MemoryFrontier
+from ._output import ItemSink
+from ._pipelines import Pipelines
+from ._pool import ParsePool
+from ._request import Request
+from ._robots import RobotsCache
+from ._settings import Settings
+from ._spider import Spider
+from ._stats import Stats
+from ._urls import default_allowed_domains, host_key, in_scope, join_url
+
+log = logging.getLogger("crawler.engine")
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+CROSS_ORIGIN_SECRETS = ("authorization", "cookie", "proxy-authorization")
+MAX_CRAWL_DELAY = 30.0
+STOP_GRACE = 5.0
+TICK = 0.5
+
+Ticker = Callable[[Stats, FrontierStatus], None]
+
+
+class Engine:
+    """Runs one crawl of ``spider`` under ``settings``, writing items to ``sink``."""
+
+    def __init__(
+        self,
+        spider: Spider,
+        settings: Settings,
+        sink: ItemSink,
+        *,
+        spider_args: Mapping[str, Any] | None = None,
+        frontier: Frontier | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        on_tick: Ticker | None = None,
+    ) -> None:
+        self.spider = spider
+        self.settings = settings
+        self.sink = sink
+        self.stats = Stats()
+        self._spider_args = dict(spider_args or {})
+        self._frontier = frontier or MemoryFrontier(_default_policy(settings))
+        self._transport = transport
+        self._on_tick = on_tick
+        self._pipelines = Pipelines(spider.pipelines, spider, self.stats)
+        self._work: asyncio.Queue[Request | None] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._active = 0
+        self._stopping = False
+        self._fatal: BaseException | None = None
+        self._throttled_hosts: set[str] = set()
+        self._scope: tuple[str, ...] = ()
+
+    def stop(self) -> None:
+        """Stop cleanly: no new requests; in-flight ones get a few seconds."""
+        if not self._stopping:
+            log.info("stopping: finishing requests in flight")
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> Stats:
+        start = await self._start_requests()
+        self._scope = self.settings.allowed_domains or default_allowed_domains(r.url for r in start)
+        self._rules = self._link_rules()
+        self._pool = ParsePool(self.spider, self._spider_args, self._rules, self.settings.parse_workers)
+        self._fetcher = Fetcher(self.settings, self._transport)
+        self._robots = RobotsCache(self._fetcher.fetch, self.settings.user_agent)
+        try:
+            await self._pool.start()
+            await self._pipelines.open()
+            self.stats.inc("start_requests", await self._frontier.add(start))
+            await self._crawl()
+        finally:
+            await self._shut_down()
+        if self._fatal is not None:
+            raise self._fatal
+        return self.stats
+
+    def _link_rules(self) -> LinkRules:
+        encode = self.sink.wants_lines and not self._pipelines
+        return LinkRules(self._scope, self.settings.depth, self.settings.max_url_length, encode)
+
+    async def _start_requests(self) -> list[Request]:
+        start: list[Request] = []
+        try:
+            for request in _iterate(self.spider.start_requests()):
+                self._vet_start_request(request, start)
+        except Exception as exc:
+            self.stats.inc("errors/start_requests")
+            log.error("start_requests failed: %s: %s", type(exc).__name__, exc)
+        return start
+
+    def _vet_start_request(self, request: Any, start: list[Request]) -> None:
+        if not isinstance(request, Request):
+            request = Request(str(request))
+        verdict, url = vet_url(request.url, LinkRules((), None, self.settings.max_url_length))
+        if verdict is not None:
+            self.stats.inc("dropped/" + verdict)
+            log.warning("start URL %r refused: %s", request.url, verdict.replace("_", " "))
+            return
+        start.append(replace(request, url=url))
+
+    async def _crawl(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            self._workers = [group.create_task(self._worker()) for _ in range(self.settings.concurrency)]
+            ticker = group.create_task(self._tick())
+            group.create_task(self._dispatch(ticker))
+
+    async def _dispatch(self, ticker: asyncio.Task[None]) -> None:
+        try:
+            reason = await self._dispatch_until_done()
+            self.stats.finish_reason = reason
+            await self._let_workers_finish()
+        finally:
+            ticker.cancel()
+            for _ in self._workers:
+                self._work.put_nowait(None)
+
+    async def _dispatch_until_done(self) -> str:
+        while not self._stopping:
+            capacity = self._capacity()
+            if capacity > 0 and await self._hand_out(capacity):
+                continue
+            status = await self._frontier.status()
+            if self._active == 0 and (status.finished or self._page_budget_spent()):
+                return "finished" if status.finished else "max_pages"
+            wait = status.wait if capacity > 0 and status.wait is not None else 1.0
+            await self._sleep(max(wait, 0.001))
+        return "stopped" if self._fatal is None else "failed"
+
+    def _capacity(self) -> int:
+        free = self.settings.concurrency - self._active
+        if self.settings.max_pages is not None:
+            free = min(free, self.settings.max_pages - self.stats.pages - self._active)
+        return free
+
+    def _page_budget_spent(self) -> bool:
+        return self.settings.max_pages is not None and self.stats.pages >= self.settings.max_pages
+
+    async def _hand_out(self, capacity: int) -> bool:
+        batch = await self._frontier.take(capacity)
+        self._active += len(batch)
+        for request in batch:
+            self._work.put_nowait(request)
+        return bool(batch)
+
+    async def _sleep(self, timeout: float) -> None:
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), min(timeout, 1.0))
+        except TimeoutError:
+            pass
+
+    async def _let_workers_finish(self) -> None:
+        """Give requests in flight ``STOP_GRACE`` seconds, then give them up."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_GRACE
+        while self._active and loop.time() < deadline:
+            await self._sleep(deadline - loop.time())
+        if self._active:
+            log.warning("gave up %d requests still in flight", self._active)
+            for worker in self._workers:
+                worker.cancel()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            self._flush()
+            if self._on_tick is not None:
+                self._on_tick(self.stats, await self._frontier.status())
+
+    def _flush(self) -> None:
+        try:
+            self.sink.flush()
+        except OutputError as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = exc
+        self.stop()
+
+    async def _worker(self) -> None:
+        while (request := await self._work.get()) is not None:
+            try:
+                await self._handle(request)
+            except OutputError as exc:
+                self._fail(exc)
+            except Exception:
+                self.stats.inc("errors/internal")
+                log.exception("internal error while handling %s", request.url)
+                await self._frontier.done(request)
+            finally:
+                self._active -= 1
+                self._wake.set()
+
+    async def _handle(self, request: Request) -> None:
+        if self.settings.obey_robots and not await self._robots_allow(request):
+            self.stats.inc("dropped/robots")
+            return await self._frontier.done(request)
+        try:
+            fetched = await self._fetcher.fetch(request)
+        except FetchError as exc:
+            return await self._retry_or_give_up(request, exc.kind, str(exc))
+        self._count_response(fetched)
+        if fetched.status in REDIRECT_STATUSES and "location" in fetched.headers:
+            return await self._redirect(request, fetched)
+        if fetched.status in RETRY_STATUSES and request.retries < self.settings.retries:
+            return await self._retry_or_give_up(request, f"http_{fetched.status}", f"HTTP {fetched.status}")
+        await self._page(request, fetched)
+
+    def _count_response(self, fetched: Fetched) -> None:
+        self.stats.inc("responses")
+        self.stats.inc(f"status/{fetched.status}")
+        self.stats.inc("bytes", len(fetched.body))
+
+    async def _robots_allow(self, request: Request) -> bool:
+        origin = _origin(request.url)
+        rules = await self._robots.rules_for(origin)
+        host = host_key(request.url)
+        if host not in self._throttled_hosts:
+            self._throttled_hosts.add(host)
+            await self._apply_crawl_delay(host, rules.crawl_delay)
+        return rules.allows(request.url)
+
+    async def _apply_crawl_delay(self, host: str, delay: float | None) -> None:
+        if not delay:
+            return
+        if delay > MAX_CRAWL_DELAY:
+            log.warning("%s asks for Crawl-delay %gs; capped at %gs", host, delay, MAX_CRAWL_DELAY)
+            delay = MAX_CRAWL_DELAY
+        interval = max(delay, _default_policy(self.settings).interval)
+        await self._frontier.throttle(host, policy=HostPolicy(self.settings.per_host, interval))
+
+    async def _retry_or_give_up(self, request: Request, kind: str, reason: str) -> None:
+        if request.retries < self.settings.retries:
+            self.stats.inc("retries")
+            delay = _backoff(request.retries)
+            log.debug("retrying %s in %.1fs: %s", request.url, delay, reason)
+            return await self._frontier.retry(replace(request, retries=request.retries + 1), delay)
+        self.stats.inc(f"errors/{kind}")
+        log.warning("failed %s after %d attempts: %s", request.url, request.retries + 1, reason)
+        await self._frontier.done(request)
+
+    async def _redirect(self, request: Request, fetched: Fetched) -> None:
+        target = self._redirect_target(request, fetched)
+        if target is not None:
+            queued = await self._frontier.add([target])
+            self.stats.inc("dropped/duplicate", 1 - queued)
+        await self._frontier.done(request)
+
+    def _redirect_target(self, request: Request, fetched: Fetched) -> Request | None:
+        location = join_url(request.url, fetched.headers["location"])
+        verdict, url = vet_url(location, self._rules)
+        if verdict is None and len(request.redirects) >= self.settings.max_redirects:
+            verdict = "too_many_redirects"
+        elif verdict is None and (url == request.url or url in request.redirects):
+            verdict = "redirect_loop"
+        elif verdict is None and not in_scope(url, self._scope):
+            verdict = "offsite"
+        if verdict is not None:
+            self.stats.inc("dropped/redirect_" + verdict)
+            return None
+        return _follow_redirect(request, fetched.status, url)
+
+    async def _page(self, request: Request, fetched: Fetched) -> None:
+        self.stats.inc("pages")
+        self.stats.max_depth = max(self.stats.max_depth, request.depth)
+        if not self._wants_status(fetched.status):
+            self.stats.inc("dropped/http_status")
+            return await self._frontier.done(request)
+        task = ParseTask(request, fetched.url, fetched.status, fetched.headers, fetched.body)
+        result = await self._pool.parse(task)
+        await self._store(request, result)
+        await self._frontier.done(request)
+
+    def _wants_status(self, status: int) -> bool:
+        return 200 <= status < 300 or status in self.spider.handle_httpstatus_list
+
+    async def _store(self, request: Request, result: ParseResult) -> None:
+        for key, count in result.counts.items():
+            self.stats.inc(key, count)
+        for error in result.errors:
+            log.error("callback %s failed on %s:\n%s", request.callback or "parse", request.url, error)
+        items = result.items
+        if self._pipelines and items:
+            items = await self._pipelines.process(items, request.url)
+        await self.sink.write(result.lines, items)
+        self.stats.inc("items", len(items) if self._pipelines else result.item_count)
+        if result.requests:
+            queued = await self._frontier.add(result.requests)
+            self.stats.inc("dropped/duplicate", len(result.requests) - queued)
+
+    async def _shut_down(self) -> None:
+        if self.stats.finish_reason == "running":
+            self.stats.finish_reason = "failed" if self._fatal else "stopped"
+        try:
+            await self._pipelines.close()
+        finally:
+            await asyncio.gather(self._pool.close(), self._fetcher.close(), self._frontier.close())
+            try:
+                self.sink.close()
+            except OutputError as exc:
+                self._fatal = self._fatal or exc
+            self.stats.finish(self.stats.finish_reason)
+
+
+def _default_policy(settings: Settings) -> HostPolicy:
+    interval = 1.0 / settings.rate if settings.rate else 0.0
+    return HostPolicy(settings.per_host, interval)
+
+
+def _backoff(attempt: int) -> float:
+    """Exponential backoff with full jitter: 0.5s, 1s, 2s ... (capped at 60s), times 0.5-1.5."""
+    return min(60.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)
+
+
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of a canonical URL."""
+    return url[: url.index("/", url.index("//") + 2)]
+
+
+def _follow_redirect(request: Request, status: int, url: str) -> Request:
+    changes: dict[str, Any] = {"url": url, "redirects": (*request.redirects, request.url), "retries": 0}
+    if status == 303 or (status in (301, 302) and request.method == "POST"):
+        changes.update(method="GET", body=b"")
+    if _origin(url) != _origin(request.url):
+        changes["headers"] = {k: v for k, v in request.headers.items() if k.lower() not in CROSS_ORIGIN_SECRETS}
+    return replace(request, **changes)
+
+
+def _iterate(requests: Iterable[Any] | None) -> Iterable[Any]:
+    return requests if requests is not None else ()

@@ -1,0 +1,130 @@
+"""Item sinks: JSON Lines files (or stdout) and the in-process stream of ``crawl()``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Any, Protocol
+
+from ._callbacks import encode_items
+from ._errors import OutputError
+
+FLUSH_BYTES = 256 * 1024
+
+
+class ItemSink(Protocol):
+    """Where items go. ``wants_lines``: the sink takes items pre-encoded as JSON
+    Lines (encoded in the parse workers); otherwise it takes the objects."""
+
+    wants_lines: bool
+
+    async def write(self, lines: bytes, items: list[Any]) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class JsonLinesSink:
+    """Appends (or, with ``overwrite``, truncates first) to ``target``; ``-`` is stdout.
+
+    Only whole lines reach the file: data is buffered and written in runs that end
+    with a newline, and a write that fails half-way (disk full) is cut back to the
+    last whole line before ``OutputError`` is raised."""
+
+    wants_lines = True
+
+    def __init__(self, target: str, *, overwrite: bool = False) -> None:
+        self.target = target
+        self._buffer = bytearray()
+        self._fd, self._good_size = _open(target, overwrite)
+
+    async def write(self, lines: bytes, items: list[Any]) -> None:
+        if items:
+            encoded, failures = encode_items(items)
+            if failures:
+                raise OutputError(failures[0])
+            lines += encoded
+        self._buffer += lines
+        if len(self._buffer) >= FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._buffer or self._fd is None:
+            return
+        data, self._buffer = bytes(self._buffer), bytearray()
+        try:
+            _write_all(self._fd, data)
+        except OSError as exc:
+            self._cut_back()
+            raise OutputError(f"cannot write to {self.target}: {exc.strerror or exc}") from None
+        self._good_size += len(data)
+
+    def _cut_back(self) -> None:
+        if self._fd is not None and self.target != "-":
+            try:
+                os.ftruncate(self._fd, self._good_size)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            if self._fd is not None and self.target != "-":
+                os.close(self._fd)
+            self._fd = None
+
+
+def _open(target: str, overwrite: bool) -> tuple[int | None, int]:
+    if target == "-":
+        return sys.stdout.fileno(), 0
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_APPEND)
+    try:
+        fd = os.open(target, flags, 0o644)
+    except OSError as exc:
+        raise OutputError(f"cannot open output {target}: {exc.strerror or exc}") from None
+    return fd, os.fstat(fd).st_size
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class StreamSink:
+    """Hands items to ``crawler.crawl()``'s async iterator through a bounded queue,
+    so a slow consumer slows the crawl instead of growing memory."""
+
+    wants_lines = False
+
+    def __init__(self, maxsize: int = 1024) -> None:
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
+
+    async def write(self, lines: bytes, items: list[Any]) -> None:
+        for item in items:
+            await self.queue.put(item)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class NullSink:
+    """Discards items (a crawl run for its side effects or its stats)."""
+
+    wants_lines = True
+
+    async def write(self, lines: bytes, items: list[Any]) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,144 @@
+"""`Spider`, the class users subclass, and loading spiders from files."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
+import traceback
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ._errors import SpiderLoadError
+from ._request import Request
+from ._response import Response
+
+
+class Spider:
+    """Subclass it, set ``start_urls`` and write ``parse``.
+
+    Class attributes named like settings (``concurrency``, ``per_host``, ``rate``,
+    ``depth``, ``max_pages``, ``obey_robots``, ``user_agent``, ``allowed_domains``, ...)
+    are the spider's defaults; CLI flags and library keyword arguments override
+    them. Keyword arguments of the constructor (``-a NAME=VALUE``) become instance
+    attributes.
+    """
+
+    name: ClassVar[str] = "spider"
+    start_urls: Sequence[str] = ()
+    pipelines: Sequence[Any] = ()
+    handle_httpstatus_list: Sequence[int] = ()
+
+    def __init__(self, **kwargs: Any) -> None:
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+
+    def start_requests(self) -> Iterable[Request]:
+        for url in self.start_urls:
+            yield Request(url)
+
+    def parse(self, response: Response) -> Any:
+        raise NotImplementedError(f"{type(self).__name__}.parse is not defined")
+
+
+@dataclass(frozen=True, slots=True)
+class SpiderRef:
+    """How a worker process finds the spider class: a file path or an importable
+    module, plus the class's qualified name."""
+
+    qualname: str
+    module: str | None = None
+    path: str | None = None
+
+    @classmethod
+    def of(cls, spider_cls: type[Spider]) -> SpiderRef:
+        path = getattr(spider_cls, "__crawler_path__", None)
+        if path is not None:
+            return cls(spider_cls.__qualname__, path=path)
+        return cls(spider_cls.__qualname__, module=spider_cls.__module__)
+
+    @property
+    def importable(self) -> bool:
+        return "<locals>" not in self.qualname
+
+    def load(self) -> type[Spider]:
+        if self.path is not None:
+            module = _import_file(Path(self.path))
+        else:
+            module = importlib.import_module(self.module or "__main__")
+        found: Any = module
+        for part in self.qualname.split("."):
+            found = getattr(found, part)
+        return found  # type: ignore[no-any-return]
+
+
+def load_spider(path: str | Path, name: str | None = None) -> type[Spider]:
+    """Import a spider file and return its Spider class; one clear error otherwise.
+
+    With several Spider classes in the file, ``name`` picks one by its ``name``
+    attribute or class name.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpiderLoadError(f"spider file not found: {path}")
+    module = _import_file(path)
+    found = [
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj)
+        and issubclass(obj, Spider)
+        and obj is not Spider
+        and obj.__module__ == module.__name__
+    ]
+    return _pick_spider(path, found, name)
+
+
+def _pick_spider(path: Path, found: list[type[Spider]], name: str | None) -> type[Spider]:
+    if name is not None:
+        found = [cls for cls in found if name in (cls.name, cls.__name__)]
+    if not found:
+        wanted = f" named {name!r}" if name else ""
+        raise SpiderLoadError(f"{path}: no Spider subclass{wanted} found")
+    if len(found) > 1:
+        names = ", ".join(cls.__name__ for cls in found)
+        raise SpiderLoadError(f"{path}: several spiders ({names}); choose one with --spider NAME")
+    return found[0]
+
+
+def _import_file(path: Path) -> Any:
+    """Import a file as a module (once per process), translating every failure."""
+    path = path.resolve()
+    digest = hashlib.blake2b(str(path).encode(), digest_size=6).hexdigest()
+    module_name = f"crawler_spider_{path.stem}_{digest}"  # the same in every process
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise SpiderLoadError(f"{path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:
+        del sys.modules[module_name]
+        raise SpiderLoadError(_describe_import_error(path, exc)) from exc
+    _tag_spiders(module, path)
+    return module
+
+
+def _tag_spiders(module: Any, path: Path) -> None:
+    for obj in vars(module).values():
+        if inspect.isclass(obj) and issubclass(obj, Spider) and obj.__module__ == module.__name__:
+            obj.__crawler_path__ = str(path)  # type: ignore[attr-defined]
+
+
+def _describe_import_error(path: Path, exc: Exception | SystemExit) -> str:
+    if isinstance(exc, SyntaxError):
+        return f"{path}:{exc.lineno}: syntax error: {exc.msg}"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
+    where = f"{path}:{frames[-1].lineno}" if frames else str(path)
+    return f"{where}: {type(exc).__name__}: {exc}"

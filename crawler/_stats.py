@@ -1,0 +1,76 @@
+"""Crawl statistics: flat counters with namespaced keys (``status/200``,
+``errors/timeout``), snapshotted as nested JSON at the end."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+NAMESPACES = ("status", "errors", "dropped")
+
+
+@dataclass
+class Stats:
+    """Counters of one crawl. Attribute access for the common ones; ``to_dict`` for
+    everything (written by ``--stats PATH``)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    max_depth: int = 0
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+    finish_reason: str = "running"
+    _started_monotonic: float = field(default_factory=time.monotonic, repr=False)
+    _elapsed: float | None = field(default=None, repr=False)
+
+    def inc(self, key: str, amount: int = 1) -> None:
+        self.counts[key] += amount
+
+    def finish(self, reason: str) -> None:
+        self.finished = time.time()
+        self._elapsed = time.monotonic() - self._started_monotonic
+        self.finish_reason = reason
+
+    @property
+    def elapsed(self) -> float:
+        if self._elapsed is not None:
+            return self._elapsed
+        return time.monotonic() - self._started_monotonic
+
+    @property
+    def pages(self) -> int:
+        return self.counts["pages"]
+
+    @property
+    def items(self) -> int:
+        return self.counts["items"]
+
+    @property
+    def errors(self) -> int:
+        return sum(n for key, n in self.counts.items() if key.startswith("errors/"))
+
+    @property
+    def pages_per_second(self) -> float:
+        return self.pages / self.elapsed if self.elapsed > 0 else 0.0
+
+    def __getitem__(self, key: str) -> int:
+        return self.counts[key]
+
+    def to_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = {name: {} for name in NAMESPACES}
+        for key, value in sorted(self.counts.items()):
+            namespace, _, name = key.partition("/")
+            if name and namespace in result:
+                result[namespace][name] = value
+            else:
+                result[key] = value
+        result.update(
+            max_depth=self.max_depth,
+            elapsed_seconds=round(self.elapsed, 3),
+            pages_per_second=round(self.pages_per_second, 1),
+            started=self.started,
+            finished=self.finished,
+            finish_reason=self.finish_reason,
+        )
+        return result

@@ -1,0 +1,214 @@
+"""The ``crawl`` command: ``crawl SPIDER.py -o items.jsonl`` and its subcommands.
+
+Exit codes: 0 the crawl finished (failed pages are counted, not fatal); 1 a fatal
+error; 2 a usage error; 130 interrupted by Ctrl-C. Bad input gets one line on
+stderr, never a traceback (unless ``--log-level DEBUG``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ._api import build_engine
+from ._engine import Engine
+from ._errors import CrawlerError, OutputError, UsageError
+from ._output import ItemSink, JsonLinesSink, NullSink
+from ._progress import Progress
+from ._spider import Spider, load_spider
+from ._stats import Stats
+
+log = logging.getLogger("crawler")
+
+EXIT_INTERRUPTED = 130
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+@dataclass
+class Invocation:
+    """Everything one ``crawl`` command line asks for."""
+
+    spider_cls: type[Spider]
+    sink: ItemSink
+    settings: dict[str, Any]
+    spider_args: dict[str, str] = field(default_factory=dict)
+    stats_path: Path | None = None
+    progress: bool = True
+
+
+def crawl_command(
+    spider_file: Annotated[Path, typer.Argument(metavar="SPIDER.py", help="Python file with a Spider subclass.")],
+    output: Annotated[str | None, typer.Option("-o", "--output", help="Append items as JSON Lines ('-': stdout).")] = None,
+    overwrite_output: Annotated[str | None, typer.Option("-O", "--overwrite-output", help="Write items, replacing the file.")] = None,
+    spider_arg: Annotated[list[str] | None, typer.Option("-a", help="Set a spider attribute: NAME=VALUE.")] = None,
+    spider_name: Annotated[str | None, typer.Option("--spider", help="Which spider, if the file has several.")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Requests in flight in total [64].")] = None,
+    per_host: Annotated[int | None, typer.Option(help="Requests in flight per host [8].")] = None,
+    rate: Annotated[float | None, typer.Option(help="Requests per second per host [no cap].")] = None,
+    depth: Annotated[int | None, typer.Option(help="Maximum link depth from a start URL.")] = None,
+    max_pages: Annotated[int | None, typer.Option(help="Stop after this many pages.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Deadline per fetch attempt in seconds [30].")] = None,
+    retries: Annotated[int | None, typer.Option(help="Retries of a failed fetch [2].")] = None,
+    parse_workers: Annotated[int | None, typer.Option(help="Parse processes; 0 parses in-process [CPUs].")] = None,
+    obey_robots: Annotated[bool | None, typer.Option("--robots/--no-robots", help="Obey robots.txt [on].")] = None,
+    job: Annotated[Path | None, typer.Option(help="Keep crawl state in DIR to resume later.")] = None,
+    frontier: Annotated[str | None, typer.Option(help="Shared frontier URL (redis://HOST:PORT/DB).")] = None,
+    stats: Annotated[Path | None, typer.Option(help="Write the final statistics to this JSON file.")] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No live progress line.")] = False,
+) -> None:
+    """Crawl with the spider in SPIDER.py."""
+    debug = _setup_logging(log_level)
+    settings = {
+        "concurrency": concurrency, "per_host": per_host, "rate": rate, "depth": depth,
+        "max_pages": max_pages, "timeout": timeout, "retries": retries,
+        "parse_workers": parse_workers, "obey_robots": obey_robots,
+    }  # fmt: skip
+    try:
+        _refuse_unavailable(job, frontier)
+        invocation = _prepare(spider_file, spider_name, output, overwrite_output, spider_arg or [], settings)
+        invocation.stats_path, invocation.progress = stats, not no_progress
+        code = _execute(invocation)
+    except CrawlerError as exc:
+        _report(exc, debug)
+        code = exc.exit_code
+    raise typer.Exit(code)
+
+
+def _setup_logging(level: str) -> bool:
+    name = level.upper()
+    if name not in LOG_LEVELS:
+        typer.echo(f"crawl: error: --log-level must be one of {', '.join(LOG_LEVELS)}", err=True)
+        raise typer.Exit(2)
+    logging.basicConfig(level=name, format=LOG_FORMAT, stream=sys.stderr, force=True)
+    return name == "DEBUG"
+
+
+def _report(exc: BaseException, debug: bool) -> None:
+    if debug:
+        log.exception("fatal error")
+    typer.echo(f"crawl: error: {exc}", err=True)
+
+
+def _refuse_unavailable(job: Path | None, frontier: str | None) -> None:
+    if job is not None:
+        raise UsageError("--job (durable crawls) is not available in this version yet")
+    if frontier is not None:
+        raise UsageError("--frontier (distributed crawls) is not available in this version yet")
+
+
+def _prepare(
+    spider_file: Path,
+    spider_name: str | None,
+    output: str | None,
+    overwrite_output: str | None,
+    spider_args: list[str],
+    settings: dict[str, Any],
+) -> Invocation:
+    if output is not None and overwrite_output is not None:
+        raise UsageError("use -o (append) or -O (overwrite), not both")
+    args = parse_spider_args(spider_args)
+    spider_cls = load_spider(spider_file, spider_name)
+    target = output if output is not None else overwrite_output
+    sink: ItemSink = JsonLinesSink(target, overwrite=overwrite_output is not None) if target else NullSink()
+    return Invocation(spider_cls, sink, {k: v for k, v in settings.items() if v is not None}, args)
+
+
+def parse_spider_args(pairs: list[str]) -> dict[str, str]:
+    args = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise UsageError(f"-a takes NAME=VALUE, not {pair!r}")
+        args[name] = value
+    return args
+
+
+def _execute(invocation: Invocation) -> int:
+    stats_file = _open_stats_file(invocation.stats_path)
+    show_progress = invocation.progress and sys.stderr.isatty()
+    progress = Progress() if show_progress else None
+    engine = build_engine(
+        invocation.spider_cls,
+        invocation.sink,
+        spider_args=invocation.spider_args,
+        on_tick=progress.update if progress else None,
+        **invocation.settings,
+    )
+    try:
+        stats, interrupted = asyncio.run(_run_with_signals(engine))
+    finally:
+        if progress:
+            progress.close()
+        _write_stats(stats_file, engine.stats)
+    Progress.print_summary(stats)
+    return EXIT_INTERRUPTED if interrupted else 0
+
+
+async def _run_with_signals(engine: Engine) -> tuple[Stats, bool]:
+    """Ctrl-C (or SIGTERM) stops cleanly; a second one gives up at once."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    signals_seen: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        signals_seen.append(signum)
+        if len(signals_seen) == 1:
+            engine.stop()
+        elif main is not None:
+            main.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        stats = await engine.run()
+    except asyncio.CancelledError:
+        stats = engine.stats
+    return stats, bool(signals_seen)
+
+
+def _open_stats_file(path: Path | None) -> Any:
+    if path is None:
+        return None
+    try:
+        return path.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot write stats to {path}: {exc.strerror or exc}") from None
+
+
+def _write_stats(stats_file: Any, stats: Stats) -> None:
+    if stats_file is not None:
+        with stats_file:
+            json.dump(stats.to_dict(), stats_file, indent=2)
+            stats_file.write("\n")
+
+
+def _make_app() -> typer.Typer:
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+    app.command(context_settings={"help_option_names": ["-h", "--help"]})(crawl_command)
+    return app
+
+
+SUBCOMMANDS: dict[str, str] = {"demo": "crawler.demo.cli"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point. ``crawl demo ...`` and other subcommands dispatch by name;
+    anything else is ``crawl SPIDER.py ...``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        module = importlib.import_module(SUBCOMMANDS[argv[0]])
+        module.main(argv[1:])
+        return
+    _make_app()(argv, prog_name="crawl")
