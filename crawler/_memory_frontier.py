@@ -1,0 +1,243 @@
+"""`MemoryFrontier`: the in-process `Frontier`, for single-process crawls and tests.
+
+Bookkeeping, in terms of hosts (one ``_Host`` per ``host_key``):
+
+* ``_ring``: hosts that were ready when placed, served round-robin by ``take``.
+  A throttle can make a ring host unready later; ``take`` and ``status`` notice
+  that when they reach it and place it again (lazy removal).
+* ``_waiting``: a heap of ``(ready_at, seq, host)`` for hosts that have work but
+  must wait for their interval or a pause. Entries that no longer match the
+  host's ``wake`` time are stale and dropped when they surface.
+* hosts blocked only by ``concurrency`` are in neither; ``done``/``retry`` place
+  them again.
+* ``_delayed``: a heap of retried requests, moved into their host's queue when due.
+
+Leases are counted per fingerprint (a request taken twice through ``dont_filter``
+holds two), so ``done`` and ``retry`` accept any equal copy of the taken request,
+for example one made with ``dataclasses.replace(request, retries=n + 1)``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from ._frontier import FrontierStatus, HostPolicy
+from ._request import Request
+from ._urls import fingerprint, host_key
+
+_NOWHERE, _RING, _WAITING = 0, 1, 2
+DEFAULT_POLICY = HostPolicy()
+
+
+class _Host:
+    """One host's queue and politeness state."""
+
+    __slots__ = (
+        "in_flight",
+        "last_start",
+        "paused_until",
+        "policy",
+        "queue",
+        "wake",
+        "where",
+    )
+
+    def __init__(self, policy: HostPolicy) -> None:
+        self.policy = policy
+        # (-priority, seq, fingerprint, request): highest priority first, then FIFO.
+        self.queue: list[tuple[int, int, int, Request]] = []
+        self.in_flight = 0
+        self.last_start = -math.inf
+        self.paused_until = -math.inf
+        self.where = _NOWHERE
+        self.wake = 0.0  # the ready time of this host's live entry in ``_waiting``
+
+    def ready_at(self) -> float | None:
+        """When this host may start its next request; ``None`` while it has nothing
+        queued or is at its concurrency limit."""
+        if not self.queue or self.in_flight >= self.policy.concurrency:
+            return None
+        return max(self.last_start + self.policy.interval, self.paused_until)
+
+
+class MemoryFrontier:
+    """A `Frontier` held in this process's memory; nothing survives the process.
+
+    ``policy`` applies to every host not changed by ``throttle``. ``clock`` returns
+    seconds (monotonic); tests inject a fake one.
+    """
+
+    def __init__(
+        self,
+        policy: HostPolicy = DEFAULT_POLICY,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._policy = policy
+        self._clock = clock
+        self._seen: set[int] = set()
+        self._hosts: dict[str, _Host] = {}
+        self._ring: deque[_Host] = deque()
+        self._waiting: list[tuple[float, int, _Host]] = []
+        self._delayed: list[tuple[float, int, int, _Host, Request]] = []
+        self._leases: dict[int, int] = {}
+        self._seq = itertools.count()
+        self._queued = 0
+        self._in_flight = 0
+
+    async def add(self, requests: Sequence[Request]) -> int:
+        now = self._clock()
+        added = 0
+        for request in requests:
+            fp = fingerprint(request.method, request.url, request.body)
+            if fp in self._seen and not request.dont_filter:
+                continue
+            self._seen.add(fp)
+            self._enqueue(self._host(host_key(request.url)), fp, request, now)
+            added += 1
+        return added
+
+    async def take(self, limit: int) -> list[Request]:
+        now = self._clock()
+        self._wake_up(now)
+        taken: list[Request] = []
+        ring = self._ring
+        while len(taken) < limit and ring:
+            host = ring.popleft()
+            host.where = _NOWHERE
+            ready_at = host.ready_at()
+            if ready_at is not None and ready_at <= now:
+                taken.append(self._start(host, now))
+            self._place(host, now)
+        return taken
+
+    async def done(self, request: Request) -> None:
+        self._release(request)
+
+    async def retry(self, request: Request, delay: float) -> None:
+        host, fp = self._release(request)
+        due = self._clock() + max(delay, 0.0)
+        heapq.heappush(self._delayed, (due, next(self._seq), fp, host, request))
+
+    async def throttle(
+        self, host: str, *, policy: HostPolicy | None = None, pause: float | None = None
+    ) -> None:
+        now = self._clock()
+        state = self._host(host)
+        if policy is not None:
+            state.policy = policy
+        if pause is not None:
+            state.paused_until = max(state.paused_until, now + pause)
+        self._place(state, now)
+
+    async def status(self) -> FrontierStatus:
+        now = self._clock()
+        self._wake_up(now)
+        return FrontierStatus(
+            pending=self._queued + len(self._delayed),
+            in_flight=self._in_flight,
+            seen=len(self._seen),
+            wait=self._wait(now),
+        )
+
+    async def close(self) -> None:
+        pass
+
+    def _host(self, key: str) -> _Host:
+        host = self._hosts.get(key)
+        if host is None:
+            host = self._hosts[key] = _Host(self._policy)
+        return host
+
+    def _enqueue(self, host: _Host, fp: int, request: Request, now: float) -> None:
+        heapq.heappush(host.queue, (-request.priority, next(self._seq), fp, request))
+        self._queued += 1
+        self._place(host, now)
+
+    def _start(self, host: _Host, now: float) -> Request:
+        _, _, fp, request = heapq.heappop(host.queue)
+        self._queued -= 1
+        host.in_flight += 1
+        host.last_start = now
+        self._in_flight += 1
+        self._leases[fp] = self._leases.get(fp, 0) + 1
+        return request
+
+    def _release(self, request: Request) -> tuple[_Host, int]:
+        """End one lease of ``request``; raise ``ValueError`` if it holds none."""
+        fp = fingerprint(request.method, request.url, request.body)
+        count = self._leases.get(fp, 0)
+        if count == 0:
+            raise ValueError(
+                f"request is not in flight: {request.method} {request.url}"
+            )
+        if count == 1:
+            del self._leases[fp]
+        else:
+            self._leases[fp] = count - 1
+        host = self._hosts[host_key(request.url)]
+        host.in_flight -= 1
+        self._in_flight -= 1
+        self._place(host, self._clock())
+        return host, fp
+
+    def _place(self, host: _Host, now: float) -> None:
+        """Put ``host`` where its readiness says: the ring, the waiting heap, or
+        nowhere. A host already in the ring stays there (checked when reached)."""
+        if host.where == _RING:
+            return
+        ready_at = host.ready_at()
+        if ready_at is None:
+            host.where = _NOWHERE
+        elif ready_at <= now:
+            host.where = _RING
+            self._ring.append(host)
+        elif host.where != _WAITING or host.wake != ready_at:
+            host.where = _WAITING
+            host.wake = ready_at
+            heapq.heappush(self._waiting, (ready_at, next(self._seq), host))
+
+    def _wake_up(self, now: float) -> None:
+        """Move due retries into their queues and due hosts into the ring; drop
+        unready hosts from the head of the ring so that a non-empty ring means
+        a host is ready now."""
+        delayed = self._delayed
+        while delayed and delayed[0][0] <= now:
+            _, _, fp, host, request = heapq.heappop(delayed)
+            self._enqueue(host, fp, request, now)
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= now:
+            entry = heapq.heappop(waiting)
+            if _is_live(entry):
+                host = entry[2]
+                host.where = _NOWHERE
+                self._place(host, now)
+        ring = self._ring
+        while ring:
+            ready_at = ring[0].ready_at()
+            if ready_at is not None and ready_at <= now:
+                break
+            host = ring.popleft()
+            host.where = _NOWHERE
+            self._place(host, now)
+
+    def _wait(self, now: float) -> float | None:
+        """The wait hint, after ``_wake_up(now)``."""
+        if self._ring:
+            return 0.0
+        waiting = self._waiting
+        while waiting and not _is_live(waiting[0]):
+            heapq.heappop(waiting)
+        times = [heap[0][0] for heap in (waiting, self._delayed) if heap]
+        return max(min(times) - now, 0.0) if times else None
+
+
+def _is_live(entry: tuple[float, int, _Host]) -> bool:
+    """Whether a ``_waiting`` entry is its host's current one (others are stale)."""
+    ready_at, _, host = entry
+    return host.where == _WAITING and host.wake == ready_at
