@@ -129,7 +129,9 @@ class CallbackRunner:
         if verdict is not None:
             result.counts["dropped/" + verdict] += 1
             return
-        result.requests.append(dataclasses.replace(request, url=url, depth=depth))
+        accepted = dataclasses.replace(request, url=url, depth=depth)
+        accepted.fingerprint  # noqa: B018  (hashed here, in the worker, not in the main process)
+        result.requests.append(accepted)
 
     def _finish(self, result: ParseResult) -> ParseResult:
         result.item_count = len(result.items)

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 
 from ._frontier import FrontierStatus, HostPolicy
 from ._request import Request
-from ._urls import fingerprint, host_key
+from ._urls import host_key
 
 _NOWHERE, _RING, _WAITING = 0, 1, 2
 DEFAULT_POLICY = HostPolicy()
@@ -94,7 +94,7 @@ class MemoryFrontier:
         now = self._clock()
         added = 0
         for request in requests:
-            fp = fingerprint(request.method, request.url, request.body)
+            fp = request.fingerprint
             if fp in self._seen and not request.dont_filter:
                 continue
             self._seen.add(fp)
@@ -170,7 +170,7 @@ class MemoryFrontier:
 
     def _release(self, request: Request) -> tuple[_Host, int]:
         """End one lease of ``request``; raise ``ValueError`` if it holds none."""
-        fp = fingerprint(request.method, request.url, request.body)
+        fp = request.fingerprint
         count = self._leases.get(fp, 0)
         if count == 0:
             raise ValueError(
