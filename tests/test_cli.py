@@ -1,0 +1,169 @@
+"""The ``crawl`` command, run as a user runs it: a subprocess of the installed script."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from crawler._siteserver import Page
+
+from .conftest import html, read_jsonl
+
+CRAWL = str(Path(sys.executable).parent / "crawl")
+
+SPIDER = """
+from crawler import Request, Spider
+
+class CliSpider(Spider):
+    name = "cli"
+    start = "http://127.0.0.1:9/"
+
+    def start_requests(self):
+        yield Request(self.start)
+
+    def parse(self, response):
+        yield {"url": response.url, "title": response.css_first("title").text(), "note": "café"}
+        yield from response.follow_all("a")
+"""
+
+
+@pytest.fixture
+def spider_file(tmp_path: Path) -> Path:
+    path = tmp_path / "cli_spider.py"
+    path.write_text(SPIDER)
+    return path
+
+
+@pytest.fixture
+def site(serve):
+    return serve({f"/{i}": html(f"page {i}", [f"/{i + 1}"] if i < 4 else []) for i in range(5)})
+
+
+def crawl(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CRAWL, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+def test_append_then_overwrite(spider_file, site, tmp_path):
+    out = tmp_path / "items.jsonl"
+    args = [str(spider_file), "-a", f"start={site.url}/0", "--no-robots"]
+    assert crawl(*args, "-o", str(out)).returncode == 0
+    assert crawl(*args, "-o", str(out)).returncode == 0
+    assert len(read_jsonl(out)) == 10
+    result = crawl(*args, "-O", str(out))
+    assert result.returncode == 0, result.stderr
+    items = read_jsonl(out)
+    assert len(items) == 5 and items[0]["note"] == "café"
+    assert "café".encode() in out.read_bytes()  # UTF-8, not \\u escapes
+
+
+def test_stdout_output_keeps_logs_on_stderr(spider_file, site):
+    result = crawl(str(spider_file), "-a", f"start={site.url}/0", "-o", "-", "--no-robots")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert sorted(json.loads(line)["title"] for line in lines) == [f"page {i}" for i in range(5)]
+    assert "pages" in result.stderr
+
+
+def test_stats_file_and_flags(spider_file, site, tmp_path):
+    stats_path = tmp_path / "stats.json"
+    result = crawl(
+        str(spider_file), "-a", f"start={site.url}/0", "--stats", str(stats_path),
+        "--max-pages", "3", "--concurrency", "2", "--parse-workers", "1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(stats_path.read_text())
+    assert stats["pages"] == 3 and stats["items"] == 3
+    assert stats["finish_reason"] == "max_pages"
+    assert stats["status"]["200"] == 3
+
+
+@pytest.mark.parametrize(
+    ("contents", "message"),
+    [
+        (None, "spider file not found"),
+        ("def broken(:\n", "syntax error"),
+        ("import nonexistent_module_xyz\n", "ModuleNotFoundError"),
+        ("x = 1\n", "no Spider subclass"),
+    ],
+)
+def test_bad_spider_files_exit_1_with_one_line(tmp_path, contents, message):
+    path = tmp_path / "bad_spider.py"
+    if contents is not None:
+        path.write_text(contents)
+    result = crawl(str(path), "-o", str(tmp_path / "out.jsonl"))
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--concurrency", "0"],
+        ["--concurrency", "many"],
+        ["--rate", "-1"],
+        ["-a", "no_equals_sign"],
+        ["-o", "a.jsonl", "-O", "b.jsonl"],
+        ["--log-level", "LOUD"],
+        ["--no-such-option"],
+    ],
+)
+def test_usage_errors_exit_2(spider_file, args, tmp_path):
+    result = crawl(str(spider_file), *args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unwritable_output_exits_1(spider_file, tmp_path):
+    result = crawl(str(spider_file), "-o", str(tmp_path / "missing" / "dir" / "out.jsonl"))
+    assert result.returncode == 1
+    assert "cannot open output" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_full_disk_stops_the_crawl_with_a_clear_message(spider_file, site):
+    result = crawl(str(spider_file), "-a", f"start={site.url}/0", "-o", "/dev/full", "--no-robots")
+    assert result.returncode == 1
+    assert "No space left" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_debug_log_level_shows_the_traceback(tmp_path):
+    path = tmp_path / "bad_spider.py"
+    path.write_text("raise RuntimeError('boom')\n")
+    result = crawl(str(path), "--log-level", "DEBUG")
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "boom" in result.stderr
+
+
+def test_ctrl_c_stops_cleanly_with_exit_130(spider_file, serve, tmp_path):
+    slow = serve({f"/{i}": Page(html(f"p{i}", [f"/{i + 1}"]).body, delay=0.3) for i in range(1000)})
+    out = tmp_path / "items.jsonl"
+    args = [str(spider_file), "-a", f"start={slow.url}/0", "-o", str(out), "--no-robots", "--no-progress"]
+    process = subprocess.Popen([CRAWL, *args], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while len(slow.hits) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 130, stderr
+    assert time.monotonic() - started < 6
+    items = read_jsonl(out)  # every line is whole JSON
+    assert 3 <= len(items) < 1000
+    assert "stopped" in stderr
+
+
+def test_help_lists_the_contract_options():
+    result = crawl("--help")
+    assert result.returncode == 0
+    for option in ("-o", "-O", "-a", "--concurrency", "--per-host", "--rate", "--depth", "--max-pages",
+                   "--job", "--frontier", "--parse-workers", "--stats", "--log-level", "--no-progress"):  # fmt: skip
+        assert option in result.stdout, option
