@@ -33,7 +33,13 @@ def build_engine(
     resolved = resolve_settings(spider_cls, settings)
     spider = spider_cls(**(spider_args or {}))
     return Engine(
-        spider, resolved, sink, spider_args=spider_args, frontier=frontier, transport=transport, on_tick=on_tick
+        spider,
+        resolved,
+        sink,
+        spider_args=spider_args,
+        frontier=frontier,
+        transport=transport,
+        on_tick=on_tick,
     )
 
 

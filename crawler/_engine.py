@@ -9,6 +9,7 @@ the pool -> items to the sink, new requests to the frontier -> acknowledge.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable, Iterable, Mapping
@@ -170,10 +171,8 @@ class Engine:
 
     async def _sleep(self, timeout: float) -> None:
         self._wake.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), min(timeout, 1.0))
-        except TimeoutError:
-            pass
 
     async def _let_workers_finish(self) -> None:
         """Give requests in flight ``STOP_GRACE`` seconds, then give them up."""
@@ -336,7 +335,7 @@ def _default_policy(settings: Settings) -> HostPolicy:
 
 def _backoff(attempt: int) -> float:
     """Exponential backoff with full jitter: 0.5s, 1s, 2s ... (capped at 60s), times 0.5-1.5."""
-    return min(60.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)
+    return min(60.0, 0.5 * 2.0**attempt) * random.uniform(0.5, 1.5)
 
 
 def _origin(url: str) -> str:
@@ -349,7 +348,9 @@ def _follow_redirect(request: Request, status: int, url: str) -> Request:
     if status == 303 or (status in (301, 302) and request.method == "POST"):
         changes.update(method="GET", body=b"")
     if _origin(url) != _origin(request.url):
-        changes["headers"] = {k: v for k, v in request.headers.items() if k.lower() not in CROSS_ORIGIN_SECRETS}
+        changes["headers"] = {
+            k: v for k, v in request.headers.items() if k.lower() not in CROSS_ORIGIN_SECRETS
+        }
     return replace(request, **changes)
 
 

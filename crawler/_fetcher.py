@@ -89,9 +89,10 @@ class Fetcher:
 
     def _check_declared_size(self, response: httpx.Response) -> None:
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and "content-encoding" not in response.headers:
-            if int(declared) > self._settings.max_size:
-                raise ResponseTooLarge(f"Content-Length {declared} exceeds the {self._settings.max_size}-byte cap")
+        if declared.isdigit() and int(declared) > self._settings.max_size:
+            raise ResponseTooLarge(
+                f"Content-Length {declared} exceeds the {self._settings.max_size}-byte cap"
+            )
 
     async def _read_body(self, response: httpx.Response) -> bytes:
         cap = self._settings.max_size

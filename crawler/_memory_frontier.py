@@ -173,9 +173,7 @@ class MemoryFrontier:
         fp = request.fingerprint
         count = self._leases.get(fp, 0)
         if count == 0:
-            raise ValueError(
-                f"request is not in flight: {request.method} {request.url}"
-            )
+            raise ValueError(f"request is not in flight: {request.method} {request.url}")
         if count == 1:
             del self._leases[fp]
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from typing import Any, Protocol
@@ -63,10 +64,8 @@ class JsonLinesSink:
 
     def _cut_back(self) -> None:
         if self._fd is not None and self.target != "-":
-            try:
+            with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, self._good_size)
-            except OSError:
-                pass
 
     def close(self) -> None:
         try:

@@ -55,7 +55,13 @@ class Pipelines:
                 item = await _call(pipeline, "process_item", item, self._spider)
             except Exception as exc:
                 self._stats.inc("errors/pipeline")
-                log.error("pipeline %s failed on an item of %s: %s: %s", type(pipeline).__name__, url, type(exc).__name__, exc)
+                log.error(
+                    "pipeline %s failed on an item of %s: %s: %s",
+                    type(pipeline).__name__,
+                    url,
+                    type(exc).__name__,
+                    exc,
+                )
                 return None
             if item is None:
                 self._stats.inc("dropped/pipeline")

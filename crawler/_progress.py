@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -53,5 +52,3 @@ def summary_rows(stats: Stats) -> list[tuple[str, str]]:
         if key.startswith(("errors/", "dropped/", "status/")):
             rows.append((key, f"{stats.counts[key]:,}"))
     return rows
-
-

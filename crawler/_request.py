@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
 from hashlib import blake2b
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +64,7 @@ def fingerprint_canonical(method: str, url: str, body: bytes) -> int:
     return int.from_bytes(blake2b(head + body, digest_size=8).digest(), "big")
 
 
-_FIELDS = tuple(name for name in Request.__slots__)  # type: ignore[attr-defined]
+_FIELDS = tuple(name for name in Request.__slots__)
 
 
 _SLOT_SETTERS = tuple(getattr(Request, name).__set__ for name in _FIELDS)

@@ -21,7 +21,7 @@ class Response:
     """A fetched page. ``headers`` has lower-case names. Parsing happens lazily on
     the first ``css``/``css_first`` call, once per response."""
 
-    __slots__ = ("url", "status", "headers", "body", "request", "__dict__")
+    __slots__ = ("__dict__", "body", "headers", "request", "status", "url")
 
     def __init__(
         self,
@@ -103,9 +103,7 @@ class Response:
     def follow(self, target: str | LexborNode, callback: Any = None, **kwargs: Any) -> Request:
         """A request for ``target`` (a URL, relative or absolute, or an element with
         ``href``/``src``), one level deeper than this response."""
-        href = target if isinstance(target, str) else _link_of(target)
-        if href is None:
-            raise ValueError(f"element <{target.tag}> has no href or src to follow")
+        href = target if isinstance(target, str) else _required_link(target)
         kwargs.setdefault("depth", self.depth + 1)
         return Request(self.urljoin(href), callback=callback, **kwargs)
 
@@ -131,6 +129,13 @@ class Response:
         if changes:
             raise TypeError(f"Response.replace() got unknown fields: {', '.join(changes)}")
         return Response(**values)
+
+
+def _required_link(node: LexborNode) -> str:
+    href = _link_of(node)
+    if href is None:
+        raise ValueError(f"element <{node.tag}> has no href or src to follow")
+    return href
 
 
 def _link_of(node: LexborNode) -> str | None:

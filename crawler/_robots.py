@@ -87,7 +87,9 @@ class RobotsCache:
                 url = join_url(url, location)
                 continue
             return self._rules_from(origin, fetched)
-        log.warning("robots.txt of %s redirects more than %d times: no restrictions", origin, MAX_ROBOTS_REDIRECTS)
+        log.warning(
+            "robots.txt of %s redirects more than %d times: no restrictions", origin, MAX_ROBOTS_REDIRECTS
+        )
         return RobotsRules(token=self._token)
 
     def _rules_from(self, origin: str, fetched: Fetched) -> RobotsRules:

@@ -8,6 +8,7 @@ stderr, never a traceback (unless ``--log-level DEBUG``).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import signal
@@ -45,12 +46,22 @@ class Invocation:
     progress: bool = True
 
 
-def crawl_command(
-    spider_file: Annotated[Path, typer.Argument(metavar="SPIDER.py", help="Python file with a Spider subclass.")],
-    output: Annotated[str | None, typer.Option("-o", "--output", help="Append items as JSON Lines ('-': stdout).")] = None,
-    overwrite_output: Annotated[str | None, typer.Option("-O", "--overwrite-output", help="Write items, replacing the file.")] = None,
-    spider_arg: Annotated[list[str] | None, typer.Option("-a", help="Set a spider attribute: NAME=VALUE.")] = None,
-    spider_name: Annotated[str | None, typer.Option("--spider", help="Which spider, if the file has several.")] = None,
+def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
+    spider_file: Annotated[
+        Path, typer.Argument(metavar="SPIDER.py", help="Python file with a Spider subclass.")
+    ],
+    output: Annotated[
+        str | None, typer.Option("-o", "--output", help="Append items as JSON Lines ('-': stdout).")
+    ] = None,
+    overwrite_output: Annotated[
+        str | None, typer.Option("-O", "--overwrite-output", help="Write items, replacing the file.")
+    ] = None,
+    spider_arg: Annotated[
+        list[str] | None, typer.Option("-a", help="Set a spider attribute: NAME=VALUE.")
+    ] = None,
+    spider_name: Annotated[
+        str | None, typer.Option("--spider", help="Which spider, if the file has several.")
+    ] = None,
     concurrency: Annotated[int | None, typer.Option(help="Requests in flight in total [64].")] = None,
     per_host: Annotated[int | None, typer.Option(help="Requests in flight per host [8].")] = None,
     rate: Annotated[float | None, typer.Option(help="Requests per second per host [no cap].")] = None,
@@ -58,8 +69,12 @@ def crawl_command(
     max_pages: Annotated[int | None, typer.Option(help="Stop after this many pages.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Deadline per fetch attempt in seconds [30].")] = None,
     retries: Annotated[int | None, typer.Option(help="Retries of a failed fetch [2].")] = None,
-    parse_workers: Annotated[int | None, typer.Option(help="Parse processes; 0 parses in-process [CPUs].")] = None,
-    obey_robots: Annotated[bool | None, typer.Option("--robots/--no-robots", help="Obey robots.txt [on].")] = None,
+    parse_workers: Annotated[
+        int | None, typer.Option(help="Parse processes; 0 parses in-process [CPUs].")
+    ] = None,
+    obey_robots: Annotated[
+        bool | None, typer.Option("--robots/--no-robots", help="Obey robots.txt [on].")
+    ] = None,
     job: Annotated[Path | None, typer.Option(help="Keep crawl state in DIR to resume later.")] = None,
     frontier: Annotated[str | None, typer.Option(help="Shared frontier URL (redis://HOST:PORT/DB).")] = None,
     stats: Annotated[Path | None, typer.Option(help="Write the final statistics to this JSON file.")] = None,
@@ -75,7 +90,14 @@ def crawl_command(
     }  # fmt: skip
     try:
         _refuse_unavailable(job, frontier)
-        invocation = _prepare(spider_file, spider_name, output, overwrite_output, spider_arg or [], settings)
+        invocation = _prepare(
+            spider_file,
+            spider_name=spider_name,
+            output=output,
+            overwrite_output=overwrite_output,
+            spider_args=spider_arg or [],
+            settings=settings,
+        )
         invocation.stats_path, invocation.progress = stats, not no_progress
         code = _execute(invocation)
     except CrawlerError as exc:
@@ -108,6 +130,7 @@ def _refuse_unavailable(job: Path | None, frontier: str | None) -> None:
 
 def _prepare(
     spider_file: Path,
+    *,
     spider_name: str | None,
     output: str | None,
     overwrite_output: str | None,
@@ -206,8 +229,6 @@ def main(argv: list[str] | None = None) -> None:
     anything else is ``crawl SPIDER.py ...``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
-        import importlib
-
         module = importlib.import_module(SUBCOMMANDS[argv[0]])
         module.main(argv[1:])
         return

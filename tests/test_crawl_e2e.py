@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import Counter
 from typing import Any
 
@@ -158,7 +159,9 @@ def test_retries_are_bounded(serve, crawl_items):
 
 
 def test_unreachable_host_is_an_error_not_a_crash(crawl_items, unused_port):
-    items, stats = crawl_items(TitleSpider, [f"http://127.0.0.1:{unused_port}/"], retries=1, obey_robots=False)
+    items, stats = crawl_items(
+        TitleSpider, [f"http://127.0.0.1:{unused_port}/"], retries=1, obey_robots=False
+    )
     assert items == []
     assert stats["errors/connection_error"] == 1
     assert stats["retries"] == 1
@@ -175,7 +178,9 @@ class FailingSpider(Spider):
 @pytest.mark.parametrize("parse_workers", [0, 1])
 def test_callback_errors_are_counted_and_the_crawl_goes_on(serve, crawl_items, caplog, parse_workers):
     server = serve({"/": html("home", ["/bad", "/good"]), "/bad": html("bad"), "/good": html("good")})
-    items, stats = crawl_items(FailingSpider, [server.url + "/"], obey_robots=False, parse_workers=parse_workers)
+    items, stats = crawl_items(
+        FailingSpider, [server.url + "/"], obey_robots=False, parse_workers=parse_workers
+    )
     assert sorted(i["url"] for i in items) == [server.url + "/", server.url + "/good"]
     assert stats["errors/callback"] == 1
     assert "broken page" in caplog.text and server.url + "/bad" in caplog.text
@@ -252,7 +257,7 @@ def test_rate_spaces_requests_to_one_host(serve, crawl_items):
     crawl_items(TitleSpider, [server.url + "/0"], obey_robots=False, rate=10)
     times = [hit.time for hit in server.hits]
     assert len(times) == 6
-    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.09
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 0.09
 
 
 def test_a_slow_host_does_not_hold_up_a_fast_one(serve, crawl_items):
