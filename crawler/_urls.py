@@ -1,0 +1,295 @@
+"""URL logic as small pure functions: join, canonicalise, scope, politeness key, dedup.
+
+The crawl's URL pipeline is ``join_url`` (an ``href`` as a browser resolves it), then
+``canonicalize`` (one spelling per resource, so that dedup works), then
+``is_followable`` / ``in_scope`` / ``is_too_long`` (whether to queue it), then
+``fingerprint`` (the dedup key) and ``host_key`` (the politeness key).
+
+``canonicalize`` raises ``InvalidURL`` (a ``ValueError``) and nothing else, for any
+text; ``join_url`` never raises. ``host_key``, ``hostname`` and ``in_scope`` expect a
+URL that ``canonicalize`` returned, and raise ``InvalidURL`` for one without a host.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import string
+from collections.abc import Collection, Iterable
+from functools import lru_cache
+from hashlib import blake2b
+from urllib.parse import unquote, urljoin
+
+import idna
+
+MAX_URL_LENGTH = 2083
+"""The longest URL worth fetching (Internet Explorer's limit; sitemaps allow 2048)."""
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_DEFAULT_PORT_SUFFIXES = {scheme: f":{port}" for scheme, port in _DEFAULT_PORTS.items()}
+_C0_AND_SPACE = "".join(map(chr, range(0x21)))
+_TAB_AND_NEWLINES = str.maketrans("", "", "\t\r\n")
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+
+# RFC 3986 appendix B, with a strict scheme; the fragment is left unmatched.
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))?")
+_AUTHORITY = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://(?:[^/?#]*@)?([^/?#]*)")
+_HOST_AND_PORT = re.compile(r"(\[[^\]]*\]|[^:]*)(?::(.*))?", re.DOTALL)
+_QUERY_OR_FRAGMENT = re.compile(r"[?#]")
+_REG_NAME = re.compile(r"[a-z0-9\-._~!$&'()*+,;=]+")  # RFC 3986 reg-name, no escapes
+# Anything that is neither unreserved nor reserved, and every "%": needs a look.
+_NOT_PLAIN = re.compile(r"%[0-9A-Fa-f]{2}|[^A-Za-z0-9\-._~!$&'()*+,;=:@/?\[\]]")
+
+
+class InvalidURL(ValueError):
+    """A text that is not an absolute URL, or an http(s) URL without a usable host."""
+
+
+def join_url(base: str, href: str) -> str:
+    """Resolve ``href`` against the absolute URL ``base`` as a browser does.
+
+    Leading and trailing C0 controls and spaces of ``href`` are stripped, tabs and
+    newlines anywhere in it removed, and for http(s) a backslash before the query
+    counts as a slash (WHATWG). An empty ``href`` is ``base`` without its fragment.
+    The result is not canonical. Never raises: an ``href`` that cannot be resolved
+    (a broken IPv6 host such as ``//[x``) is returned cleaned, for ``canonicalize``
+    to refuse.
+    """
+    href = href.strip(_C0_AND_SPACE).translate(_TAB_AND_NEWLINES)
+    if not href:
+        return base.partition("#")[0]
+    if "\\" in href and _is_http_reference(base, href):
+        href = _backslashes_to_slashes(href)
+    try:
+        return urljoin(base, href)
+    except ValueError:
+        return href
+
+
+def _is_http_reference(base: str, href: str) -> bool:
+    """Whether ``href`` resolved against ``base`` is an http(s) URL."""
+    match = _URL.match(href) or _URL.match(base)
+    return match is not None and match[1].lower() in _DEFAULT_PORTS
+
+
+def _backslashes_to_slashes(href: str) -> str:
+    """Turn backslashes into slashes up to the query or fragment."""
+    head = _QUERY_OR_FRAGMENT.split(href, maxsplit=1)[0]
+    return head.replace("\\", "/") + href[len(head) :]
+
+
+@lru_cache(maxsize=65536)
+def canonicalize(url: str) -> str:
+    """Return the one spelling of ``url`` that dedup compares; raise ``InvalidURL``.
+
+    http(s): surrounding C0 controls and spaces stripped; scheme and host lower-case;
+    an IDN host in punycode, without a trailing dot; an IPv6 host compressed, in
+    brackets; no default port; no fragment; no empty query (``?``); escapes of
+    unreserved characters decoded, others upper-cased; a lone ``%``, spaces, other
+    characters that are neither unreserved nor reserved, and non-ASCII percent-encoded
+    as UTF-8 in path and query; dot segments resolved, empty path ``/``. Userinfo,
+    the case of path and query, and the order of query parameters are kept. Tabs and
+    newlines inside the URL are escaped, not removed (``join_url`` removes them).
+    Other schemes (``mailto:``, ``javascript:``...) only get a lower-case scheme.
+    Idempotent: ``canonicalize(canonicalize(u)) == canonicalize(u)``.
+    """
+    url = url.strip(_C0_AND_SPACE)
+    match = _URL.match(url)
+    if match is None:
+        raise InvalidURL(f"not an absolute URL: {url!r}")
+    scheme = match[1].lower()
+    if scheme not in _DEFAULT_PORTS:
+        return scheme + url[len(scheme) :]
+    authority, path, query = match.group(2, 3, 4)
+    if authority is None:
+        raise InvalidURL(f"no host in {url!r}")
+    return _canonical_authority(scheme, authority) + _canonical_path(path) + _canonical_query(query)
+
+
+def _canonical_authority(scheme: str, authority: str) -> str:
+    """``scheme://[userinfo@]host[:port]`` with the host and port canonical."""
+    userinfo, at, host_and_port = authority.rpartition("@")
+    match = _HOST_AND_PORT.fullmatch(host_and_port)
+    if match is None:
+        raise InvalidURL(f"bad host in {authority!r}")
+    port = _canonical_port(match[2], _DEFAULT_PORTS[scheme])
+    return f"{scheme}://{userinfo}{at}{_canonical_host(match[1])}{port}"
+
+
+def _canonical_port(port: str | None, default: int) -> str:
+    """``:port``, or ``""`` when it is missing, empty or the default."""
+    if not port:
+        return ""
+    digits = port.isascii() and port.isdigit() and len(port.lstrip("0")) <= 5
+    if not digits or int(port) > 65535:  # no int() of a huge string
+        raise InvalidURL(f"bad port {port!r}")
+    number = int(port)
+    return "" if number == default else f":{number}"
+
+
+def _canonical_host(host: str) -> str:
+    """A lower-case ASCII host name without trailing dot, or a bracketed IPv6 address."""
+    if host.startswith("["):
+        return _canonical_ipv6(host)
+    if "%" in host:
+        host = unquote(host)
+    if not host.isascii():
+        host = _punycode(host)
+    host = host.lower().rstrip(".")
+    if not _REG_NAME.fullmatch(host):
+        raise InvalidURL(f"bad host {host!r}")
+    return host
+
+
+def _canonical_ipv6(host: str) -> str:
+    """``[address]`` compressed and lower-case; zone identifiers are refused."""
+    if not host.endswith("]") or "%" in host:
+        raise InvalidURL(f"bad IPv6 host {host!r}")
+    try:
+        return f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
+    except ValueError:
+        raise InvalidURL(f"bad IPv6 host {host!r}") from None
+
+
+def _punycode(host: str) -> str:
+    """The ASCII form of an internationalised host: IDNA 2008 with UTS 46 mapping as
+    browsers do, falling back to IDNA 2003 (which allows e.g. emoji)."""
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except UnicodeError:  # idna.IDNAError is one
+        pass
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise InvalidURL(f"bad international host {host!r}") from None
+
+
+def _canonical_path(path: str) -> str:
+    """Escapes normalised, then dot segments resolved; ``/`` for an empty path."""
+    return _remove_dot_segments(_normalize_escapes(path)) if path else "/"
+
+
+def _canonical_query(query: str | None) -> str:
+    """``?query`` with escapes normalised, or ``""`` for a missing or empty query."""
+    return f"?{_normalize_escapes(query)}" if query else ""
+
+
+def _normalize_escapes(text: str) -> str:
+    """Decode escaped unreserved characters, upper-case other escapes, escape the rest
+    that is neither unreserved nor reserved (a lone ``%`` becomes ``%25``)."""
+    return _NOT_PLAIN.sub(_normalize_escape, text) if _NOT_PLAIN.search(text) else text
+
+
+def _normalize_escape(match: re.Match[str]) -> str:
+    """One ``%XX`` escape or one character that needs escaping."""
+    text = match[0]
+    if len(text) == 3:
+        char = chr(int(text[1:], 16))
+        return char if char in _UNRESERVED else text.upper()
+    return "".join(f"%{byte:02X}" for byte in text.encode("utf-8", "surrogatepass"))
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 section 5.2.4 for an absolute path: ``/a/./b/../c`` is ``/a/c``."""
+    if "/." not in path:
+        return path
+    segments = path.split("/")
+    kept: list[str] = []
+    for segment in segments[1:]:
+        if segment == "..":
+            if kept:
+                kept.pop()
+        elif segment != ".":
+            kept.append(segment)
+    if segments[-1] in (".", ".."):
+        kept.append("")
+    return "/" + "/".join(kept)
+
+
+def is_followable(url: str) -> bool:
+    """Whether a crawler fetches ``url``: only ``http://`` and ``https://`` URLs."""
+    return url[:8].lower().startswith(("http://", "https://"))
+
+
+def host_key(url: str) -> str:
+    """The politeness key: lower-case ``host``, or ``host:port`` for a port that is
+    not the scheme's default (IPv6 hosts keep their brackets)."""
+    scheme, host_and_port = _scheme_and_host_port(url)
+    default = _DEFAULT_PORT_SUFFIXES.get(scheme)
+    if default and host_and_port.endswith(default):
+        return host_and_port[: -len(default)]
+    return host_and_port
+
+
+def hostname(url: str) -> str:
+    """The lower-case host without port; an IPv6 address without its brackets, as
+    ``ipaddress`` and ``urllib`` spell it."""
+    host_and_port = _scheme_and_host_port(url)[1]
+    if host_and_port.startswith("["):
+        return host_and_port[1:].partition("]")[0]
+    return host_and_port.partition(":")[0]
+
+
+def _scheme_and_host_port(url: str) -> tuple[str, str]:
+    """Lower-case scheme and ``host[:port]`` of a URL with an authority."""
+    match = _AUTHORITY.match(url)
+    if match is None:
+        raise InvalidURL(f"no host in {url!r}")
+    return match[1].lower(), match[2].lower()
+
+
+def in_scope(url: str, allowed_domains: Collection[str]) -> bool:
+    """Whether the host of ``url`` is an allowed domain or a subdomain of one.
+
+    Allowed entries are compared without case, port, brackets or trailing dot, IDN
+    entries in punycode; an entry that is not a host name matches nothing. IP
+    addresses match only themselves. No allowed domains: nothing is in scope.
+    """
+    host = hostname(url)
+    is_ip = _is_ip_address(host)
+    for entry in allowed_domains:
+        domain = _allowed_domain(entry)
+        if domain and (host == domain or (not is_ip and host.endswith(f".{domain}"))):
+            return True
+    return False
+
+
+@lru_cache(maxsize=1024)
+def _allowed_domain(entry: str) -> str:
+    """An ``allowed_domains`` entry spelled as ``hostname`` spells hosts, or ``""``."""
+    entry = entry.strip()
+    if entry.count(":") > 1 and not entry.startswith("["):
+        entry = f"[{entry}]"  # a bare IPv6 address
+    try:
+        return hostname(canonicalize(f"http://{entry}/"))
+    except InvalidURL:
+        return ""
+
+
+def _is_ip_address(host: str) -> bool:
+    """Whether ``host`` (as ``hostname`` returns it) is an IPv4 or IPv6 address."""
+    return ":" in host or host.rpartition(".")[2].isdigit()
+
+
+def default_allowed_domains(start_urls: Iterable[str]) -> tuple[str, ...]:
+    """The hostnames of ``start_urls`` (canonicalised), de-duplicated, in order."""
+    return tuple(dict.fromkeys(hostname(canonicalize(url)) for url in start_urls))
+
+
+def fingerprint(method: str, url: str, body: bytes = b"") -> int:
+    """A 64-bit dedup key of a request, the same in every process and run.
+
+    BLAKE2b over the upper-case method and canonical URL (as netstrings, so that no
+    two requests share an input) and the body. Raises ``InvalidURL`` like
+    ``canonicalize``.
+    """
+    method, url = method.upper(), canonicalize(url)
+    head = f"{len(method)}:{method}{len(url)}:{url}".encode("utf-8", "surrogatepass")
+    digest = blake2b(head, digest_size=8)
+    digest.update(body)
+    return int.from_bytes(digest.digest(), "big")
+
+
+def is_too_long(url: str, limit: int = MAX_URL_LENGTH) -> bool:
+    """Whether ``url`` is longer than ``limit`` characters."""
+    return len(url) > limit

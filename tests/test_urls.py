@@ -1,0 +1,382 @@
+"""URL functions, tested from tables."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crawler._urls import (
+    MAX_URL_LENGTH,
+    InvalidURL,
+    canonicalize,
+    default_allowed_domains,
+    fingerprint,
+    host_key,
+    hostname,
+    in_scope,
+    is_followable,
+    is_too_long,
+    join_url,
+)
+
+BASE = "http://a.com/b/c/d;p?q#f"
+
+
+@pytest.mark.parametrize(
+    ("href", "expected"),
+    [
+        ("g", "http://a.com/b/c/g"),
+        ("./g", "http://a.com/b/c/g"),
+        ("g/", "http://a.com/b/c/g/"),
+        ("/g", "http://a.com/g"),
+        ("../g", "http://a.com/b/g"),
+        ("../../../g", "http://a.com/g"),
+        ("//other.host/x", "http://other.host/x"),
+        ("?y", "http://a.com/b/c/d;p?y"),
+        ("#frag", "http://a.com/b/c/d;p?q#frag"),
+        ("g?y#s", "http://a.com/b/c/g?y#s"),
+        ("https://x.org/", "https://x.org/"),
+        ("HTTP://X.org/A", "http://X.org/A"),
+        (" /p?q=1 ", "http://a.com/p?q=1"),
+        ("\x00\x1f /p\x7f", "http://a.com/p\x7f"),  # only C0 and space are stripped
+        ("\n\t/a\tb\r\nc\t", "http://a.com/abc"),
+        ("/a b", "http://a.com/a b"),  # not canonicalised here
+        ("", "http://a.com/b/c/d;p?q"),
+        ("  ", "http://a.com/b/c/d;p?q"),
+        ("\\\\other.host\\x?a\\b", "http://other.host/x?a\\b"),
+        ("\\g", "http://a.com/g"),
+        ("http:\\\\h\\x", "http://h/x"),
+        ("javascript:void(0)", "javascript:void(0)"),
+        ("mailto:x@y", "mailto:x@y"),
+        ("tel:+1", "tel:+1"),
+        ("data:text/html,<p>\\</p>", "data:text/html,<p>\\</p>"),
+        ("//[x/y", "//[x/y"),  # unresolvable: returned for canonicalize to refuse
+        (" http://[::1/ ", "http://[::1/"),
+    ],
+)
+def test_join_url(href: str, expected: str) -> None:
+    assert join_url(BASE, href) == expected
+
+
+@given(st.text(), st.text())
+def test_join_url_never_raises(base: str, href: str) -> None:
+    assert isinstance(join_url(base, href), str)
+    assert isinstance(join_url("http://a.com/b", href), str)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        # scheme, host, port, fragment
+        ("HTTP://Example.COM:80/a/../b/./c?x=1#frag", "http://example.com/b/c?x=1"),
+        ("http://example.com", "http://example.com/"),
+        ("https://example.com:443", "https://example.com/"),
+        ("http://example.com:443/", "http://example.com:443/"),
+        ("https://example.com:80/", "https://example.com:80/"),
+        ("http://example.com:8080/x", "http://example.com:8080/x"),
+        ("http://example.com:/x", "http://example.com/x"),
+        ("http://example.com:0080/", "http://example.com/"),
+        ("http://Example.com./x", "http://example.com/x"),
+        ("http://example.com/x#", "http://example.com/x"),
+        ("  http://example.com/x \n", "http://example.com/x"),
+        ("http://127.0.0.1:8000/", "http://127.0.0.1:8000/"),
+        ("http://[::1]:8080/", "http://[::1]:8080/"),
+        ("http://[::1]:80/", "http://[::1]/"),
+        ("http://[0:0:0:0:0:0:0:1]/", "http://[::1]/"),
+        ("http://[FE80::A]/", "http://[fe80::a]/"),
+        ("http://ex%41mple.com/", "http://example.com/"),
+        # IDN
+        ("http://bücher.de/", "http://xn--bcher-kva.de/"),
+        ("http://BÜCHER.de/", "http://xn--bcher-kva.de/"),
+        ("http://xn--bcher-kva.de/", "http://xn--bcher-kva.de/"),
+        ("http://bücher.de./", "http://xn--bcher-kva.de/"),
+        ("http://faß.de/", "http://xn--fa-hia.de/"),  # IDNA 2008, as browsers
+        ("http://☃.net/", "http://xn--n3h.net/"),  # IDNA 2003 fallback
+        # userinfo
+        ("http://User:Pa%2fss@Example.com/", "http://User:Pa%2fss@example.com/"),
+        ("http://a@b@example.com/", "http://a@b@example.com/"),
+        # path: dot segments, empty path
+        ("http://a.com/a/./b/../c", "http://a.com/a/c"),
+        ("http://a.com/a/b/..", "http://a.com/a/"),
+        ("http://a.com/a/b/.", "http://a.com/a/b/"),
+        ("http://a.com/../../x", "http://a.com/x"),
+        ("http://a.com/a//b", "http://a.com/a//b"),
+        ("http://a.com/a/%2e%2E/b", "http://a.com/b"),
+        ("http://a.com/.hidden/x", "http://a.com/.hidden/x"),
+        ("http://a.com?x=1", "http://a.com/?x=1"),
+        # escapes
+        ("http://a.com/%7euser", "http://a.com/~user"),
+        ("http://a.com/%7Euser", "http://a.com/~user"),
+        ("http://a.com/%41%62%2D%5f%2e", "http://a.com/Ab-_."),
+        ("http://a.com/a%2fb", "http://a.com/a%2Fb"),
+        ("http://a.com/a%2Fb", "http://a.com/a%2Fb"),
+        ("http://a.com/%3a%40%3f%e9", "http://a.com/%3A%40%3F%E9"),
+        ("http://a.com/a b", "http://a.com/a%20b"),
+        ("http://a.com/café", "http://a.com/caf%C3%A9"),
+        ("http://a.com/caf%c3%a9", "http://a.com/caf%C3%A9"),
+        ("http://a.com/100%", "http://a.com/100%25"),
+        ("http://a.com/%zz", "http://a.com/%25zz"),
+        ('http://a.com/|^{}`"<>\\', "http://a.com/%7C%5E%7B%7D%60%22%3C%3E%5C"),
+        ("http://a.com/a\tb", "http://a.com/a%09b"),
+        ("http://a.com/[x]:@!$&'()*+,;=", "http://a.com/[x]:@!$&'()*+,;="),
+        ("http://a.com/Path/CASE", "http://a.com/Path/CASE"),
+        # query
+        ("http://a.com/b?", "http://a.com/b"),
+        ("http://a.com/b?#x", "http://a.com/b"),
+        ("http://a.com/b??", "http://a.com/b??"),
+        ("http://a.com/?z=1&a=2&z=0", "http://a.com/?z=1&a=2&z=0"),
+        ("http://a.com/?q=a b&r=é", "http://a.com/?q=a%20b&r=%C3%A9"),
+        ("http://a.com/?q=%7e%2f%2B+x", "http://a.com/?q=~%2F%2B+x"),
+        ("http://a.com/?Q=UPPER/../x", "http://a.com/?Q=UPPER/../x"),
+        # other schemes: only the scheme changes
+        ("javascript:void(0)", "javascript:void(0)"),
+        ("JavaScript:alert('X')", "javascript:alert('X')"),
+        ("MAILTO:X@Y.com", "mailto:X@Y.com"),
+        ("tel:+1 555", "tel:+1 555"),
+        ("data:text/html,<b>Hi</b>", "data:text/html,<b>Hi</b>"),
+        ("ftp://Example.COM:21/a/../b", "ftp://Example.COM:21/a/../b"),
+    ],
+)
+def test_canonicalize(url: str, expected: str) -> None:
+    assert canonicalize(url) == expected
+    assert canonicalize(expected) == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "   ",
+        "/relative/path",
+        "example.com/x",
+        "http://",
+        "http:///x",
+        "http:example.com",
+        "http:/example.com",
+        "http://exa mple.com/",
+        "http://exa%20mple.com/",
+        "http://a<b.com/",
+        "http://u@/",
+        "http://...:80/",
+        "http://example.com:99999/",
+        "http://example.com:65536/",
+        "http://example.com:abc/",
+        "http://example.com:-1/",
+        "http://example.com:\uff18\uff10/",  # full-width digits
+        "http://example.com:" + "1" * 5000 + "/",
+        "http://a:1:2/",
+        "http://[::1/",
+        "http://[::1]x/",
+        "http://[not-ipv6]/",
+        "http://[fe80::1%25eth0]/",
+        "http://a\ud800.com/",
+        "http://xn--a.\u200b\u200b/",
+    ],
+)
+def test_canonicalize_rejects(url: str) -> None:
+    with pytest.raises(InvalidURL):
+        canonicalize(url)
+
+
+@given(st.text())
+def test_canonicalize_raises_only_invalid_url_and_is_idempotent(text: str) -> None:
+    for url in (text, "http://" + text, "https://a.com/" + text):
+        try:
+            canonical = canonicalize(url)
+        except InvalidURL:
+            continue
+        assert canonicalize(canonical) == canonical
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=30))
+def test_canonical_urls_are_ascii_and_stripped(tail: str) -> None:
+    canonical = canonicalize("http://a.com/" + tail)
+    assert canonical.isascii()
+    assert canonical == canonical.strip()
+    assert "#" not in canonical
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://a.com/", True),
+        ("https://a.com/", True),
+        ("HTTPS://a.com/", True),
+        ("mailto:x@y", False),
+        ("javascript:void(0)", False),
+        ("tel:+1", False),
+        ("data:text/html,x", False),
+        ("ftp://a.com/", False),
+        ("file:///etc/passwd", False),
+        ("httpx://a.com/", False),
+        ("/relative", False),
+    ],
+)
+def test_is_followable(url: str, expected: bool) -> None:
+    assert is_followable(url) is expected
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://A.com:80/x", "a.com"),
+        ("http://a.com/x", "a.com"),
+        ("https://a.com:443/", "a.com"),
+        ("http://a.com:443/", "a.com:443"),
+        ("https://a.com:80/", "a.com:80"),
+        ("http://a.com:8080", "a.com:8080"),
+        ("http://127.0.0.1:8000/", "127.0.0.1:8000"),
+        ("http://user:pw@a.com:81/", "a.com:81"),
+        ("http://[::1]:8080/", "[::1]:8080"),
+        ("http://[::1]/", "[::1]"),
+        ("http://a.com?x", "a.com"),
+    ],
+)
+def test_host_key(url: str, expected: str) -> None:
+    assert host_key(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://A.com:8080/x", "a.com"),
+        ("http://user@a.com/", "a.com"),
+        ("http://127.0.0.1:8000/", "127.0.0.1"),
+        ("http://[::1]:8080/", "::1"),
+        ("http://xn--bcher-kva.de/", "xn--bcher-kva.de"),
+    ],
+)
+def test_hostname(url: str, expected: str) -> None:
+    assert hostname(url) == expected
+
+
+@pytest.mark.parametrize("func", [host_key, hostname])
+@pytest.mark.parametrize("url", ["mailto:x@y", "/relative", ""])
+def test_host_functions_reject_urls_without_a_host(func: object, url: str) -> None:
+    with pytest.raises(InvalidURL):
+        func(url)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed", "expected"),
+    [
+        ("http://example.com/", ["example.com"], True),
+        ("http://shop.example.com/", ["example.com"], True),
+        ("http://a.b.example.com/", ["example.com"], True),
+        ("http://badexample.com/", ["example.com"], False),
+        ("http://example.com.evil.org/", ["example.com"], False),
+        ("http://example.com/", ["shop.example.com"], False),
+        ("http://example.com:8080/", ["example.com"], True),
+        ("http://example.com/", ["EXAMPLE.com:8080"], True),
+        ("http://example.com/", [" example.com. "], True),
+        ("http://xn--bcher-kva.de/", ["bücher.de"], True),
+        ("http://example.com/", ["other.org", "example.com"], True),
+        ("http://example.com/", [], False),
+        ("http://example.com/", [""], False),
+        ("http://example.com/", ["not a host"], False),
+        ("http://127.0.0.1:8000/", ["127.0.0.1"], True),
+        ("http://127.0.0.1/", ["0.0.1"], False),
+        ("http://10.0.0.1/", ["0.1"], False),
+        ("http://[::1]:8080/", ["::1"], True),
+        ("http://[::1]/", ["[::1]:8080"], True),
+        ("http://[::1]/", ["0:0::1"], True),
+        ("http://[::2]/", ["::1"], False),
+    ],
+)
+def test_in_scope(url: str, allowed: list[str], expected: bool) -> None:
+    assert in_scope(url, allowed) is expected
+
+
+def test_in_scope_accepts_any_collection() -> None:
+    assert in_scope("http://a.example.com/", frozenset({"example.com"}))
+    assert in_scope("http://a.example.com/", ("example.com",))
+
+
+@pytest.mark.parametrize(
+    ("start_urls", "expected"),
+    [
+        ([], ()),
+        (["http://a.com/x"], ("a.com",)),
+        (["http://B.com/", "http://a.com/", "https://b.com:8443/x"], ("b.com", "a.com")),
+        (["http://bücher.de/"], ("xn--bcher-kva.de",)),
+        (["http://127.0.0.1:8000/", "http://[::1]:8000/"], ("127.0.0.1", "::1")),
+    ],
+)
+def test_default_allowed_domains(start_urls: list[str], expected: tuple[str, ...]) -> None:
+    assert default_allowed_domains(start_urls) == expected
+    assert all(in_scope(canonicalize(url), expected) for url in start_urls)
+
+
+def test_default_allowed_domains_takes_an_iterator() -> None:
+    assert default_allowed_domains(iter(["http://a.com/"])) == ("a.com",)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (("GET", "http://a.com/x"), ("get", "HTTP://A.com:80/x#frag")),
+        (("GET", "http://a.com/~u"), ("GET", "http://a.com/%7Eu")),
+        (("POST", "http://a.com/", b"x"), ("post", "http://a.com", b"x")),
+    ],
+)
+def test_fingerprint_equal_for_equivalent_requests(
+    first: tuple[str, str] | tuple[str, str, bytes],
+    second: tuple[str, str] | tuple[str, str, bytes],
+) -> None:
+    assert fingerprint(*first) == fingerprint(*second)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (("GET", "http://a.com/x"), ("POST", "http://a.com/x")),
+        (("GET", "http://a.com/x"), ("GET", "http://a.com/y")),
+        (("GET", "http://a.com/x"), ("GET", "https://a.com/x")),
+        (("GET", "http://a.com/?a=1&b=2"), ("GET", "http://a.com/?b=2&a=1")),
+        (("POST", "http://a.com/", b"x"), ("POST", "http://a.com/", b"y")),
+        (("POST", "http://a.com/", b""), ("POST", "http://a.com/", b"\x00")),
+    ],
+)
+def test_fingerprint_differs_for_different_requests(
+    first: tuple[str, str] | tuple[str, str, bytes],
+    second: tuple[str, str] | tuple[str, str, bytes],
+) -> None:
+    assert fingerprint(*first) != fingerprint(*second)
+
+
+def test_fingerprint_is_a_stable_64_bit_unsigned_int() -> None:
+    value = fingerprint("GET", "http://a.com/")
+    assert value == 11630550357592739516
+    assert 0 <= value < 2**64
+    code = "from crawler._urls import fingerprint; print(fingerprint('GET', 'http://a.com/'))"
+    other_process = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "12345", "PYTHONPATH": ":".join(sys.path)},
+    )
+    assert int(other_process.stdout) == value
+
+
+@pytest.mark.parametrize(
+    ("url", "limit", "expected"),
+    [
+        ("http://a.com/", MAX_URL_LENGTH, False),
+        ("http://a.com/" + "x" * (MAX_URL_LENGTH - 13), MAX_URL_LENGTH, False),
+        ("http://a.com/" + "x" * (MAX_URL_LENGTH - 12), MAX_URL_LENGTH, True),
+        ("http://a.com/", 13, False),
+        ("http://a.com/", 12, True),
+    ],
+)
+def test_is_too_long(url: str, limit: int, expected: bool) -> None:
+    assert is_too_long(url, limit) is expected
+
+
+def test_max_url_length() -> None:
+    assert MAX_URL_LENGTH == 2083
+    assert is_too_long("x" * 2084) and not is_too_long("x" * 2083)
