@@ -54,7 +54,6 @@ class ParseResult:
     requests: list[Request] = field(default_factory=list)
     items: list[Any] = field(default_factory=list)
     lines: bytes = b""
-    item_count: int = 0
     counts: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
 
@@ -134,13 +133,11 @@ class CallbackRunner:
         result.requests.append(accepted)
 
     def _finish(self, result: ParseResult) -> ParseResult:
-        result.item_count = len(result.items)
         if self.rules.encode_items and result.items:
             result.lines, failures = encode_items(result.items)
             result.errors.extend(failures)
             if failures:
                 result.counts["errors/item"] += len(failures)
-            result.item_count -= len(failures)
             result.items = []
         return result
 

@@ -106,9 +106,25 @@ def _sniffed_encoding(body: bytes) -> str:
     try:
         body.decode("utf-8")
     except UnicodeDecodeError:
-        guess = _guess_legacy_encoding(body[:_SNIFF_BYTES])
+        sample = body[:_SNIFF_BYTES]
+        if _looks_western(sample):
+            return _FALLBACK
+        guess = _guess_legacy_encoding(sample)
         return (_usable_encoding(guess) if guess else None) or _FALLBACK
     return "utf-8"
+
+
+def _looks_western(sample: bytes) -> bool:
+    """Whether ``sample`` reads as Western European cp1252 text: accented letters
+    sparse among ASCII ones. (Cyrillic, Greek or CJK text in a legacy encoding is
+    mostly high bytes, and statistical guessers confuse short French or German
+    samples with Baltic or Central European code pages.)"""
+    text = sample.decode(_FALLBACK, errors="replace")
+    high = [ch for ch in text if ord(ch) >= 0x80]
+    if "\ufffd" in text or not high:
+        return False
+    ascii_letters = sum(1 for ch in text if ch.isascii() and ch.isalpha())
+    return sum(ch.isalpha() for ch in high) >= 0.8 * len(high) and len(high) < 0.3 * ascii_letters
 
 
 def _guess_legacy_encoding(sample: bytes) -> str | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from ._callbacks import LinkRules, ParseResult, ParseTask, vet_url
+from ._callbacks import LinkRules, ParseResult, ParseTask, encode_items, vet_url
 from ._errors import FetchError, OutputError
 from ._fetcher import Fetched, Fetcher
 from ._frontier import Frontier, FrontierStatus, HostPolicy
@@ -303,16 +303,24 @@ class Engine:
     async def _store(self, request: Request, result: ParseResult) -> None:
         for key, count in result.counts.items():
             self.stats.inc(key, count)
-        for error in result.errors:
-            log.error("callback %s failed on %s:\n%s", request.callback or "parse", request.url, error)
-        items = result.items
+        self._log_errors(request, result.errors)
+        lines, items = result.lines, result.items
         if self._pipelines and items:
             items = await self._pipelines.process(items, request.url)
-        await self.sink.write(result.lines, items)
-        self.stats.inc("items", len(items) if self._pipelines else result.item_count)
+            if self.sink.wants_lines:
+                lines, failures = encode_items(items)
+                items = []
+                self.stats.inc("errors/item", len(failures))
+                self._log_errors(request, failures)
+        await self.sink.write(lines, items)
+        self.stats.inc("items", len(items) + lines.count(b"\n"))  # JSON Lines: one newline per item
         if result.requests:
             queued = await self._frontier.add(result.requests)
             self.stats.inc("dropped/duplicate", len(result.requests) - queued)
+
+    def _log_errors(self, request: Request, errors: list[str]) -> None:
+        for error in errors:
+            log.error("callback %s failed on %s:\n%s", request.callback or "parse", request.url, error)
 
     async def _shut_down(self) -> None:
         if self.stats.finish_reason == "running":

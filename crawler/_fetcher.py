@@ -72,7 +72,7 @@ class Fetcher:
             raise
         except TimeoutError:
             raise FetchTimeout(f"no complete response within {self._settings.timeout:g}s") from None
-        except (httpx.HTTPError, aiohttp.ClientError, OSError, ValueError) as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, aiohttp.ClientError, OSError, ValueError) as exc:
             raise translate_error(exc) from exc
 
     async def _exchange(self, request: Request) -> Fetched:
@@ -128,7 +128,7 @@ def translate_error(exc: BaseException) -> FetchError:
         return TlsError(message)
     if isinstance(cause, (httpx.TimeoutException, aiohttp.ServerTimeoutError, TimeoutError)):
         return FetchTimeout(message)
-    if isinstance(cause, (httpx.UnsupportedProtocol, aiohttp.InvalidURL)):
+    if isinstance(cause, (httpx.UnsupportedProtocol, httpx.InvalidURL, aiohttp.InvalidURL)):
         return FetchError(message)
     if isinstance(cause, (httpx.TransportError, aiohttp.ClientError, OSError)):
         return TransientFetchError(message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from functools import cached_property
@@ -78,7 +79,7 @@ class Response:
             kind = self.headers.get("content-type", "unknown type")
             raise NotHtmlError(f"{self.url} is not HTML ({kind}); use .text or .json()")
         if self.encoding == "utf-8":
-            return LexborHTMLParser(self.body)
+            return LexborHTMLParser(self.body.removeprefix(codecs.BOM_UTF8))
         return LexborHTMLParser(self.text)
 
     @cached_property

@@ -46,12 +46,16 @@ class Settings:
         _check_positive("parse_workers", self.parse_workers, allow_zero=True)
         for name in ("rate", "timeout"):
             value = getattr(self, name)
-            if value is not None and not value > 0:
+            if value is not None and not (_is_number(value) and value > 0):
                 raise UsageError(f"{name} must be a positive number, not {value!r}")
         for name in ("depth", "max_pages"):
             value = getattr(self, name)
             if value is not None:
                 _check_positive(name, value, allow_zero=True)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _check_positive(name: str, value: object, allow_zero: bool = False) -> None:

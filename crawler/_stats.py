@@ -25,7 +25,8 @@ class Stats:
     _elapsed: float | None = field(default=None, repr=False)
 
     def inc(self, key: str, amount: int = 1) -> None:
-        self.counts[key] += amount
+        if amount:  # a zero would still create the key and show up in reports
+            self.counts[key] += amount
 
     def finish(self, reason: str) -> None:
         self.finished = time.time()

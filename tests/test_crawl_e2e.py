@@ -304,3 +304,19 @@ def test_start_request_errors_are_counted(serve, crawl_items):
     items, stats = crawl_items(StartRequestsSpider, [], obey_robots=False, spider_args={"base": server.url})
     assert items == [{"tag": "x"}]
     assert stats["errors/start_requests"] == 1
+
+
+class UnencodablePipeline:
+    def process_item(self, item: dict[str, Any], spider: Spider) -> dict[str, Any]:
+        return {**item, "bad": object()} if item["url"].endswith("/1") else item
+
+
+class UnencodableSpider(TitleSpider):
+    pipelines = [UnencodablePipeline()]
+
+
+def test_items_that_cannot_be_encoded_are_counted_not_fatal(serve, crawl_items):
+    server = serve(chain_site(3))
+    items, stats = crawl_items(UnencodableSpider, [server.url + "/0"], obey_robots=False)
+    assert sorted(item["url"] for item in items) == [server.url + "/0", server.url + "/2"]
+    assert stats["errors/item"] == 1 and stats.items == 2

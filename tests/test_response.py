@@ -175,11 +175,6 @@ def test_non_utf8_pages_parse_with_correct_text(body: bytes, content_type: str) 
     assert response.css_first("title").text() == "t"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Response._tree hands lexbor the raw UTF-8 body with its BOM; the BOM becomes a "
-    "text node, so <head> content moves into <body> and body text starts with U+FEFF",
-)
 def test_utf8_bom_is_not_part_of_the_document() -> None:
     body = (
         codecs.BOM_UTF8
@@ -190,11 +185,6 @@ def test_utf8_bom_is_not_part_of_the_document() -> None:
     assert response.css_first("body").text() == "café"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: undeclared cp1252 French text is sniffed by charset_normalizer as cp1257 "
-    "(Baltic), so 'très' decodes as 'trčs'; windows-1252 should win for Western text",
-)
 def test_undeclared_cp1252_text_is_sniffed_correctly() -> None:
     sentence = "Le café est très bon, et la crème brûlée aussi. Où êtes-vous allé à Noël? Garçon!"
     response = make(f"<html><body><p>{sentence}</p></body></html>".encode("cp1252"), "text/html")

@@ -320,12 +320,6 @@ def test_non_numeric_rate_is_a_usage_error() -> None:
         resolve_settings(Spider, {"rate": "fast"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Settings.__post_init__ compares a str rate/timeout with '>', the TypeError is "
-    "re-raised as UsageError(\"'>' not supported between instances of 'str' and 'int'\"), "
-    "which does not name the setting",
-)
 @pytest.mark.parametrize("name", ["rate", "timeout"])
 def test_non_numeric_value_message_names_the_setting(name: str) -> None:
     with pytest.raises(UsageError, match=name):
