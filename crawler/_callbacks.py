@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from ._request import Request
+from ._request import Request, relocated
 from ._response import Response
 from ._spider import Spider
 from ._urls import InvalidURL, canonicalize, in_scope, is_followable, is_too_long
@@ -128,7 +128,7 @@ class CallbackRunner:
         if verdict is not None:
             result.counts["dropped/" + verdict] += 1
             return
-        accepted = dataclasses.replace(request, url=url, depth=depth)
+        accepted = relocated(request, url, depth)
         accepted.fingerprint  # noqa: B018  (hashed here, in the worker, not in the main process)
         result.requests.append(accepted)
 

@@ -1,48 +1,172 @@
 """The parse pool: spider callbacks in worker processes, fed in adaptive batches.
 
-A process-pool round trip costs about as much main-process CPU as parsing a page,
-so pages travel in batches: when workers are idle a page goes alone (low latency);
-under load, pages that queue up while the workers are busy travel together (up to
-``MAX_BATCH``), which cuts the per-page cost several times. ``async def``
-callbacks, and every callback when ``workers == 0``, run in the main process.
+Each worker is a process with two pipes that the event loop reads and writes
+directly: no executor threads in the main process (``ProcessPoolExecutor``'s
+manager and feeder threads fought the event loop for the GIL and cost a quarter
+of the main process's time per page), and no forkserver or resource-tracker
+processes. Workers are forked from the main process before the crawl starts, so
+they share its memory pages; when other threads already run, a forkserver is used
+instead, because forking a threaded process is unsafe.
+
+A process round trip costs about as much main-process CPU as parsing a page, so
+pages travel in batches: when workers are idle a page goes alone (low latency);
+under load, the pages that queue up travel together (up to ``MAX_BATCH``).
+``async def`` callbacks, and every callback when ``workers == 0``, run in the main
+process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
+import os
+import pickle
 import signal
+import struct
+import threading
 from collections import deque
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection
 from typing import Any
 
 from ._callbacks import CallbackRunner, LinkRules, ParseResult, ParseTask, is_async_callback
 from ._spider import Spider, SpiderRef
 
+log = logging.getLogger("crawler.pool")
+
 MAX_BATCH = 16
 BATCHES_PER_WORKER = 2
 
-_worker_runner: CallbackRunner | None = None
+Batch = list[tuple[ParseTask, "asyncio.Future[ParseResult]"]]
 
 
-def _init_worker(source: SpiderRef | type[Spider], args: Mapping[str, Any], rules: LinkRules) -> None:
-    """Runs once in each worker process: load the spider, ignore Ctrl-C (the main
-    process decides how to stop)."""
-    global _worker_runner
+def _worker_main(
+    inbox: Connection, outbox: Connection, source: Any, args: Mapping[str, Any], rules: LinkRules
+) -> None:
+    """A worker process: load the spider, then answer batches until told to stop.
+    Ctrl-C and SIGTERM are the main process's business."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)
     spider_cls = source.load() if isinstance(source, SpiderRef) else source
-    _worker_runner = CallbackRunner(spider_cls(**args), rules)
+    runner = CallbackRunner(spider_cls(**args), rules)
+    outbox.send_bytes(b"ready")
+    while payload := inbox.recv_bytes():
+        tasks: list[ParseTask] = pickle.loads(payload)
+        outbox.send_bytes(pickle.dumps([runner.run(task) for task in tasks], pickle.HIGHEST_PROTOCOL))
 
 
-def _parse_batch(tasks: list[ParseTask]) -> list[ParseResult]:
-    assert _worker_runner is not None, "parse worker was not initialised"
-    return [_worker_runner.run(task) for task in tasks]
+def _frame(payload: bytes) -> bytes:
+    """``multiprocessing.Connection``'s framing, so the worker can ``recv_bytes``."""
+    if len(payload) > 0x7FFFFFFF:
+        return struct.pack("!iQ", -1, len(payload)) + payload
+    return struct.pack("!i", len(payload)) + payload
 
 
-def _ready() -> bool:
-    return True
+class _FrameReader(asyncio.Protocol):
+    """Splits the worker's output pipe into messages, on the event loop."""
+
+    def __init__(self, worker: _Worker) -> None:
+        self._worker = worker
+        self._buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        while (message := self._next_message()) is not None:
+            self._worker.message(message)
+
+    def _next_message(self) -> bytes | None:
+        if len(self._buffer) < 4:
+            return None
+        (size,) = struct.unpack_from("!i", self._buffer)
+        start = 4
+        if size == -1:
+            if len(self._buffer) < 12:
+                return None
+            (size,), start = struct.unpack_from("!Q", self._buffer, 4), 12
+        if len(self._buffer) < start + size:
+            return None
+        message = bytes(self._buffer[start : start + size])
+        del self._buffer[: start + size]
+        return message
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._worker.lost()
+
+
+class _Worker:
+    """One worker process and the batches it owes answers for, oldest first."""
+
+    def __init__(self, pool: ParsePool) -> None:
+        self._pool = pool
+        self.owed: deque[Batch] = deque()
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.alive = True
+
+    async def start(self, method: str, init_args: tuple[Any, ...]) -> None:
+        context = multiprocessing.get_context(method)
+        child_in, self._inbox = multiprocessing.Pipe(duplex=False)
+        self._outbox, child_out = multiprocessing.Pipe(duplex=False)
+        self.process = context.Process(
+            target=_worker_main, args=(child_in, child_out, *init_args), daemon=True, name="crawler-parse"
+        )
+        self.process.start()
+        child_in.close()
+        child_out.close()
+        loop = asyncio.get_running_loop()
+        self._writer, _ = await loop.connect_write_pipe(
+            asyncio.Protocol, os.fdopen(self._inbox.fileno(), "wb", 0, closefd=False)
+        )
+        self._reader, _ = await loop.connect_read_pipe(
+            lambda: _FrameReader(self), os.fdopen(self._outbox.fileno(), "rb", 0, closefd=False)
+        )
+        await self.ready
+
+    def send(self, batch: Batch) -> None:
+        self.owed.append(batch)
+        tasks = [task for task, _ in batch]
+        self._writer.write(_frame(pickle.dumps(tasks, pickle.HIGHEST_PROTOCOL)))
+
+    def message(self, payload: bytes) -> None:
+        if not self.ready.done():
+            self.ready.set_result(None)
+            return
+        results: list[ParseResult] = pickle.loads(payload)
+        batch = self.owed.popleft()
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+        self._pool.batch_done()
+
+    def lost(self) -> None:
+        """The worker's pipe closed: it exited or died (a crash in native code, the
+        OOM killer). Its unanswered pages get a crash result."""
+        self.alive = False
+        if not self.ready.done():
+            self.ready.set_exception(RuntimeError("a parse worker exited while starting"))
+        for batch in self.owed:
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(_crash_result())
+        self.owed.clear()
+        self._pool.worker_lost(self)
+
+    def stop(self) -> None:
+        if self.alive and not self._writer.is_closing():
+            self._writer.write(_frame(b""))
+        self._writer.close()
+
+    def reap(self, timeout: float) -> None:
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+    def release(self) -> None:
+        self._reader.close()
+        self._inbox.close()
+        self._outbox.close()
 
 
 class ParsePool:
@@ -52,34 +176,32 @@ class ParsePool:
     def __init__(self, spider: Spider, args: Mapping[str, Any], rules: LinkRules, workers: int) -> None:
         self._runner = CallbackRunner(spider, rules)
         self._init_args = (_spider_source(type(spider)), dict(args), rules)
-        self._workers = workers
-        self._executor: ProcessPoolExecutor | None = None
+        self._size = workers
+        self._workers: list[_Worker] = []
         self._waiting: deque[tuple[ParseTask, asyncio.Future[ParseResult]]] = deque()
-        self._batches_in_flight = 0
+        self._closing = False
         self.worker_restarts = 0
 
     async def start(self) -> None:
         """Start the worker processes and wait until each has loaded the spider."""
-        if self._workers == 0:
-            return
-        self._executor = self._new_executor()
-        loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(self._executor, _ready) for _ in range(self._workers)))
+        await asyncio.gather(*(self._add_worker() for _ in range(self._size)))
 
-    def _new_executor(self) -> ProcessPoolExecutor:
-        source = self._init_args[0]
-        method = "forkserver" if isinstance(source, SpiderRef) else "fork"
-        context = multiprocessing.get_context(method)
-        if method == "forkserver":
-            context.set_forkserver_preload([__name__])
-        return ProcessPoolExecutor(
-            self._workers, mp_context=context, initializer=_init_worker, initargs=self._init_args
-        )
+    async def _add_worker(self) -> None:
+        worker = _Worker(self)
+        self._workers.append(worker)
+        await worker.start(self._start_method(), self._init_args)
+
+    def _start_method(self) -> str:
+        if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+            return "fork"
+        if not isinstance(self._init_args[0], SpiderRef):
+            raise RuntimeError("a spider class defined inside a function needs parse_workers=0 here")
+        return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
     async def parse(self, task: ParseTask) -> ParseResult:
         if is_async_callback(self._runner.spider, task.request):
             return await self._runner.run_async(task)
-        if self._executor is None:
+        if not self._workers:
             return self._runner.run(task)
         future: asyncio.Future[ParseResult] = asyncio.get_running_loop().create_future()
         self._waiting.append((task, future))
@@ -87,47 +209,44 @@ class ParsePool:
         return await future
 
     def _send_batches(self) -> None:
-        while self._waiting and self._batches_in_flight < self._workers * BATCHES_PER_WORKER:
+        while self._waiting:
+            worker = min(self._workers, key=lambda w: len(w.owed) if w.alive else BATCHES_PER_WORKER)
+            if not worker.alive or len(worker.owed) >= BATCHES_PER_WORKER:
+                return
             count = min(MAX_BATCH, len(self._waiting))
-            batch = [self._waiting.popleft() for _ in range(count)]
-            self._batches_in_flight += 1
-            asyncio.get_running_loop().create_task(self._run_batch(batch))
+            worker.send([self._waiting.popleft() for _ in range(count)])
 
-    async def _run_batch(self, batch: list[tuple[ParseTask, asyncio.Future[ParseResult]]]) -> None:
-        assert self._executor is not None
-        tasks = [task for task, _ in batch]
-        try:
-            loop = asyncio.get_running_loop()
-            results = await loop.run_in_executor(self._executor, _parse_batch, tasks)
-        except BrokenProcessPool:
-            results = [_crash_result() for _ in batch]
-            self._restart()
-        finally:
-            self._batches_in_flight -= 1
-        for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+    def batch_done(self) -> None:
         self._send_batches()
 
-    def _restart(self) -> None:
-        """A worker died (a crash in native code, the OOM killer): start fresh ones."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+    def worker_lost(self, worker: _Worker) -> None:
+        if self._closing:
+            return
+        log.error("a parse worker died (exit code %s); starting a new one", worker.process.exitcode)
+        self._workers.remove(worker)
         self.worker_restarts += 1
-        self._executor = self._new_executor()
+        asyncio.get_running_loop().create_task(self._replace_worker())
+
+    async def _replace_worker(self) -> None:
+        await self._add_worker()
+        self._send_batches()
 
     async def close(self) -> None:
+        self._closing = True
         for _, future in self._waiting:
             future.cancel()
         self._waiting.clear()
-        if self._executor is not None:
-            executor, self._executor = self._executor, None
-            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+        for worker in self._workers:
+            worker.stop()
+        workers, self._workers = self._workers, []
+        await asyncio.gather(*(asyncio.to_thread(worker.reap, 5.0) for worker in workers))
+        for worker in workers:
+            worker.release()
 
 
 def _spider_source(spider_cls: type[Spider]) -> SpiderRef | type[Spider]:
-    """Workers find an importable spider by reference (forkserver); a class defined
-    inside a function can only reach them through ``fork``."""
+    """Forked workers get the class itself; a forkserver's workers import it by
+    reference (so a class defined inside a function needs ``fork``)."""
     ref = SpiderRef.of(spider_cls)
     return ref if ref.importable else spider_cls
 

@@ -67,6 +67,14 @@ def fingerprint_canonical(method: str, url: str, body: bytes) -> int:
 _FIELDS = tuple(name for name in Request.__slots__)
 
 
+def relocated(request: Request, url: str, depth: int) -> Request:
+    """``replace(request, url=url, depth=depth)`` for the hot path of link extraction:
+    a copy without re-validation (the other fields were valid already)."""
+    values = [getattr(request, name) for name in _FIELDS]
+    values[0], values[7], values[-1] = url, depth, None
+    return _rebuild(*values)
+
+
 _SLOT_SETTERS = tuple(getattr(Request, name).__set__ for name in _FIELDS)
 
 

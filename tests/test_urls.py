@@ -380,3 +380,23 @@ def test_is_too_long(url: str, limit: int, expected: bool) -> None:
 def test_max_url_length() -> None:
     assert MAX_URL_LENGTH == 2083
     assert is_too_long("x" * 2084) and not is_too_long("x" * 2083)
+
+
+# No empty segments: urljoin drops them ("a//b" -> "a/b"), unlike RFC 3986 and browsers,
+# which the fast path follows.
+_SEGMENT = st.sampled_from(["a", "b.html", ".", "..", "x%7e", "~u", "-d", "9"])
+_SUFFIX = st.sampled_from(["", "?q=1", "#frag", "?a=./b#c"])
+
+
+@given(
+    base_path=st.lists(_SEGMENT, max_size=4).map("/".join),
+    href=st.lists(_SEGMENT, min_size=1, max_size=5).map("/".join),
+    absolute=st.booleans(),
+    suffix=_SUFFIX,
+)
+def test_join_url_fast_path_agrees_with_urljoin(base_path: str, href: str, absolute: bool, suffix: str) -> None:
+    from urllib.parse import urljoin
+
+    base = "http://h.test/" + base_path
+    href = ("/" if absolute else "") + href + suffix
+    assert join_url(base, href) == urljoin(base, href)
