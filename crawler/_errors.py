@@ -6,9 +6,12 @@
      +-- OutputError           the output cannot be opened or written (exit 1)
      +-- FrontierError         the frontier backend is unreachable or corrupt (exit 1)
      +-- FetchError            one fetch failed; counted per page, never fatal to a crawl
-     |    +-- TransientFetchError  worth retrying (connection refused or reset, timeout, cut body)
-     |    |    +-- FetchTimeout
+     |    +-- TransientFetchError  worth retrying (connection refused or reset)
+     |    |    +-- FetchTimeout       no complete response within the deadline
+     |    |    +-- BrokenTransfer     the body was cut short
      |    +-- ResponseTooLarge     the decoded body passed the size cap
+     |    +-- DecodingError        a Content-Encoding that is unknown or corrupt
+     |    +-- TlsError             certificate or handshake failure
      |    +-- BlockedAddress       the host resolved to an address the user did not allow
      +-- NotHtmlError          `Response.css` called on a body that is not HTML
 
@@ -53,6 +56,18 @@ class TransientFetchError(FetchError):
 
 class FetchTimeout(TransientFetchError):
     kind = "timeout"
+
+
+class BrokenTransfer(TransientFetchError):
+    kind = "broken_transfer"
+
+
+class DecodingError(FetchError):
+    kind = "decoding_error"
+
+
+class TlsError(FetchError):
+    kind = "tls_error"
 
 
 class ResponseTooLarge(FetchError):

@@ -52,9 +52,7 @@ FrontierFactory = Callable[..., Frontier]
 Body = Callable[[Frontier, FakeClock], Awaitable[None]]
 
 
-def drive(
-    make_frontier: FrontierFactory, body: Body, *, policy: HostPolicy = DEFAULT_POLICY
-) -> None:
+def drive(make_frontier: FrontierFactory, body: Body, *, policy: HostPolicy = DEFAULT_POLICY) -> None:
     """Run ``body(frontier, clock)`` in a fresh event loop and close the frontier."""
 
     async def main() -> None:
@@ -85,9 +83,7 @@ class FrontierContract:
 
     # -- dedup -------------------------------------------------------------------
 
-    def test_same_url_twice_is_queued_once(
-        self, make_frontier: FrontierFactory
-    ) -> None:
+    def test_same_url_twice_is_queued_once(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             assert await f.add([Request(f"{A}/1")]) == 1
             assert await f.add([Request(f"{A}/1")]) == 0
@@ -97,9 +93,7 @@ class FrontierContract:
 
         drive(make_frontier, body)
 
-    def test_seen_after_done_is_still_deduped(
-        self, make_frontier: FrontierFactory
-    ) -> None:
+    def test_seen_after_done_is_still_deduped(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/1")])
             [r] = await f.take(1)
@@ -109,9 +103,7 @@ class FrontierContract:
 
         drive(make_frontier, body)
 
-    def test_batch_add_counts_new_requests(
-        self, make_frontier: FrontierFactory
-    ) -> None:
+    def test_batch_add_counts_new_requests(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             batch = [
                 Request(f"{A}/1"),
@@ -127,22 +119,16 @@ class FrontierContract:
 
         drive(make_frontier, body)
 
-    def test_dont_filter_skips_dedup_and_records(
-        self, make_frontier: FrontierFactory
-    ) -> None:
+    def test_dont_filter_skips_dedup_and_records(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             assert await f.add([Request(f"{A}/1", dont_filter=True)]) == 1
-            assert (
-                await f.add([Request(f"{A}/1")]) == 0
-            )  # recorded by the dont_filter add
+            assert await f.add([Request(f"{A}/1")]) == 0  # recorded by the dont_filter add
             assert await f.add([Request(f"{A}/1", dont_filter=True)]) == 1
             assert await status(f) == (2, 0, 1)
 
         drive(make_frontier, body)
 
-    def test_method_and_body_are_part_of_identity(
-        self, make_frontier: FrontierFactory
-    ) -> None:
+    def test_method_and_body_are_part_of_identity(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             batch = [
                 Request(f"{A}/form"),
@@ -170,14 +156,10 @@ class FrontierContract:
 
         drive(make_frontier, body, policy=HostPolicy(concurrency=10))
 
-    def test_priority_order_then_fifo_within_host(
-        self, make_frontier: FrontierFactory
-    ) -> None:
+    def test_priority_order_then_fifo_within_host(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             priorities = {"p0a": 0, "p5a": 5, "m1": -1, "p5b": 5, "p3": 3, "p0b": 0}
-            await f.add(
-                [Request(f"{A}/{name}", priority=p) for name, p in priorities.items()]
-            )
+            await f.add([Request(f"{A}/{name}", priority=p) for name, p in priorities.items()])
             order = []
             for _ in priorities:
                 [r] = await f.take(1)
@@ -187,9 +169,7 @@ class FrontierContract:
 
         drive(make_frontier, body, policy=ONE)
 
-    def test_fifo_among_equal_priority_across_adds(
-        self, make_frontier: FrontierFactory
-    ) -> None:
+    def test_fifo_among_equal_priority_across_adds(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             for i in range(5):
                 await f.add([Request(f"{A}/{i}")])
@@ -197,9 +177,7 @@ class FrontierContract:
 
         drive(make_frontier, body, policy=HostPolicy(concurrency=10))
 
-    def test_round_robin_serves_small_host_first_pass(
-        self, make_frontier: FrontierFactory
-    ) -> None:
+    def test_round_robin_serves_small_host_first_pass(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/{i}") for i in range(100)])
             await f.add([Request(f"{B}/0")])
@@ -207,9 +185,7 @@ class FrontierContract:
 
         drive(make_frontier, body, policy=HostPolicy(concurrency=1000))
 
-    def test_round_robin_one_request_per_host_per_pass(
-        self, make_frontier: FrontierFactory
-    ) -> None:
+    def test_round_robin_one_request_per_host_per_pass(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/{i}") for i in range(10)])
             await f.add([Request(f"{B}/{i}") for i in range(10)])
@@ -227,9 +203,7 @@ class FrontierContract:
 
     # -- politeness ----------------------------------------------------------------
 
-    def test_concurrency_caps_in_flight_and_done_frees_a_slot(
-        self, make_frontier: FrontierFactory
-    ) -> None:
+    def test_concurrency_caps_in_flight_and_done_frees_a_slot(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/{i}") for i in range(5)])
             await f.add([Request(f"{B}/0")])
@@ -243,9 +217,7 @@ class FrontierContract:
 
         drive(make_frontier, body, policy=HostPolicy(concurrency=2))
 
-    def test_interval_spaces_starts_of_one_host(
-        self, make_frontier: FrontierFactory
-    ) -> None:
+    def test_interval_spaces_starts_of_one_host(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/{i}") for i in range(3)])
             await f.add([Request(f"{B}/0")])
@@ -262,9 +234,7 @@ class FrontierContract:
 
         drive(make_frontier, body, policy=HostPolicy(concurrency=8, interval=1.0))
 
-    def test_interval_counts_from_take_not_from_done(
-        self, make_frontier: FrontierFactory
-    ) -> None:
+    def test_interval_counts_from_take_not_from_done(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/{i}") for i in range(2)])
             [r] = await f.take(10)
@@ -276,9 +246,7 @@ class FrontierContract:
 
         drive(make_frontier, body, policy=HostPolicy(concurrency=8, interval=1.0))
 
-    def test_pause_skips_host_and_never_shortens(
-        self, make_frontier: FrontierFactory
-    ) -> None:
+    def test_pause_skips_host_and_never_shortens(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/{i}") for i in range(2)])
             await f.add([Request(f"{B}/{i}") for i in range(2)])
@@ -292,9 +260,7 @@ class FrontierContract:
 
         drive(make_frontier, body)
 
-    def test_pause_of_ready_host_takes_effect_at_once(
-        self, make_frontier: FrontierFactory
-    ) -> None:
+    def test_pause_of_ready_host_takes_effect_at_once(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/{i}") for i in range(3)])
             [r] = await f.take(1)
@@ -306,9 +272,7 @@ class FrontierContract:
 
         drive(make_frontier, body)
 
-    def test_pause_of_unknown_host_holds_later_adds(
-        self, make_frontier: FrontierFactory
-    ) -> None:
+    def test_pause_of_unknown_host_holds_later_adds(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.throttle("a.example", pause=3.0)
             await f.add([Request(f"{A}/0")])
@@ -319,16 +283,12 @@ class FrontierContract:
 
         drive(make_frontier, body)
 
-    def test_throttle_policy_overrides_one_host(
-        self, make_frontier: FrontierFactory
-    ) -> None:
+    def test_throttle_policy_overrides_one_host(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/{i}") for i in range(5)])
             await f.add([Request(f"{B}/{i}") for i in range(5)])
             await f.throttle("a.example", policy=HostPolicy(concurrency=3))
-            await f.throttle(
-                "b.example", policy=HostPolicy(concurrency=8, interval=5.0)
-            )
+            await f.throttle("b.example", policy=HostPolicy(concurrency=8, interval=5.0))
             assert Counter(hosts(await f.take(10))) == {"a.example": 3, "b.example": 1}
             clock.advance(4.0)
             assert await f.take(10) == []
@@ -337,9 +297,7 @@ class FrontierContract:
 
         drive(make_frontier, body, policy=ONE)
 
-    def test_throttle_lowering_concurrency_applies_to_queued(
-        self, make_frontier: FrontierFactory
-    ) -> None:
+    def test_throttle_lowering_concurrency_applies_to_queued(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/{i}") for i in range(4)])
             taken = await f.take(2)
@@ -355,9 +313,7 @@ class FrontierContract:
 
     # -- leases: done and retry ----------------------------------------------------
 
-    def test_retry_waits_for_delay_and_is_not_deduped(
-        self, make_frontier: FrontierFactory
-    ) -> None:
+    def test_retry_waits_for_delay_and_is_not_deduped(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/0")])
             [r] = await f.take(1)
@@ -396,9 +352,7 @@ class FrontierContract:
 
         drive(make_frontier, body)
 
-    def test_done_of_request_not_in_flight_raises(
-        self, make_frontier: FrontierFactory
-    ) -> None:
+    def test_done_of_request_not_in_flight_raises(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             with pytest.raises(ValueError):
                 await f.done(Request(f"{A}/never-added"))
@@ -456,9 +410,7 @@ class FrontierContract:
             assert (await f.status()).wait == 0.0  # never negative
             [a1] = await f.take(10)
             await f.retry(a1, 3.0)
-            assert (
-                await f.status()
-            ).wait == 2.0  # the host's interval ends before the retry
+            assert (await f.status()).wait == 2.0  # the host's interval ends before the retry
             clock.advance(2.0)
             s = await f.status()
             assert (s.pending, s.in_flight, s.wait) == (2, 0, 0.0)
@@ -466,9 +418,7 @@ class FrontierContract:
 
         drive(make_frontier, body, policy=HostPolicy(concurrency=1, interval=2.0))
 
-    def test_status_wait_picks_earliest_of_hosts_and_retries(
-        self, make_frontier: FrontierFactory
-    ) -> None:
+    def test_status_wait_picks_earliest_of_hosts_and_retries(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/0"), Request(f"{A}/1"), Request(f"{B}/0")])
             taken = await f.take(10)
@@ -479,18 +429,14 @@ class FrontierContract:
             # either (an early hint costs one empty take; a late one never happens).
             wait = (await f.status()).wait
             assert wait is not None and 3.0 <= wait <= 10.0
-            await f.throttle(
-                "b.example", policy=HostPolicy(concurrency=8, interval=1.0)
-            )
+            await f.throttle("b.example", policy=HostPolicy(concurrency=8, interval=1.0))
             assert (await f.status()).wait == 3.0
             clock.advance(3.0)
             assert urls(await f.take(10)) == [f"{B}/0"]
 
         drive(make_frontier, body, policy=HostPolicy(concurrency=8, interval=10.0))
 
-    def test_finished_only_when_nothing_pending_or_in_flight(
-        self, make_frontier: FrontierFactory
-    ) -> None:
+    def test_finished_only_when_nothing_pending_or_in_flight(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             assert (await f.status()).finished
             await f.add([Request(f"{A}/0")])
@@ -508,17 +454,13 @@ class FrontierContract:
 
     # -- a whole crawl ---------------------------------------------------------------
 
-    def test_many_hosts_drain_with_politeness(
-        self, make_frontier: FrontierFactory
-    ) -> None:
+    def test_many_hosts_drain_with_politeness(self, make_frontier: FrontierFactory) -> None:
         n_hosts, per_host, concurrency, interval = 1000, 10, 2, 1.0
         rng = random.Random(7)
 
         async def body(f: Frontier, clock: FakeClock) -> None:
             for i in range(n_hosts):
-                await f.add(
-                    [Request(f"http://h{i}.example/{j}") for j in range(per_host)]
-                )
+                await f.add([Request(f"http://h{i}.example/{j}") for j in range(per_host)])
             taken: Counter[str] = Counter()
             in_flight: Counter[str] = Counter()
             last_start: dict[str, float] = {}

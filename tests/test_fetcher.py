@@ -23,7 +23,7 @@ import zstandard
 from aiohttp.client_reqrep import ConnectionKey
 
 from crawler import FetchError, Request, Settings
-from crawler._errors import FetchTimeout, ResponseTooLarge, TransientFetchError
+from crawler._errors import BrokenTransfer, FetchTimeout, ResponseTooLarge, TransientFetchError
 from crawler._fetcher import ACCEPT, Fetched, Fetcher, translate_error
 from crawler._siteserver import Page, SiteServer
 
@@ -216,7 +216,7 @@ def test_response_too_large_is_not_transient() -> None:
     ("raised", "expected", "kind"),
     [
         (httpx.ConnectError("connection refused"), TransientFetchError, "connection_error"),
-        (httpx.RemoteProtocolError("peer closed"), TransientFetchError, "connection_error"),
+        (httpx.RemoteProtocolError("peer closed"), BrokenTransfer, "broken_transfer"),
         (httpx.ReadTimeout("read timed out"), FetchTimeout, "timeout"),
         (httpx.ConnectTimeout("connect timed out"), FetchTimeout, "timeout"),
         (
@@ -307,8 +307,8 @@ def caused(outer: BaseException, cause: BaseException) -> BaseException:
         ),
         pytest.param(
             caused(httpx.ReadError("cut"), aiohttp.ClientPayloadError("Response payload is not completed")),
-            TransientFetchError,
-            "connection_error",
+            BrokenTransfer,
+            "broken_transfer",
             id="payload-error-under-read-error",
         ),
         pytest.param(
@@ -417,7 +417,8 @@ def test_real_transport_cut_body_is_transient() -> None:
     cut = Page(b"0123456789", headers=(("Content-Length", "100"),))
     with SiteServer({"/cut": cut}) as server, pytest.raises(FetchError) as info:
         fetch_real(server.url + "/cut", timeout=5)
-    assert type(info.value) is TransientFetchError
+    assert type(info.value) is BrokenTransfer
+    assert isinstance(info.value, TransientFetchError)
 
 
 def test_real_transport_slow_server_times_out() -> None:

@@ -53,9 +53,7 @@ class CountingVisits:
     [HostPolicy(concurrency=1), HostPolicy(concurrency=8, interval=60.0)],
     ids=["concurrency-busy", "interval-busy"],
 )
-def test_take_does_not_visit_busy_hosts(
-    monkeypatch: pytest.MonkeyPatch, policy: HostPolicy
-) -> None:
+def test_take_does_not_visit_busy_hosts(monkeypatch: pytest.MonkeyPatch, policy: HostPolicy) -> None:
     n_hosts = 5000
 
     async def main() -> None:

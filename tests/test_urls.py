@@ -394,7 +394,9 @@ _SUFFIX = st.sampled_from(["", "?q=1", "#frag", "?a=./b#c"])
     absolute=st.booleans(),
     suffix=_SUFFIX,
 )
-def test_join_url_fast_path_agrees_with_urljoin(base_path: str, href: str, absolute: bool, suffix: str) -> None:
+def test_join_url_fast_path_agrees_with_urljoin(
+    base_path: str, href: str, absolute: bool, suffix: str
+) -> None:
     from urllib.parse import urljoin
 
     base = "http://h.test/" + base_path
