@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -43,6 +43,7 @@ STOP_GRACE = 5.0
 TICK = 0.5
 
 Ticker = Callable[[Stats, FrontierStatus], None]
+Page = tuple[Request, Fetched]
 
 
 class Engine:
@@ -69,6 +70,8 @@ class Engine:
         self._on_tick = on_tick
         self._pipelines = Pipelines(spider.pipelines, spider, self.stats)
         self._work: asyncio.Queue[Request | None] = asyncio.Queue()
+        self._pages: asyncio.Queue[Page | None] = asyncio.Queue(settings.concurrency)
+        self._fetching = 0
         self._wake = asyncio.Event()
         self._active = 0
         self._stopping = False
@@ -127,7 +130,9 @@ class Engine:
 
     async def _crawl(self) -> None:
         async with asyncio.TaskGroup() as group:
-            self._workers = [group.create_task(self._worker()) for _ in range(self.settings.concurrency)]
+            stage = range(self.settings.concurrency)
+            self._workers = [group.create_task(self._fetch_worker()) for _ in stage]
+            self._workers += [group.create_task(self._parse_worker()) for _ in stage]
             ticker = group.create_task(self._tick())
             group.create_task(self._dispatch(ticker))
 
@@ -138,8 +143,10 @@ class Engine:
             await self._let_workers_finish()
         finally:
             ticker.cancel()
-            for _ in self._workers:
+            for _ in range(self.settings.concurrency):
                 self._work.put_nowait(None)
+                with contextlib.suppress(asyncio.QueueFull):  # full only when its workers were cancelled
+                    self._pages.put_nowait(None)
 
     async def _dispatch_until_done(self) -> str:
         while not self._stopping:
@@ -154,7 +161,9 @@ class Engine:
         return "stopped" if self._fatal is None else "failed"
 
     def _capacity(self) -> int:
-        free = self.settings.concurrency - self._active
+        """How many more requests to fetch now: ``concurrency`` counts requests on the
+        wire (as in Scrapy), not pages waiting for or in the parse pool."""
+        free = self.settings.concurrency - self._fetching
         if self.settings.max_pages is not None:
             free = min(free, self.settings.max_pages - self.stats.pages - self._active)
         return free
@@ -165,6 +174,7 @@ class Engine:
     async def _hand_out(self, capacity: int) -> bool:
         batch = await self._frontier.take(capacity)
         self._active += len(batch)
+        self._fetching += len(batch)
         for request in batch:
             self._work.put_nowait(request)
         return bool(batch)
@@ -203,34 +213,59 @@ class Engine:
             self._fatal = exc
         self.stop()
 
-    async def _worker(self) -> None:
+    async def _fetch_worker(self) -> None:
+        """Fetch stage: robots.txt, fetch, redirect or retry; pages go on to the parse stage."""
         while (request := await self._work.get()) is not None:
-            try:
-                await self._handle(request)
-            except OutputError as exc:
-                self._fail(exc)
-            except Exception:
-                self.stats.inc("errors/internal")
-                log.exception("internal error while handling %s", request.url)
-                await self._frontier.done(request)
-            finally:
-                self._active -= 1
-                self._wake.set()
+            page = await self._guarded(request, self._fetch_stage(request))
+            if page is not None:
+                await self._pages.put(page)
+            else:
+                self._request_finished()
+            self._fetching -= 1
+            self._wake.set()
 
-    async def _handle(self, request: Request) -> None:
+    async def _parse_worker(self) -> None:
+        """Parse stage: callback in the pool, items to the sink, links to the frontier."""
+        while (page := await self._pages.get()) is not None:
+            await self._guarded(page[0], self._parse_stage(*page))
+            self._request_finished()
+
+    async def _guarded(self, request: Request, stage: Awaitable[Page | None]) -> Page | None:
+        """Run one stage for ``request``; a bug in it ends the request, not the crawl."""
+        try:
+            return await stage
+        except OutputError as exc:
+            self._fail(exc)
+        except Exception:
+            self.stats.inc("errors/internal")
+            log.exception("internal error while handling %s", request.url)
+            await self._frontier.done(request)
+        return None
+
+    def _request_finished(self) -> None:
+        self._active -= 1
+        self._wake.set()
+
+    async def _fetch_stage(self, request: Request) -> Page | None:
         if self.settings.obey_robots and not await self._robots_allow(request):
             self.stats.inc("dropped/robots")
-            return await self._frontier.done(request)
+            await self._frontier.done(request)
+            return None
         try:
             fetched = await self._fetcher.fetch(request)
         except FetchError as exc:
-            return await self._retry_or_give_up(request, exc.kind, str(exc))
+            await self._frontier.fetched(request)
+            await self._retry_or_give_up(request, exc.kind, str(exc))
+            return None
+        await self._frontier.fetched(request)
         self._count_response(fetched)
         if fetched.status in REDIRECT_STATUSES and "location" in fetched.headers:
-            return await self._redirect(request, fetched)
+            await self._redirect(request, fetched)
+            return None
         if fetched.status in RETRY_STATUSES and request.retries < self.settings.retries:
-            return await self._retry_or_give_up(request, f"http_{fetched.status}", f"HTTP {fetched.status}")
-        await self._page(request, fetched)
+            await self._retry_or_give_up(request, f"http_{fetched.status}", f"HTTP {fetched.status}")
+            return None
+        return await self._accept_page(request, fetched)
 
     def _count_response(self, fetched: Fetched) -> None:
         self.stats.inc("responses")
@@ -286,12 +321,16 @@ class Engine:
             return None
         return _follow_redirect(request, fetched.status, url)
 
-    async def _page(self, request: Request, fetched: Fetched) -> None:
+    async def _accept_page(self, request: Request, fetched: Fetched) -> Page | None:
         self.stats.inc("pages")
         self.stats.max_depth = max(self.stats.max_depth, request.depth)
         if not self._wants_status(fetched.status):
             self.stats.inc("dropped/http_status")
-            return await self._frontier.done(request)
+            await self._frontier.done(request)
+            return None
+        return request, fetched
+
+    async def _parse_stage(self, request: Request, fetched: Fetched) -> None:
         task = ParseTask(request, fetched.url, fetched.status, fetched.headers, fetched.body)
         result = await self._pool.parse(task)
         await self._store(request, result)

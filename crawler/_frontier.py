@@ -12,7 +12,9 @@ backend (memory now; SQLite and Redis implement the same protocol):
 
 ``take`` hands out only requests whose host is ready *now* and never waits, so no
 worker ever sleeps on one host while another host has work. Hosts are served
-round-robin. A taken request is *leased* until ``done`` or ``retry``.
+round-robin. A taken request is *leased* until ``done`` or ``retry``; it holds
+its host's concurrency slot until ``fetched`` (or the end of the lease), so a page
+being parsed does not count against the host.
 """
 
 from __future__ import annotations
@@ -66,8 +68,16 @@ class Frontier(Protocol):
         Never waits; returns ``[]`` when nothing is ready."""
         ...
 
+    async def fetched(self, request: Request) -> None:
+        """The taken request's exchange with its host is over: free the host's
+        concurrency slot. The lease goes on until ``done`` or ``retry``. Raises
+        ``ValueError`` if the request holds no slot."""
+        ...
+
     async def done(self, request: Request) -> None:
-        """End the lease of a taken request (fetched, failed for good, or dropped)."""
+        """End the lease of a taken request (stored, failed for good, or dropped),
+        and its host slot if ``fetched`` has not freed it. Raises ``ValueError``
+        if the request is not in flight; an equal copy ends the lease."""
         ...
 
     async def retry(self, request: Request, delay: float) -> None:

@@ -85,7 +85,8 @@ class MemoryFrontier:
         self._ring: deque[_Host] = deque()
         self._waiting: list[tuple[float, int, _Host]] = []
         self._delayed: list[tuple[float, int, int, _Host, Request]] = []
-        self._leases: dict[int, int] = {}
+        # fingerprint -> [leases, of which still holding a host slot]
+        self._leases: dict[int, list[int]] = {}
         self._seq = itertools.count()
         self._queued = 0
         self._in_flight = 0
@@ -115,6 +116,13 @@ class MemoryFrontier:
                 taken.append(self._start(host, now))
             self._place(host, now)
         return taken
+
+    async def fetched(self, request: Request) -> None:
+        lease = self._leases.get(request.fingerprint)
+        if lease is None or lease[1] == 0:
+            raise ValueError(f"request holds no host slot: {request.method} {request.url}")
+        lease[1] -= 1
+        self._free_slot(self._hosts[host_key(request.url)])
 
     async def done(self, request: Request) -> None:
         self._release(request)
@@ -165,24 +173,31 @@ class MemoryFrontier:
         host.in_flight += 1
         host.last_start = now
         self._in_flight += 1
-        self._leases[fp] = self._leases.get(fp, 0) + 1
+        lease = self._leases.setdefault(fp, [0, 0])
+        lease[0] += 1
+        lease[1] += 1
         return request
 
     def _release(self, request: Request) -> tuple[_Host, int]:
-        """End one lease of ``request``; raise ``ValueError`` if it holds none."""
+        """End one lease of ``request`` (and its host slot if it still holds one);
+        raise ``ValueError`` if it holds none."""
         fp = request.fingerprint
-        count = self._leases.get(fp, 0)
-        if count == 0:
+        lease = self._leases.get(fp)
+        if lease is None:
             raise ValueError(f"request is not in flight: {request.method} {request.url}")
-        if count == 1:
-            del self._leases[fp]
-        else:
-            self._leases[fp] = count - 1
+        lease[0] -= 1
         host = self._hosts[host_key(request.url)]
-        host.in_flight -= 1
+        if lease[1] > lease[0]:
+            lease[1] -= 1
+            self._free_slot(host)
+        if lease[0] == 0:
+            del self._leases[fp]
         self._in_flight -= 1
-        self._place(host, self._clock())
         return host, fp
+
+    def _free_slot(self, host: _Host) -> None:
+        host.in_flight -= 1
+        self._place(host, self._clock())
 
     def _place(self, host: _Host, now: float) -> None:
         """Put ``host`` where its readiness says: the ring, the waiting heap, or

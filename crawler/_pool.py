@@ -105,7 +105,7 @@ class _Worker:
         self.alive = True
 
     async def start(self, method: str, init_args: tuple[Any, ...]) -> None:
-        context = multiprocessing.get_context(method)
+        context: Any = multiprocessing.get_context(method)
         child_in, self._inbox = multiprocessing.Pipe(duplex=False)
         self._outbox, child_out = multiprocessing.Pipe(duplex=False)
         self.process = context.Process(

@@ -217,6 +217,34 @@ class FrontierContract:
 
         drive(make_frontier, body, policy=HostPolicy(concurrency=2))
 
+    def test_fetched_frees_the_host_slot_but_keeps_the_lease(self, make_frontier: FrontierFactory) -> None:
+        async def body(f: Frontier, clock: FakeClock) -> None:
+            await f.add([Request(f"{A}/{i}") for i in range(3)])
+            [first] = await f.take(10)
+            assert await f.take(10) == []
+            await f.fetched(first)
+            [second] = await f.take(10)
+            assert await status(f) == (1, 2, 3)  # both leased: parsing does not end a lease
+            await f.done(first)  # its slot was freed already: no second free
+            assert await f.take(10) == []
+            await f.done(second)  # ends the lease and frees the slot it still held
+            [third] = await f.take(10)
+            await f.fetched(third)
+            with pytest.raises(ValueError):
+                await f.fetched(third)
+            await f.retry(third, 0.0)
+            assert await status(f) == (1, 0, 3)
+
+        drive(make_frontier, body, policy=HostPolicy(concurrency=1))
+
+    def test_fetched_of_request_not_in_flight_raises(self, make_frontier: FrontierFactory) -> None:
+        async def body(f: Frontier, clock: FakeClock) -> None:
+            await f.add([Request(f"{A}/0")])
+            with pytest.raises(ValueError):
+                await f.fetched(Request(f"{A}/0"))
+
+        drive(make_frontier, body)
+
     def test_interval_spaces_starts_of_one_host(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/{i}") for i in range(3)])
