@@ -25,6 +25,9 @@ from ._spider import Spider
 from ._urls import InvalidURL, canonicalize, in_scope, is_followable, is_too_long
 
 
+SENT_MEMORY = 65_536
+
+
 @dataclass(frozen=True, slots=True)
 class ParseTask:
     """A fetched page to hand to a callback."""
@@ -76,11 +79,16 @@ def is_async_callback(spider: Spider, request: Request) -> bool:
 
 
 class CallbackRunner:
-    """Runs callbacks of one spider instance under one set of ``LinkRules``."""
+    """Runs callbacks of one spider instance under one set of ``LinkRules``.
+
+    It remembers the fingerprints of the requests it has already sent on (up to
+    ``SENT_MEMORY``): those are in the frontier's seen-set, so a repeat would only
+    be pickled, sent and dropped there. On a typical site most links are repeats."""
 
     def __init__(self, spider: Spider, rules: LinkRules) -> None:
         self.spider = spider
         self.rules = rules
+        self._sent: set[int] = set()
 
     def run(self, task: ParseTask) -> ParseResult:
         result = ParseResult()
@@ -129,8 +137,21 @@ class CallbackRunner:
             result.counts["dropped/" + verdict] += 1
             return
         accepted = relocated(request, url, depth)
-        accepted.fingerprint  # noqa: B018  (hashed here, in the worker, not in the main process)
-        result.requests.append(accepted)
+        if self._already_sent(accepted):
+            result.counts["dropped/duplicate"] += 1
+        else:
+            result.requests.append(accepted)
+
+    def _already_sent(self, request: Request) -> bool:
+        fingerprint = request.fingerprint  # hashed here, in the worker, not in the main process
+        if request.dont_filter:
+            return False
+        if fingerprint in self._sent:
+            return True
+        if len(self._sent) >= SENT_MEMORY:
+            self._sent.clear()
+        self._sent.add(fingerprint)
+        return False
 
     def _finish(self, result: ParseResult) -> ParseResult:
         if self.rules.encode_items and result.items:
