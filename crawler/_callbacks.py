@@ -19,15 +19,16 @@ from typing import Any
 
 import orjson
 
+from ._pickling import fast_pickle
 from ._request import Request, relocated
 from ._response import Response
 from ._spider import Spider
 from ._urls import InvalidURL, canonicalize, in_scope, is_followable, is_too_long
 
-
 SENT_MEMORY = 65_536
 
 
+@fast_pickle
 @dataclass(frozen=True, slots=True)
 class ParseTask:
     """A fetched page to hand to a callback."""
@@ -49,6 +50,7 @@ class LinkRules:
     encode_items: bool = True
 
 
+@fast_pickle
 @dataclass(slots=True)
 class ParseResult:
     """What a callback produced. ``lines`` holds the items encoded as JSON Lines

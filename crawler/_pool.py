@@ -57,11 +57,9 @@ def _worker_main(
         outbox.send_bytes(pickle.dumps([runner.run(task) for task in tasks], pickle.HIGHEST_PROTOCOL))
 
 
-def _frame(payload: bytes) -> bytes:
+def _frame_header(size: int) -> bytes:
     """``multiprocessing.Connection``'s framing, so the worker can ``recv_bytes``."""
-    if len(payload) > 0x7FFFFFFF:
-        return struct.pack("!iQ", -1, len(payload)) + payload
-    return struct.pack("!i", len(payload)) + payload
+    return struct.pack("!iQ", -1, size) if size > 0x7FFFFFFF else struct.pack("!i", size)
 
 
 class _FrameReader(asyncio.Protocol):
@@ -126,7 +124,8 @@ class _Worker:
     def send(self, batch: Batch) -> None:
         self.owed.append(batch)
         tasks = [task for task, _ in batch]
-        self._writer.write(_frame(pickle.dumps(tasks, pickle.HIGHEST_PROTOCOL)))
+        payload = pickle.dumps(tasks, pickle.HIGHEST_PROTOCOL)
+        self._writer.writelines((_frame_header(len(payload)), payload))
 
     def message(self, payload: bytes) -> None:
         if not self.ready.done():
@@ -154,7 +153,7 @@ class _Worker:
 
     def stop(self) -> None:
         if self.alive and not self._writer.is_closing():
-            self._writer.write(_frame(b""))
+            self._writer.write(_frame_header(0))
         self._writer.close()
 
     def reap(self, timeout: float) -> None:

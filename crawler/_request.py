@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from hashlib import blake2b
 from typing import Any
 
+from ._pickling import fast_pickle, rebuild
+from ._urls import fingerprint_canonical
 
+
+@fast_pickle
 @dataclass(frozen=True, slots=True)
 class Request:
     """One fetch to make. Change it with ``dataclasses.replace``.
@@ -52,34 +55,14 @@ class Request:
             object.__setattr__(self, "_fingerprint", value)
         return value
 
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        # Dataclass pickling calls fields() per object; requests cross the process
-        # boundary by the thousand per second, so they travel as a plain tuple.
-        return _rebuild, tuple(getattr(self, name) for name in _FIELDS)
-
-
-def fingerprint_canonical(method: str, url: str, body: bytes) -> int:
-    # TODO(lead): move into _urls next to fingerprint() once that module settles.
-    head = f"{len(method)}:{method}{len(url)}:{url}".encode("utf-8", "surrogatepass")
-    return int.from_bytes(blake2b(head + body, digest_size=8).digest(), "big")
-
-
-_FIELDS = tuple(name for name in Request.__slots__)
-
 
 def relocated(request: Request, url: str, depth: int) -> Request:
     """``replace(request, url=url, depth=depth)`` for the hot path of link extraction:
     a copy without re-validation (the other fields were valid already)."""
     values = [getattr(request, name) for name in _FIELDS]
-    values[0], values[7], values[-1] = url, depth, None
-    return _rebuild(*values)
+    values[_URL], values[_DEPTH], values[_FINGERPRINT] = url, depth, None
+    return rebuild(Request, tuple(values))
 
 
-_SLOT_SETTERS = tuple(getattr(Request, name).__set__ for name in _FIELDS)
-
-
-def _rebuild(*values: Any) -> Request:
-    request = object.__new__(Request)
-    for set_slot, value in zip(_SLOT_SETTERS, values, strict=True):
-        set_slot(request, value)
-    return request
+_FIELDS: tuple[str, ...] = Request._pickled_fields  # type: ignore[attr-defined]
+_URL, _DEPTH, _FINGERPRINT = (_FIELDS.index(name) for name in ("url", "depth", "_fingerprint"))

@@ -306,7 +306,12 @@ def fingerprint(method: str, url: str, body: bytes = b"") -> int:
     two requests share an input) and the body. Raises ``InvalidURL`` like
     ``canonicalize``.
     """
-    method, url = method.upper(), canonicalize(url)
+    return fingerprint_canonical(method.upper(), canonicalize(url), body)
+
+
+def fingerprint_canonical(method: str, url: str, body: bytes = b"") -> int:
+    """``fingerprint`` for an upper-case method and a URL that is canonical already
+    (the crawl's hot path: no second canonicalisation)."""
     head = f"{len(method)}:{method}{len(url)}:{url}".encode("utf-8", "surrogatepass")
     digest = blake2b(head, digest_size=8)
     digest.update(body)
