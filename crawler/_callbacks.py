@@ -23,7 +23,7 @@ from ._pickling import fast_pickle
 from ._request import Request, relocated
 from ._response import Response
 from ._spider import Spider
-from ._urls import InvalidURL, canonicalize, in_scope, is_followable, is_too_long
+from ._urls import InvalidURL, canonicalize, fingerprint_canonical, in_scope, is_followable, is_too_long
 
 SENT_MEMORY = 65_536
 
@@ -91,6 +91,7 @@ class CallbackRunner:
         self.spider = spider
         self.rules = rules
         self._sent: set[int] = set()
+        self._vetted: dict[str, tuple[str | None, str, int]] = {}
 
     def run(self, task: ParseTask) -> ParseResult:
         result = ParseResult()
@@ -129,25 +130,37 @@ class CallbackRunner:
                 result.errors.append(f"callback yielded a {kind}; yield dicts, dataclasses or Requests")
 
     def _add_request(self, parent: Request, request: Request, result: ParseResult) -> None:
-        verdict, url = vet_url(request.url, self.rules)
-        if verdict is None and not in_scope(url, self.rules.allowed_domains):
-            verdict = "offsite"
+        verdict, url, get_fingerprint = self._vet(request.url)
         depth = parent.depth + 1
         if verdict is None and self.rules.max_depth is not None and depth > self.rules.max_depth:
             verdict = "depth_limited"
         if verdict is not None:
             result.counts["dropped/" + verdict] += 1
             return
-        accepted = relocated(request, url, depth)
-        if self._already_sent(accepted):
+        plain_get = request.method == "GET" and not request.body
+        fingerprint = get_fingerprint if plain_get else None
+        if not request.dont_filter and self._already_sent(
+            fingerprint or relocated(request, url, depth).fingerprint
+        ):
             result.counts["dropped/duplicate"] += 1
-        else:
-            result.requests.append(accepted)
+            return
+        result.requests.append(relocated(request, url, depth, fingerprint))
 
-    def _already_sent(self, request: Request) -> bool:
-        fingerprint = request.fingerprint  # hashed here, in the worker, not in the main process
-        if request.dont_filter:
-            return False
+    def _vet(self, url: str) -> tuple[str | None, str, int]:
+        """(reason to refuse or None, canonical URL, fingerprint of a GET of it), from
+        a bounded cache: most links on a site are repeats."""
+        vetted = self._vetted.get(url)
+        if vetted is None:
+            verdict, canonical = vet_url(url, self.rules)
+            if verdict is None and not in_scope(canonical, self.rules.allowed_domains):
+                verdict = "offsite"
+            vetted = (verdict, canonical, fingerprint_canonical("GET", canonical) if verdict is None else 0)
+            if len(self._vetted) >= SENT_MEMORY:
+                self._vetted.clear()
+            self._vetted[url] = vetted
+        return vetted
+
+    def _already_sent(self, fingerprint: int) -> bool:
         if fingerprint in self._sent:
             return True
         if len(self._sent) >= SENT_MEMORY:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +44,8 @@ class Request:
             if not isinstance(name, str):
                 raise TypeError("Request callback must be a method name or a spider method")
             object.__setattr__(self, "callback", name)
-        object.__setattr__(self, "method", self.method.upper())
+        if not self.method.isupper():
+            object.__setattr__(self, "method", self.method.upper())
 
     @property
     def fingerprint(self) -> int:
@@ -56,13 +58,15 @@ class Request:
         return value
 
 
-def relocated(request: Request, url: str, depth: int) -> Request:
+def relocated(request: Request, url: str, depth: int, fingerprint: int | None = None) -> Request:
     """``replace(request, url=url, depth=depth)`` for the hot path of link extraction:
-    a copy without re-validation (the other fields were valid already)."""
-    values = [getattr(request, name) for name in _FIELDS]
-    values[_URL], values[_DEPTH], values[_FINGERPRINT] = url, depth, None
+    a copy without re-validation (the other fields were valid already), with the
+    new URL's fingerprint if the caller knows it."""
+    values = list(_field_values(request))
+    values[_URL], values[_DEPTH], values[_FINGERPRINT] = url, depth, fingerprint
     return rebuild(Request, tuple(values))
 
 
 _FIELDS: tuple[str, ...] = Request._pickled_fields  # type: ignore[attr-defined]
 _URL, _DEPTH, _FINGERPRINT = (_FIELDS.index(name) for name in ("url", "depth", "_fingerprint"))
+_field_values = operator.attrgetter(*_FIELDS)
