@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from ._engine import Engine, Ticker
 from ._frontier import Frontier
@@ -15,6 +13,9 @@ from ._output import ItemSink, JsonLinesSink, NullSink, StreamSink
 from ._settings import resolve_settings
 from ._spider import Spider
 from ._stats import Stats
+
+if TYPE_CHECKING:
+    import httpx
 
 _DONE = object()
 

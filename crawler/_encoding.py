@@ -12,8 +12,6 @@ import codecs
 import re
 from functools import lru_cache
 
-import charset_normalizer
-
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8"),
     (codecs.BOM_UTF16_LE, "utf-16-le"),
@@ -130,6 +128,8 @@ def _looks_western(sample: bytes) -> bool:
 def _guess_legacy_encoding(sample: bytes) -> str | None:
     """``charset_normalizer``'s best guess among the encodings browsers know; a tie
     with cp1252 goes to cp1252, the browsers' default (cp1250 often ties on French)."""
+    import charset_normalizer  # noqa: PLC0415  (50 ms to load; rarely needed)
+
     matches = charset_normalizer.from_bytes(sample, cp_isolation=_SNIFF_CANDIDATES)
     best = matches.best()
     if best is None:

@@ -14,13 +14,10 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from ._callbacks import LinkRules, ParseResult, ParseTask, encode_items, vet_url
 from ._errors import FetchError, OutputError
-from ._fetcher import Fetched, Fetcher
 from ._frontier import Frontier, FrontierStatus, HostPolicy
 from ._memory_frontier import MemoryFrontier
 from ._output import ItemSink
@@ -33,6 +30,11 @@ from ._spider import Spider
 from ._stats import Stats
 from ._urls import default_allowed_domains, host_key, in_scope, join_url
 
+if TYPE_CHECKING:  # at run time these load after the parse workers are forked
+    import httpx
+
+    from ._fetcher import Fetched, Fetcher
+
 log = logging.getLogger("crawler.engine")
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -43,7 +45,7 @@ STOP_GRACE = 5.0
 TICK = 0.5
 
 Ticker = Callable[[Stats, FrontierStatus], None]
-Page = tuple[Request, Fetched]
+Page = tuple[Request, "Fetched"]
 
 
 class Engine:
@@ -78,6 +80,7 @@ class Engine:
         self._fatal: BaseException | None = None
         self._throttled_hosts: set[str] = set()
         self._scope: tuple[str, ...] = ()
+        self._fetcher: Fetcher | None = None
 
     def stop(self) -> None:
         """Stop cleanly: no new requests; in-flight ones get a few seconds."""
@@ -91,10 +94,9 @@ class Engine:
         self._scope = self.settings.allowed_domains or default_allowed_domains(r.url for r in start)
         self._rules = self._link_rules()
         self._pool = ParsePool(self.spider, self._spider_args, self._rules, self.settings.parse_workers)
-        self._fetcher = Fetcher(self.settings, self._transport)
-        self._robots = RobotsCache(self._fetcher.fetch, self.settings.user_agent)
         try:
             await self._pool.start()
+            self._open_network()
             await self._pipelines.open()
             self.stats.inc("start_requests", await self._frontier.add(start))
             await self._crawl()
@@ -103,6 +105,15 @@ class Engine:
         if self._fatal is not None:
             raise self._fatal
         return self.stats
+
+    def _open_network(self) -> None:
+        """The fetcher, and with it aiohttp, loads only now: the parse workers are
+        forked already and do not carry the network stack (about 20 MB each)."""
+        from ._fetcher import Fetcher  # noqa: PLC0415
+
+        self._fetcher = Fetcher(self.settings, self._transport)
+        self._fetch = self._fetcher.fetch
+        self._robots = RobotsCache(self._fetch, self.settings.user_agent)
 
     def _link_rules(self) -> LinkRules:
         encode = self.sink.wants_lines and not self._pipelines
@@ -252,7 +263,7 @@ class Engine:
             await self._frontier.done(request)
             return None
         try:
-            fetched = await self._fetcher.fetch(request)
+            fetched = await self._fetch(request)
         except FetchError as exc:
             await self._frontier.fetched(request)
             await self._retry_or_give_up(request, exc.kind, str(exc))
@@ -367,7 +378,10 @@ class Engine:
         try:
             await self._pipelines.close()
         finally:
-            await asyncio.gather(self._pool.close(), self._fetcher.close(), self._frontier.close())
+            closing = [self._pool.close(), self._frontier.close()]
+            if self._fetcher is not None:
+                closing.append(self._fetcher.close())
+            await asyncio.gather(*closing)
             try:
                 self.sink.close()
             except OutputError as exc:

@@ -12,20 +12,23 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from protego import Protego
 
 from ._errors import FetchError
-from ._fetcher import Fetched
 from ._request import Request
 from ._urls import join_url
+
+if TYPE_CHECKING:
+    from ._fetcher import Fetched
 
 log = logging.getLogger("crawler.robots")
 
 MAX_ROBOTS_BYTES = 500 * 1024
 MAX_ROBOTS_REDIRECTS = 5
 
-Fetch = Callable[[Request], Awaitable[Fetched]]
+Fetch = Callable[[Request], Awaitable["Fetched"]]
 
 
 @dataclass(frozen=True, slots=True)

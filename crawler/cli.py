@@ -23,7 +23,6 @@ from ._api import build_engine
 from ._engine import Engine
 from ._errors import CrawlerError, OutputError, UsageError
 from ._output import ItemSink, JsonLinesSink, NullSink
-from ._progress import Progress
 from ._spider import Spider, load_spider
 from ._stats import Stats
 
@@ -158,6 +157,8 @@ def parse_spider_args(pairs: list[str]) -> dict[str, str]:
 
 def _execute(invocation: Invocation) -> int:
     stats_file = _open_stats_file(invocation.stats_path)
+    from ._progress import Progress  # noqa: PLC0415  (rich loads only when there is a terminal to draw on)
+
     show_progress = invocation.progress and sys.stderr.isatty()
     progress = Progress() if show_progress else None
     engine = build_engine(
