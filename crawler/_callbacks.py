@@ -152,6 +152,7 @@ class CallbackRunner:
         vetted = self._vetted.get(url)
         if vetted is None:
             verdict, canonical = vet_url(url, self.rules)
+            canonical = url if canonical == url else canonical  # one string object, not two
             if verdict is None and not in_scope(canonical, self.rules.allowed_domains):
                 verdict = "offsite"
             vetted = (verdict, canonical, fingerprint_canonical("GET", canonical) if verdict is None else 0)

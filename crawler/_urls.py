@@ -101,7 +101,6 @@ def _backslashes_to_slashes(href: str) -> str:
     return head.replace("\\", "/") + href[len(head) :]
 
 
-@lru_cache(maxsize=65536)
 def canonicalize(url: str) -> str:
     """Return the one spelling of ``url`` that dedup compares; raise ``InvalidURL``.
 
