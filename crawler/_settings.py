@@ -19,6 +19,12 @@ from ._version import __version__
 DEFAULT_USER_AGENT = f"crawler/{__version__} (+https://github.com/crawler-project/crawler)"
 
 
+def default_parse_workers() -> int:
+    """One core for the event loop, the others for parsing. On 2 cores one worker
+    crawled as fast as two (2,070 against 2,090 pages/s) with 26% less memory."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     concurrency: int = 64
@@ -33,7 +39,7 @@ class Settings:
     max_redirects: int = 20
     max_size: int = 32 * 1024 * 1024
     max_url_length: int = 2083
-    parse_workers: int = field(default_factory=lambda: default_parse_workers())
+    parse_workers: int = field(default_factory=default_parse_workers)
     allowed_domains: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -52,12 +58,6 @@ class Settings:
             value = getattr(self, name)
             if value is not None:
                 _check_positive(name, value, allow_zero=True)
-
-
-def default_parse_workers() -> int:
-    """One core for the event loop, the others for parsing. On 2 cores one worker
-    crawled as fast as two (2,070 against 2,090 pages/s) with 26% less memory."""
-    return max(1, (os.cpu_count() or 2) - 1)
 
 
 def _is_number(value: object) -> bool:

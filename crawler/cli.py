@@ -69,7 +69,7 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
     timeout: Annotated[float | None, typer.Option(help="Deadline per fetch attempt in seconds [30].")] = None,
     retries: Annotated[int | None, typer.Option(help="Retries of a failed fetch [2].")] = None,
     parse_workers: Annotated[
-        int | None, typer.Option(help="Parse processes; 0 parses in-process [CPUs].")
+        int | None, typer.Option(help="Parse processes; 0 parses in-process [CPUs - 1].")
     ] = None,
     obey_robots: Annotated[
         bool | None, typer.Option("--robots/--no-robots", help="Obey robots.txt [on].")

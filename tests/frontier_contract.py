@@ -483,50 +483,64 @@ class FrontierContract:
     # -- a whole crawl ---------------------------------------------------------------
 
     def test_many_hosts_drain_with_politeness(self, make_frontier: FrontierFactory) -> None:
-        n_hosts, per_host, concurrency, interval = 1000, 10, 2, 1.0
-        rng = random.Random(7)
+        n_hosts, per_host, policy = 1000, 10, HostPolicy(concurrency=2, interval=1.0)
 
         async def body(f: Frontier, clock: FakeClock) -> None:
             for i in range(n_hosts):
                 await f.add([Request(f"http://h{i}.example/{j}") for j in range(per_host)])
-            taken: Counter[str] = Counter()
-            in_flight: Counter[str] = Counter()
-            last_start: dict[str, float] = {}
-            fetching: list[tuple[float, Request]] = []  # (finishes at, request)
+            crawl = SimulatedCrawl(f, clock, policy)
             for _tick in range(1000):
-                s = await f.status()
-                if s.finished:
+                if not await crawl.step():
                     break
-                batch = await f.take(300)
-                assert (s.wait == 0.0) == bool(batch)
-                if not batch and not fetching:
-                    assert s.wait is not None and s.wait > 0
-                for r in batch:
-                    host = host_key(r.url)
-                    in_flight[host] += 1
-                    assert in_flight[host] <= concurrency
-                    assert clock() - last_start.get(host, -interval) >= interval
-                    last_start[host] = clock()
-                    taken[r.url] += 1
-                    fetching.append((clock() + rng.randint(1, 4), r))
-                clock.advance(1.0)
-                still = []
-                for finish, r in fetching:
-                    if finish > clock():
-                        still.append((finish, r))
-                        continue
-                    await f.done(r)
-                    in_flight[host_key(r.url)] -= 1
-                fetching = still
             assert (await f.status()).finished
-            assert len(taken) == n_hosts * per_host
-            assert set(taken.values()) == {1}
+            assert len(crawl.taken) == n_hosts * per_host
+            assert set(crawl.taken.values()) == {1}
 
-        drive(
-            make_frontier,
-            body,
-            policy=HostPolicy(concurrency=concurrency, interval=interval),
-        )
+        drive(make_frontier, body, policy=policy)
+
+
+class SimulatedCrawl:
+    """Drives a frontier like the engine does, on a fake clock, with fetches that
+    take 1-4 ticks, and checks politeness at every start."""
+
+    def __init__(self, frontier: Frontier, clock: FakeClock, policy: HostPolicy) -> None:
+        self.frontier, self.clock, self.policy = frontier, clock, policy
+        self.rng = random.Random(7)
+        self.taken: Counter[str] = Counter()
+        self.in_flight: Counter[str] = Counter()
+        self.last_start: dict[str, float] = {}
+        self.fetching: list[tuple[float, Request]] = []  # (finishes at, request)
+
+    async def step(self) -> bool:
+        """One tick: take what is ready, advance, finish due fetches. False when done."""
+        s = await self.frontier.status()
+        if s.finished:
+            return False
+        batch = await self.frontier.take(300)
+        assert (s.wait == 0.0) == bool(batch)
+        if not batch and not self.fetching:
+            assert s.wait is not None and s.wait > 0
+        for request in batch:
+            self.start(request)
+        self.clock.advance(1.0)
+        await self.finish_due()
+        return True
+
+    def start(self, request: Request) -> None:
+        host = host_key(request.url)
+        self.in_flight[host] += 1
+        assert self.in_flight[host] <= self.policy.concurrency
+        assert self.clock() - self.last_start.get(host, -self.policy.interval) >= self.policy.interval
+        self.last_start[host] = self.clock()
+        self.taken[request.url] += 1
+        self.fetching.append((self.clock() + self.rng.randint(1, 4), request))
+
+    async def finish_due(self) -> None:
+        due = [r for finish, r in self.fetching if finish <= self.clock()]
+        self.fetching = [(finish, r) for finish, r in self.fetching if finish > self.clock()]
+        for request in due:
+            await self.frontier.done(request)
+            self.in_flight[host_key(request.url)] -= 1
 
 
 async def status(f: Frontier) -> tuple[int, int, int]:

@@ -242,7 +242,7 @@ def test_defaults_when_nothing_is_set() -> None:
     assert settings == Settings()
     assert settings.concurrency == 64
     assert settings.user_agent == DEFAULT_USER_AGENT
-    assert settings.parse_workers == (os.cpu_count() or 1)
+    assert settings.parse_workers == max(1, (os.cpu_count() or 2) - 1)
 
 
 def test_spider_attributes_override_defaults() -> None:
