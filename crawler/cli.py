@@ -23,6 +23,7 @@ from ._api import build_engine
 from ._engine import Engine
 from ._errors import CrawlerError, OutputError, UsageError
 from ._output import ItemSink, JsonLinesSink, NullSink
+from ._settings import SETTING_NAMES
 from ._spider import Spider, load_spider
 from ._stats import Stats
 
@@ -72,8 +73,15 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
         int | None, typer.Option(help="Parse processes; 0 parses in-process [CPUs - 1].")
     ] = None,
     obey_robots: Annotated[
-        bool | None, typer.Option("--robots/--no-robots", help="Obey robots.txt [on].")
+        bool | None, typer.Option("--obey-robots/--no-obey-robots", help="Obey robots.txt [on].")
     ] = None,
+    user_agent: Annotated[str | None, typer.Option(help="User-Agent header [crawler/VERSION].")] = None,
+    allowed_domains: Annotated[
+        list[str] | None, typer.Option(help="Domain in scope (repeat it) [hosts of the start URLs].")
+    ] = None,
+    max_size: Annotated[int | None, typer.Option(help="Largest decoded body in bytes [32 MiB].")] = None,
+    max_redirects: Annotated[int | None, typer.Option(help="Redirect hops per request [20].")] = None,
+    max_url_length: Annotated[int | None, typer.Option(help="Longest URL followed [2083].")] = None,
     job: Annotated[Path | None, typer.Option(help="Keep crawl state in DIR to resume later.")] = None,
     frontier: Annotated[str | None, typer.Option(help="Shared frontier URL (redis://HOST:PORT/DB).")] = None,
     stats: Annotated[Path | None, typer.Option(help="Write the final statistics to this JSON file.")] = None,
@@ -81,12 +89,8 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No live progress line.")] = False,
 ) -> None:
     """Crawl with the spider in SPIDER.py."""
+    settings = {name: value for name, value in locals().items() if name in SETTING_NAMES}
     debug = _setup_logging(log_level)
-    settings = {
-        "concurrency": concurrency, "per_host": per_host, "rate": rate, "depth": depth,
-        "max_pages": max_pages, "timeout": timeout, "retries": retries,
-        "parse_workers": parse_workers, "obey_robots": obey_robots,
-    }  # fmt: skip
     try:
         _refuse_unavailable(job, frontier)
         invocation = _prepare(

@@ -59,7 +59,7 @@ def crawl(*args: str, cwd: Path | None = None, timeout: float = 60) -> subproces
 
 def test_append_then_overwrite(spider_file, site, tmp_path):
     out = tmp_path / "items.jsonl"
-    args = [str(spider_file), "-a", f"start={site.url}/0", "--no-robots"]
+    args = [str(spider_file), "-a", f"start={site.url}/0", "--no-obey-robots"]
     assert crawl(*args, "-o", str(out)).returncode == 0
     assert crawl(*args, "-o", str(out)).returncode == 0
     assert len(read_jsonl(out)) == 10
@@ -71,7 +71,7 @@ def test_append_then_overwrite(spider_file, site, tmp_path):
 
 
 def test_stdout_output_keeps_logs_on_stderr(spider_file, site):
-    result = crawl(str(spider_file), "-a", f"start={site.url}/0", "-o", "-", "--no-robots")
+    result = crawl(str(spider_file), "-a", f"start={site.url}/0", "-o", "-", "--no-obey-robots")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert sorted(json.loads(line)["title"] for line in lines) == [f"page {i}" for i in range(5)]
@@ -137,7 +137,7 @@ def test_unwritable_output_exits_1(spider_file, tmp_path):
 
 
 def test_full_disk_stops_the_crawl_with_a_clear_message(spider_file, site):
-    result = crawl(str(spider_file), "-a", f"start={site.url}/0", "-o", "/dev/full", "--no-robots")
+    result = crawl(str(spider_file), "-a", f"start={site.url}/0", "-o", "/dev/full", "--no-obey-robots")
     assert result.returncode == 1
     assert "No space left" in result.stderr
     assert "Traceback" not in result.stderr
@@ -154,7 +154,15 @@ def test_debug_log_level_shows_the_traceback(tmp_path):
 def test_ctrl_c_stops_cleanly_with_exit_130(spider_file, serve, tmp_path):
     slow = serve({f"/{i}": Page(html(f"p{i}", [f"/{i + 1}"]).body, delay=0.3) for i in range(1000)})
     out = tmp_path / "items.jsonl"
-    args = [str(spider_file), "-a", f"start={slow.url}/0", "-o", str(out), "--no-robots", "--no-progress"]
+    args = [
+        str(spider_file),
+        "-a",
+        f"start={slow.url}/0",
+        "-o",
+        str(out),
+        "--no-obey-robots",
+        "--no-progress",
+    ]
     process = subprocess.Popen([CRAWL, *args], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while len(slow.hits) < 4 and time.monotonic() < deadline:

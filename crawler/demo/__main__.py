@@ -1,5 +1,7 @@
 """``python -m crawler.demo [--host H] [--port N]``: serve the demo shop until Ctrl-C."""
 
-from .cli import main
+import sys
 
-main(prog="python -m crawler.demo")
+from .cli import serve
+
+serve([arg for arg in sys.argv[1:] if arg != "--serve"], prog="python -m crawler.demo")

@@ -1,0 +1,56 @@
+"""``crawler.__all__`` is the public surface: complete, importable, and nothing more."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+
+import crawler
+
+EXPECTED = {
+    "CrawlerError", "FetchError", "Frontier", "FrontierError", "FrontierStatus", "HostPolicy",
+    "NotHtmlError", "OutputError", "Request", "Response", "Settings", "Spider", "SpiderLoadError",
+    "Stats", "UsageError", "__version__", "crawl", "load_spider", "run",
+}  # fmt: skip
+
+
+def test_all_is_the_public_surface():
+    assert set(crawler.__all__) == EXPECTED
+    assert len(crawler.__all__) == len(set(crawler.__all__))
+
+
+def test_every_public_name_exists_and_nothing_public_is_missing():
+    for name in crawler.__all__:
+        assert hasattr(crawler, name), name
+    public = {
+        name
+        for name, value in vars(crawler).items()
+        if not name.startswith("_") and not inspect.ismodule(value)
+    }
+    assert public <= set(crawler.__all__), public - set(crawler.__all__)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED - {"__version__"}))
+def test_public_names_are_documented(name):
+    assert inspect.getdoc(getattr(crawler, name)), f"{name} has no docstring"
+
+
+def test_request_is_an_immutable_value_changed_by_copy():
+    request = crawler.Request("http://example.com/", meta={"a": 1})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.url = "http://other.example/"  # type: ignore[misc]
+    moved = dataclasses.replace(request, url="http://other.example/", priority=5)
+    assert (moved.url, moved.priority, moved.meta) == ("http://other.example/", 5, {"a": 1})
+    assert request.url == "http://example.com/"
+
+
+def test_library_settings_have_the_same_names_as_cli_options():
+    from typer.testing import CliRunner
+
+    from crawler.cli import _make_app
+
+    help_text = CliRunner().invoke(_make_app(), ["--help"]).output
+    for field in dataclasses.fields(crawler.Settings):
+        assert "--" + field.name.replace("_", "-") in help_text, field.name
