@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -182,3 +183,40 @@ def test_help_lists_the_contract_options():
     assert result.returncode == 0
     for option in CONTRACT_OPTIONS:
         assert option in result.stdout, option
+
+
+def test_progress_line_is_drawn_on_a_terminal(spider_file, serve, tmp_path):
+    import pty
+
+    slow = serve(
+        {f"/{i}": Page(html(f"p{i}", [f"/{i + 1}"] if i < 5 else []).body, delay=0.25) for i in range(6)}
+    )
+    primary, secondary = pty.openpty()
+    args = [
+        str(spider_file),
+        "-a",
+        f"start={slow.url}/0",
+        "-o",
+        str(tmp_path / "o.jsonl"),
+        "--no-obey-robots",
+    ]
+    process = subprocess.Popen([CRAWL, *args], stderr=secondary, stdout=subprocess.DEVNULL)
+    os.close(secondary)
+    seen = _read_all(primary)
+    assert process.wait(timeout=30) == 0
+    assert "pages (" in seen and "queued" in seen  # the live line: pages, rate, items, errors, queue
+    assert "crawl finished" in seen
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the other end closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks).decode("utf-8", "replace")
