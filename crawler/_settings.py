@@ -41,6 +41,11 @@ class Settings:
     max_url_length: int = 2083
     parse_workers: int = field(default_factory=default_parse_workers)
     allowed_domains: tuple[str, ...] | None = None
+    allow_private: bool = False
+    max_pages_per_host: int | None = None
+    strip_session_ids: bool = False
+    max_crawl_delay: float = 30.0
+    autothrottle: bool = True
 
     def __post_init__(self) -> None:
         _check_positive("concurrency", self.concurrency)
@@ -50,11 +55,11 @@ class Settings:
         _check_positive("max_url_length", self.max_url_length)
         _check_positive("max_size", self.max_size)
         _check_positive("parse_workers", self.parse_workers, allow_zero=True)
-        for name in ("rate", "timeout"):
+        for name in ("rate", "timeout", "max_crawl_delay"):
             value = getattr(self, name)
             if value is not None and not (_is_number(value) and value > 0):
                 raise UsageError(f"{name} must be a positive number, not {value!r}")
-        for name in ("depth", "max_pages"):
+        for name in ("depth", "max_pages", "max_pages_per_host"):
             value = getattr(self, name)
             if value is not None:
                 _check_positive(name, value, allow_zero=True)

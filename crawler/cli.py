@@ -82,6 +82,26 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
     max_size: Annotated[int | None, typer.Option(help="Largest decoded body in bytes [32 MiB].")] = None,
     max_redirects: Annotated[int | None, typer.Option(help="Redirect hops per request [20].")] = None,
     max_url_length: Annotated[int | None, typer.Option(help="Longest URL followed [2083].")] = None,
+    allow_private: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-private/--no-allow-private", help="Fetch private and loopback addresses [off]."
+        ),
+    ] = None,
+    max_pages_per_host: Annotated[int | None, typer.Option(help="Stop a host after this many pages.")] = None,
+    strip_session_ids: Annotated[
+        bool | None,
+        typer.Option(
+            "--strip-session-ids/--keep-session-ids", help="Drop session-id query parameters [off]."
+        ),
+    ] = None,
+    max_crawl_delay: Annotated[
+        float | None, typer.Option(help="Cap on robots.txt Crawl-delay in s [30].")
+    ] = None,
+    autothrottle: Annotated[
+        bool | None,
+        typer.Option("--autothrottle/--no-autothrottle", help="Adapt per-host concurrency to latency [on]."),
+    ] = None,
     job: Annotated[Path | None, typer.Option(help="Keep crawl state in DIR to resume later.")] = None,
     frontier: Annotated[str | None, typer.Option(help="Shared frontier URL (redis://HOST:PORT/DB).")] = None,
     stats: Annotated[Path | None, typer.Option(help="Write the final statistics to this JSON file.")] = None,
