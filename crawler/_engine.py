@@ -12,23 +12,25 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ._callbacks import LinkRules, ParseResult, ParseTask, encode_items, vet_url
-from ._errors import FetchError, OutputError
-from ._frontier import Frontier, FrontierStatus, HostPolicy
+from ._errors import FetchError, OutputError, TransientFetchError
+from ._frontier import Frontier, FrontierStatus
 from ._memory_frontier import MemoryFrontier
 from ._output import ItemSink
 from ._pipelines import Pipelines
+from ._politeness import Admission, Politeness, default_host_policy
 from ._pool import ParsePool
 from ._request import Request
-from ._robots import RobotsCache
+from ._robots import ROBOTS_TIMEOUT, RobotsCache
 from ._settings import Settings
 from ._spider import Spider
 from ._stats import Stats
-from ._urls import default_allowed_domains, host_key, in_scope, join_url
+from ._urls import default_allowed_domains, host_key, in_scope, join_url, origin
 
 if TYPE_CHECKING:  # at run time these load after the parse workers are forked
     import httpx
@@ -40,7 +42,6 @@ log = logging.getLogger("crawler.engine")
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CROSS_ORIGIN_SECRETS = ("authorization", "cookie", "proxy-authorization")
-MAX_CRAWL_DELAY = 30.0
 STOP_GRACE = 5.0
 TICK = 0.5
 
@@ -67,7 +68,7 @@ class Engine:
         self.sink = sink
         self.stats = Stats()
         self._spider_args = dict(spider_args or {})
-        self._frontier = frontier or MemoryFrontier(_default_policy(settings))
+        self._frontier = frontier or MemoryFrontier(default_host_policy(settings))
         self._transport = transport
         self._on_tick = on_tick
         self._pipelines = Pipelines(spider.pipelines, spider, self.stats)
@@ -78,7 +79,7 @@ class Engine:
         self._active = 0
         self._stopping = False
         self._fatal: BaseException | None = None
-        self._throttled_hosts: set[str] = set()
+        self._reported: set[tuple[str, str]] = set()
         self._scope: tuple[str, ...] = ()
         self._fetcher: Fetcher | None = None
 
@@ -113,7 +114,10 @@ class Engine:
 
         self._fetcher = Fetcher(self.settings, self._transport)
         self._fetch = self._fetcher.fetch
-        self._robots = RobotsCache(self._fetch, self.settings.user_agent)
+        robots = RobotsCache(
+            self._fetch, self.settings.user_agent, timeout=min(self.settings.timeout, ROBOTS_TIMEOUT)
+        )
+        self._politeness = Politeness(self.settings, self._frontier, robots, self.stats)
 
     def _link_rules(self) -> LinkRules:
         encode = self.sink.wants_lines and not self._pipelines
@@ -258,58 +262,63 @@ class Engine:
         self._wake.set()
 
     async def _fetch_stage(self, request: Request) -> Page | None:
-        if self.settings.obey_robots and not await self._robots_allow(request):
-            self.stats.inc("dropped/robots")
-            await self._frontier.done(request)
+        admission = await self._politeness.admit(request)
+        if not admission.allowed:
+            await self._not_admitted(request, admission)
             return None
+        started = time.monotonic()
         try:
             fetched = await self._fetch(request)
         except FetchError as exc:
             await self._frontier.fetched(request)
-            await self._retry_or_give_up(request, exc.kind, str(exc))
+            await self._politeness.failed(request, exc)
+            retryable = isinstance(exc, TransientFetchError)
+            await self._retry_or_give_up(request, exc.kind, str(exc), retryable=retryable)
             return None
         await self._frontier.fetched(request)
         self._count_response(fetched)
+        wait = await self._politeness.answered(request, fetched, time.monotonic() - started)
         if fetched.status in REDIRECT_STATUSES and "location" in fetched.headers:
             await self._redirect(request, fetched)
             return None
         if fetched.status in RETRY_STATUSES and request.retries < self.settings.retries:
-            await self._retry_or_give_up(request, f"http_{fetched.status}", f"HTTP {fetched.status}")
+            reason = f"HTTP {fetched.status}"
+            await self._retry_or_give_up(request, f"http_{fetched.status}", reason, min_delay=wait)
             return None
         return await self._accept_page(request, fetched)
+
+    async def _not_admitted(self, request: Request, admission: Admission) -> None:
+        if admission.retry_in is not None:  # no attempt was made: the retry count stays
+            await self._frontier.retry(request, admission.retry_in)
+            return
+        self.stats.inc(f"dropped/{admission.drop}")
+        await self._frontier.done(request)
 
     def _count_response(self, fetched: Fetched) -> None:
         self.stats.inc("responses")
         self.stats.inc(f"status/{fetched.status}")
         self.stats.inc("bytes", len(fetched.body))
 
-    async def _robots_allow(self, request: Request) -> bool:
-        origin = _origin(request.url)
-        rules = await self._robots.rules_for(origin)
-        host = host_key(request.url)
-        if host not in self._throttled_hosts:
-            self._throttled_hosts.add(host)
-            await self._apply_crawl_delay(host, rules.crawl_delay)
-        return rules.allows(request.url)
-
-    async def _apply_crawl_delay(self, host: str, delay: float | None) -> None:
-        if not delay:
-            return
-        if delay > MAX_CRAWL_DELAY:
-            log.warning("%s asks for Crawl-delay %gs; capped at %gs", host, delay, MAX_CRAWL_DELAY)
-            delay = MAX_CRAWL_DELAY
-        interval = max(delay, _default_policy(self.settings).interval)
-        await self._frontier.throttle(host, policy=HostPolicy(self.settings.per_host, interval))
-
-    async def _retry_or_give_up(self, request: Request, kind: str, reason: str) -> None:
-        if request.retries < self.settings.retries:
+    async def _retry_or_give_up(
+        self, request: Request, kind: str, reason: str, *, retryable: bool = True, min_delay: float = 0.0
+    ) -> None:
+        if retryable and request.retries < self.settings.retries:
             self.stats.inc("retries")
-            delay = _backoff(request.retries)
+            delay = max(_backoff(request.retries), min_delay)
             log.debug("retrying %s in %.1fs: %s", request.url, delay, reason)
-            return await self._frontier.retry(replace(request, retries=request.retries + 1), delay)
+            await self._frontier.retry(replace(request, retries=request.retries + 1), delay)
+            return
         self.stats.inc(f"errors/{kind}")
-        log.warning("failed %s after %d attempts: %s", request.url, request.retries + 1, reason)
+        self._report_failure(request, kind, reason)
         await self._frontier.done(request)
+
+    def _report_failure(self, request: Request, kind: str, reason: str) -> None:
+        """A warning for the first failure of each kind on each host (a certificate
+        error is reported once per host, not once per page); DEBUG after that."""
+        first = (kind, host_key(request.url)) not in self._reported
+        self._reported.add((kind, host_key(request.url)))
+        level = logging.WARNING if first else logging.DEBUG
+        log.log(level, "failed %s after %d attempts: %s", request.url, request.retries + 1, reason)
 
     async def _redirect(self, request: Request, fetched: Fetched) -> None:
         target = self._redirect_target(request, fetched)
@@ -334,6 +343,7 @@ class Engine:
 
     async def _accept_page(self, request: Request, fetched: Fetched) -> Page | None:
         self.stats.inc("pages")
+        self._politeness.page_fetched(request)
         self.stats.max_depth = max(self.stats.max_depth, request.depth)
         if not self._wants_status(fetched.status):
             self.stats.inc("dropped/http_status")
@@ -389,26 +399,16 @@ class Engine:
             self.stats.finish(self.stats.finish_reason)
 
 
-def _default_policy(settings: Settings) -> HostPolicy:
-    interval = 1.0 / settings.rate if settings.rate else 0.0
-    return HostPolicy(settings.per_host, interval)
-
-
 def _backoff(attempt: int) -> float:
     """Exponential backoff with full jitter: 0.5s, 1s, 2s ... (capped at 60s), times 0.5-1.5."""
     return min(60.0, 0.5 * 2.0**attempt) * random.uniform(0.5, 1.5)
-
-
-def _origin(url: str) -> str:
-    """``scheme://host[:port]`` of a canonical URL."""
-    return url[: url.index("/", url.index("//") + 2)]
 
 
 def _follow_redirect(request: Request, status: int, url: str) -> Request:
     changes: dict[str, Any] = {"url": url, "redirects": (*request.redirects, request.url), "retries": 0}
     if status == 303 or (status in (301, 302) and request.method == "POST"):
         changes.update(method="GET", body=b"")
-    if _origin(url) != _origin(request.url):
+    if origin(url) != origin(request.url):
         changes["headers"] = {
             k: v for k, v in request.headers.items() if k.lower() not in CROSS_ORIGIN_SECRETS
         }

@@ -1,22 +1,33 @@
 """robots.txt: fetched once per origin before its first page, shared by all workers.
 
-Status handling follows RFC 9309 section 2.3.1: 2xx rules apply; 3xx redirects
-are followed (up to five hops, to any host) and the result applies to the
-original origin; 4xx means no restrictions; 5xx and network errors mean the
-origin is fully disallowed (it is "unreachable").
+Status handling follows RFC 9309 section 2.3.1:
+
+* 2xx: the rules apply (at most ``MAX_ROBOTS_BYTES`` are read and parsed);
+* 3xx: redirects are followed, up to five hops and to any host, and the result
+  applies to the original origin;
+* 4xx: no restrictions;
+* 5xx, a timeout or a network error: the origin is "unreachable" and fully
+  disallowed for now. robots.txt is fetched again after a backoff (5 s, 10 s, 20 s);
+  after ``MAX_FAILURES`` failures the origin is given up and its requests dropped,
+  so the crawl still ends by itself.
+
+Rules are cached for at most ``CACHE_SECONDS`` (24 hours), then fetched again. A
+robots.txt that never answers costs one ``ROBOTS_TIMEOUT`` per attempt, and only the
+requests of its own origin wait for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from protego import Protego
 
-from ._errors import FetchError
+from ._errors import FetchError, FetchTimeout
 from ._request import Request
 from ._urls import join_url
 
@@ -27,30 +38,36 @@ log = logging.getLogger("crawler.robots")
 
 MAX_ROBOTS_BYTES = 500 * 1024
 MAX_ROBOTS_REDIRECTS = 5
+CACHE_SECONDS = 24 * 3600.0
+ROBOTS_TIMEOUT = 10.0
+MAX_FAILURES = 3
+FIRST_BACKOFF = 5.0
 
 Fetch = Callable[[Request], Awaitable["Fetched"]]
 
 
 @dataclass(frozen=True, slots=True)
 class RobotsRules:
-    """The rules of one origin for our product token."""
+    """The rules of one origin for our product token.
+
+    ``unreachable``: robots.txt could not be fetched; nothing is allowed until
+    ``retry_in`` seconds from now (``None``: given up for good)."""
 
     parser: Protego | None = None
-    disallow_all: bool = False
     token: str = "*"
+    unreachable: bool = False
+    retry_in: float | None = None
+    sitemaps: tuple[str, ...] = field(default=())
 
     def allows(self, url: str) -> bool:
-        if self.disallow_all:
+        if self.unreachable:
             return False
         return self.parser is None or self.parser.can_fetch(url, self.token)
 
     @property
     def crawl_delay(self) -> float | None:
-        return self.parser.crawl_delay(self.token) if self.parser else None
-
-    @property
-    def sitemaps(self) -> list[str]:
-        return list(self.parser.sitemaps) if self.parser else []
+        delay = self.parser.crawl_delay(self.token) if self.parser else None
+        return float(delay) if delay else None
 
 
 def product_token(user_agent: str) -> str:
@@ -59,47 +76,99 @@ def product_token(user_agent: str) -> str:
     return token.lower() or "*"
 
 
-class RobotsCache:
-    """Fetches each origin's robots.txt once; concurrent callers share the fetch."""
+@dataclass
+class _Origin:
+    """What is known of one origin's robots.txt."""
 
-    def __init__(self, fetch: Fetch, user_agent: str) -> None:
+    rules: RobotsRules | None = None
+    expires: float = 0.0
+    failures: int = 0
+    loading: asyncio.Task[RobotsRules] | None = None
+
+
+class RobotsCache:
+    """Fetches each origin's robots.txt when first needed and again when its rules
+    expire; concurrent callers share one fetch."""
+
+    def __init__(
+        self,
+        fetch: Fetch,
+        user_agent: str,
+        *,
+        timeout: float = ROBOTS_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._fetch = fetch
         self._token = product_token(user_agent)
-        self._rules: dict[str, asyncio.Task[RobotsRules]] = {}
+        self._timeout = timeout
+        self._clock = clock
+        self._origins: dict[str, _Origin] = {}
         self.fetched = 0
 
     async def rules_for(self, origin: str) -> RobotsRules:
         """Rules for ``origin`` (``scheme://host[:port]``)."""
-        task = self._rules.get(origin)
-        if task is None:
-            task = asyncio.ensure_future(self._load(origin))
-            self._rules[origin] = task
-        return await asyncio.shield(task)
+        state = self._origins.setdefault(origin, _Origin())
+        if state.rules is not None and self._clock() < state.expires:
+            return self._current(state)
+        if state.loading is None:
+            state.loading = asyncio.ensure_future(self._load(origin, state))
+        return await asyncio.shield(state.loading)
 
-    async def _load(self, origin: str) -> RobotsRules:
-        url = origin + "/robots.txt"
+    def _current(self, state: _Origin) -> RobotsRules:
+        rules = state.rules
+        assert rules is not None
+        if rules.unreachable and rules.retry_in is not None:
+            return RobotsRules(
+                token=self._token, unreachable=True, retry_in=max(state.expires - self._clock(), 0.0)
+            )
+        return rules
+
+    async def _load(self, origin: str, state: _Origin) -> RobotsRules:
+        try:
+            rules, lifetime = await self._fetch_rules(origin, state)
+            state.rules, state.expires = rules, self._clock() + lifetime
+            return rules
+        finally:
+            state.loading = None
+
+    async def _fetch_rules(self, origin: str, state: _Origin) -> tuple[RobotsRules, float]:
         self.fetched += 1
+        try:
+            fetched = await self._fetch_following_redirects(origin + "/robots.txt")
+        except FetchError as exc:
+            return self._unreachable(origin, state, str(exc))
+        if fetched.status >= 500:
+            return self._unreachable(origin, state, f"HTTP {fetched.status}")
+        state.failures = 0
+        return self._rules_from(fetched), CACHE_SECONDS
+
+    async def _fetch_following_redirects(self, url: str) -> Fetched:
         for _ in range(MAX_ROBOTS_REDIRECTS + 1):
             try:
-                fetched = await self._fetch(Request(url))
-            except FetchError as exc:
-                log.warning("robots.txt of %s unreachable (%s): not crawling it", origin, exc)
-                return RobotsRules(disallow_all=True, token=self._token)
+                async with asyncio.timeout(self._timeout):
+                    fetched = await self._fetch(Request(url))
+            except TimeoutError:
+                raise FetchTimeout(f"no answer within {self._timeout:g}s") from None
             location = fetched.headers.get("location")
-            if 300 <= fetched.status < 400 and location:
-                url = join_url(url, location)
-                continue
-            return self._rules_from(origin, fetched)
-        log.warning(
-            "robots.txt of %s redirects more than %d times: no restrictions", origin, MAX_ROBOTS_REDIRECTS
-        )
-        return RobotsRules(token=self._token)
+            if not (300 <= fetched.status < 400 and location):
+                return fetched
+            url = join_url(url, location)
+        raise FetchError(f"more than {MAX_ROBOTS_REDIRECTS} redirects")
 
-    def _rules_from(self, origin: str, fetched: Fetched) -> RobotsRules:
-        if 200 <= fetched.status < 300:
-            text = fetched.body[:MAX_ROBOTS_BYTES].decode("utf-8", errors="replace")
-            return RobotsRules(Protego.parse(text), token=self._token)
-        if 400 <= fetched.status < 500:
-            return RobotsRules(token=self._token)
-        log.warning("robots.txt of %s answered %d: not crawling it", origin, fetched.status)
-        return RobotsRules(disallow_all=True, token=self._token)
+    def _unreachable(self, origin: str, state: _Origin, reason: str) -> tuple[RobotsRules, float]:
+        state.failures += 1
+        if state.failures >= MAX_FAILURES:
+            log.warning(
+                "robots.txt of %s unreachable %d times (%s): giving up on it", origin, state.failures, reason
+            )
+            return RobotsRules(token=self._token, unreachable=True), CACHE_SECONDS
+        backoff = FIRST_BACKOFF * 2 ** (state.failures - 1)
+        log.warning("robots.txt of %s unreachable (%s): not crawling it for %gs", origin, reason, backoff)
+        return RobotsRules(token=self._token, unreachable=True, retry_in=backoff), backoff
+
+    def _rules_from(self, fetched: Fetched) -> RobotsRules:
+        if not 200 <= fetched.status < 300:
+            return RobotsRules(token=self._token)  # 3xx without Location, 4xx: no restrictions
+        text = fetched.body[:MAX_ROBOTS_BYTES].decode("utf-8", errors="replace")
+        parser = Protego.parse(text)
+        return RobotsRules(parser, token=self._token, sitemaps=tuple(parser.sitemaps))

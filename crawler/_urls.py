@@ -39,6 +39,7 @@ _QUERY_OR_FRAGMENT = re.compile(r"[?#]")
 _BASE_PARTS = re.compile(r"((?:https?|HTTPS?)://[^/?#]*)([^?#]*)")
 _PATH_START = re.compile(r"[A-Za-z0-9_.~/%-]")
 _REG_NAME = re.compile(r"[a-z0-9\-._~!$&'()*+,;=]+")  # RFC 3986 reg-name, no escapes
+_IPV4_DIGITS = {10: re.compile("[0-9]+"), 8: re.compile("[0-7]+"), 16: re.compile("[0-9a-f]+")}
 # Anything that is neither unreserved nor reserved, and every "%": needs a look.
 _NOT_PLAIN = re.compile(r"%[0-9A-Fa-f]{2}|[^A-Za-z0-9\-._~!$&'()*+,;=:@/?\[\]]")
 
@@ -105,8 +106,11 @@ def canonicalize(url: str) -> str:
     """Return the one spelling of ``url`` that dedup compares; raise ``InvalidURL``.
 
     http(s): surrounding C0 controls and spaces stripped; scheme and host lower-case;
-    an IDN host in punycode, without a trailing dot; an IPv6 host compressed, in
-    brackets; no default port; no fragment; no empty query (``?``); escapes of
+    an IDN host in punycode, without a trailing dot; an IPv4 host in dotted decimal
+    whichever spelling a browser accepts (``2130706433``, ``127.1``, ``0x7f.1``,
+    ``0177.0.0.1``), and a host whose last label is a number but that is no IPv4
+    address (``1.2.3.4.5``, ``256.0.0.1``, ``a.1``) refused, as by WHATWG's host
+    parser; an IPv6 host compressed, in brackets; no default port; no fragment; no empty query (``?``); escapes of
     unreserved characters decoded, others upper-cased; a lone ``%``, spaces, other
     characters that are neither unreserved nor reserved, and non-ASCII percent-encoded
     as UTF-8 in path and query; dot segments resolved, empty path ``/``. Userinfo,
@@ -150,7 +154,8 @@ def _canonical_port(port: str | None, default: int) -> str:
 
 
 def _canonical_host(host: str) -> str:
-    """A lower-case ASCII host name without trailing dot, or a bracketed IPv6 address."""
+    """A lower-case ASCII host name without trailing dots, a dotted-decimal IPv4
+    address, or a bracketed IPv6 address."""
     if host.startswith("["):
         return _canonical_ipv6(host)
     if "%" in host:
@@ -158,19 +163,67 @@ def _canonical_host(host: str) -> str:
     if not host.isascii():
         host = _punycode(host)
     host = host.lower().rstrip(".")
+    if _ends_in_number(host):
+        return _canonical_ipv4(host)
     if not _REG_NAME.fullmatch(host):
         raise InvalidURL(f"bad host {host!r}")
     return host
 
 
+def _ends_in_number(host: str) -> bool:
+    """WHATWG's "ends in a number" test: whether the last label is all digits or a
+    number ``_ipv4_number`` accepts (``0x7f``), making the host an IPv4 address."""
+    last = host.rpartition(".")[2]
+    return (last.isascii() and last.isdigit()) or _ipv4_number(last) is not None
+
+
+def _canonical_ipv4(host: str) -> str:
+    """WHATWG's IPv4 parser: one to four numbers (decimal, ``0x`` hex or ``0`` octal),
+    the last filling the remaining bytes (``127.1``, ``2130706433``), in dotted decimal."""
+    parts = host.split(".")
+    numbers = [_ipv4_number(part) for part in parts]
+    *leading, last = numbers
+    if len(parts) > 4 or last is None or any(n is None or n > 255 for n in leading):
+        raise InvalidURL(f"bad IPv4 host {host!r}")
+    if last >= 256 ** (5 - len(parts)):
+        raise InvalidURL(f"bad IPv4 host {host!r}")
+    value = sum(n << 8 * (3 - i) for i, n in enumerate(leading) if n) + last
+    return str(ipaddress.IPv4Address(value))
+
+
+def _ipv4_number(part: str) -> int | None:
+    """WHATWG's IPv4 number parser for a lower-case label, or ``None`` for failure.
+    A number of more than 11 significant digits is out of range whatever its base,
+    so it is returned as 2**32 instead of converted (no ``int()`` of a huge string)."""
+    if not part:
+        return None
+    radix = 10
+    if len(part) > 1 and part.startswith("0x"):
+        part, radix = part[2:], 16
+    elif len(part) > 1 and part.startswith("0"):
+        part, radix = part[1:], 8
+    if not part:
+        return 0
+    if not _IPV4_DIGITS[radix].fullmatch(part):
+        return None
+    part = part.lstrip("0") or "0"
+    return int(part, radix) if len(part) <= 11 else 2**32
+
+
 def _canonical_ipv6(host: str) -> str:
-    """``[address]`` compressed and lower-case; zone identifiers are refused."""
+    """``[address]`` compressed and lower-case; zone identifiers are refused. An
+    IPv4-mapped address is spelled in hex (``[::ffff:7f00:1]``) as WHATWG and Python
+    before 3.13 spell it (3.13's ``ipaddress`` writes ``::ffff:127.0.0.1``)."""
     if not host.endswith("]") or "%" in host:
         raise InvalidURL(f"bad IPv6 host {host!r}")
     try:
-        return f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
+        address = ipaddress.IPv6Address(host[1:-1])
     except ValueError:
         raise InvalidURL(f"bad IPv6 host {host!r}") from None
+    if address.ipv4_mapped is None:
+        return f"[{address.compressed}]"
+    low = int(address) & 0xFFFFFFFF
+    return f"[::ffff:{low >> 16:x}:{low & 0xFFFF:x}]"
 
 
 def _punycode(host: str) -> str:
@@ -291,6 +344,11 @@ def _allowed_domain(entry: str) -> str:
 def _is_ip_address(host: str) -> bool:
     """Whether ``host`` (as ``hostname`` returns it) is an IPv4 or IPv6 address."""
     return ":" in host or host.rpartition(".")[2].isdigit()
+
+
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of a canonical http(s) URL."""
+    return url[: url.index("/", url.index("//") + 2)]
 
 
 def default_allowed_domains(start_urls: Iterable[str]) -> tuple[str, ...]:

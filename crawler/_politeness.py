@@ -1,0 +1,137 @@
+"""Per-host politeness decisions around each fetch.
+
+Before a fetch, ``admit`` decides whether a request may go: robots.txt rules (and
+the Crawl-delay they carry), an origin whose robots.txt is unreachable for now
+(come back later) or for good, and the per-host page cap. After it, ``answered``
+and ``failed`` feed Retry-After and the adaptive throttle, which change the host's
+policy in the frontier, where it holds for every worker (and, with a shared
+frontier, every node).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ._errors import FetchError, TransientFetchError
+from ._frontier import Frontier, HostPolicy
+from ._request import Request
+from ._robots import RobotsCache
+from ._settings import Settings
+from ._stats import Stats
+from ._throttle import Adjustment, AutoThrottle, retry_after_seconds
+from ._urls import host_key, origin
+
+if TYPE_CHECKING:
+    from ._fetcher import Fetched
+
+log = logging.getLogger("crawler.politeness")
+
+ERROR_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """May a request be fetched now? If not: ``drop`` names why it never will, or
+    ``retry_in`` says when to try again."""
+
+    allowed: bool
+    drop: str | None = None
+    retry_in: float | None = None
+
+
+ADMITTED = Admission(True)
+
+
+def default_host_policy(settings: Settings) -> HostPolicy:
+    """A new host's policy: ``per_host`` in flight (one at first when the adaptive
+    throttle is on: it grows with healthy answers), ``1 / rate`` between starts."""
+    interval = 1.0 / settings.rate if settings.rate else 0.0
+    return HostPolicy(1 if settings.autothrottle else settings.per_host, interval)
+
+
+class Politeness:
+    def __init__(self, settings: Settings, frontier: Frontier, robots: RobotsCache, stats: Stats) -> None:
+        self._settings = settings
+        self._frontier = frontier
+        self._robots = robots
+        self._stats = stats
+        self._throttle = AutoThrottle(settings.per_host) if settings.autothrottle else None
+        self._intervals: dict[str, float] = {}
+        self._pages: Counter[str] = Counter()
+
+    async def admit(self, request: Request) -> Admission:
+        host = host_key(request.url)
+        cap = self._settings.max_pages_per_host
+        if cap is not None and self._pages[host] >= cap:
+            return Admission(False, drop="host_page_limit")
+        if not self._settings.obey_robots:
+            return ADMITTED
+        rules = await self._robots.rules_for(origin(request.url))
+        if host not in self._intervals:
+            await self._apply_crawl_delay(host, rules.crawl_delay)
+        if rules.unreachable:
+            return await self._robots_unreachable(host, rules.retry_in)
+        return ADMITTED if rules.allows(request.url) else Admission(False, drop="robots")
+
+    async def _robots_unreachable(self, host: str, retry_in: float | None) -> Admission:
+        if retry_in is None:
+            return Admission(False, drop="robots_unreachable")
+        await self._frontier.throttle(host, pause=retry_in)
+        return Admission(False, retry_in=retry_in)
+
+    async def _apply_crawl_delay(self, host: str, delay: float | None) -> None:
+        interval = default_host_policy(self._settings).interval
+        if delay:
+            if delay > self._settings.max_crawl_delay:
+                log.warning(
+                    "%s asks for Crawl-delay %gs; capped at %gs", host, delay, self._settings.max_crawl_delay
+                )
+                delay = self._settings.max_crawl_delay
+            interval = max(interval, delay)  # an explicit slower rate wins
+        self._intervals[host] = interval
+        if delay:
+            await self._frontier.throttle(host, policy=HostPolicy(self._concurrency(host), interval))
+
+    def _concurrency(self, host: str) -> int:
+        return self._throttle.concurrency(host) if self._throttle else self._settings.per_host
+
+    def page_fetched(self, request: Request) -> None:
+        self._pages[host_key(request.url)] += 1
+
+    async def answered(self, request: Request, fetched: Fetched, latency: float) -> float:
+        """Learn from a response; return how long a retry of it must wait at least
+        (Retry-After), 0 if nothing says so."""
+        host = host_key(request.url)
+        pause = None
+        if fetched.status in RETRY_AFTER_STATUSES:
+            pause = retry_after_seconds(fetched.headers.get("retry-after"), time.time())
+        if pause:
+            self._stats.inc("politeness/retry_after")
+            log.info("%s asks to wait %gs (Retry-After): pausing it", host, pause)
+            await self._frontier.throttle(host, pause=pause)
+        if self._throttle is not None:
+            failed = fetched.status in ERROR_STATUSES
+            await self._adjust(
+                host, self._throttle.failed(host) if failed else self._throttle.succeeded(host, latency)
+            )
+        return pause or 0.0
+
+    async def failed(self, request: Request, error: FetchError) -> None:
+        """A fetch that got no response: a transient error slows the host down."""
+        if self._throttle is not None and isinstance(error, TransientFetchError):
+            host = host_key(request.url)
+            await self._adjust(host, self._throttle.failed(host))
+
+    async def _adjust(self, host: str, adjustment: Adjustment) -> None:
+        if adjustment.concurrency is not None:
+            interval = self._intervals.get(host, default_host_policy(self._settings).interval)
+            await self._frontier.throttle(host, policy=HostPolicy(adjustment.concurrency, interval))
+        if adjustment.pause is not None:
+            self._stats.inc("politeness/circuit_breaker")
+            log.warning("%s keeps failing: pausing it for %gs", host, adjustment.pause)
+            await self._frontier.throttle(host, pause=adjustment.pause)

@@ -1,0 +1,111 @@
+"""Adaptive per-host politeness: Retry-After, and concurrency that follows the server.
+
+``AutoThrottle`` adjusts each host's concurrency the way TCP adjusts its window:
+it starts at one request in flight and adds one for every healthy response (so it
+doubles every round trip up to ``per_host``), halves it on an error (5xx, 429, a
+timeout, a broken connection) or on a response much slower than the host's usual
+(over ``SLOW_FACTOR`` times its fastest and over ``SLOW_SECONDS``), and after
+``BREAKER_FAILURES`` failures in a row opens a circuit breaker: the host is paused,
+for longer each time it fails again. So the load on a struggling host never grows.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from dataclasses import dataclass
+
+MAX_RETRY_AFTER = 600.0
+SLOW_FACTOR = 4.0
+SLOW_SECONDS = 2.0
+BREAKER_FAILURES = 5
+BREAKER_PAUSE = 10.0
+MAX_BREAKER_PAUSE = 300.0
+LATENCY_WEIGHT = 0.3
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (RFC 9110 10.2.3): delay-seconds or
+    an HTTP-date (``now`` is the Unix time). Garbage and dates in the past give
+    ``None``; huge values are clamped to ``MAX_RETRY_AFTER``."""
+    if value is None:
+        return None
+    value = value.strip()
+    seconds = float(value) if value.isdigit() else _seconds_until(value, now)
+    if seconds is None or seconds < 0 or (seconds == 0 and not value.isdigit()):
+        return None
+    return min(seconds, MAX_RETRY_AFTER)
+
+
+def _seconds_until(http_date: str, now: float) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(http_date)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT
+        return None
+    return when.timestamp() - now
+
+
+@dataclass(slots=True)
+class HostHealth:
+    concurrency: int = 1
+    latency: float | None = None
+    fastest: float | None = None
+    failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Adjustment:
+    """What to change for a host: a new concurrency and/or a pause in seconds."""
+
+    concurrency: int | None = None
+    pause: float | None = None
+
+
+class AutoThrottle:
+    """Per-host concurrency between 1 and ``max_concurrency``, driven by outcomes."""
+
+    def __init__(self, max_concurrency: int) -> None:
+        self.max_concurrency = max_concurrency
+        self._hosts: dict[str, HostHealth] = {}
+
+    def concurrency(self, host: str) -> int:
+        return self._health(host).concurrency
+
+    def _health(self, host: str) -> HostHealth:
+        health = self._hosts.get(host)
+        if health is None:
+            health = self._hosts[host] = HostHealth(concurrency=1)
+        return health
+
+    def succeeded(self, host: str, latency: float) -> Adjustment:
+        """A response that is not an error: speed up unless it was very slow."""
+        health = self._health(host)
+        health.failures = 0
+        health.latency = latency if health.latency is None else _blend(health.latency, latency)
+        health.fastest = latency if health.fastest is None else min(health.fastest, latency)
+        if health.latency > max(SLOW_SECONDS, SLOW_FACTOR * health.fastest):
+            return self._set(health, max(1, health.concurrency // 2))
+        return self._set(health, min(self.max_concurrency, health.concurrency + 1))
+
+    def failed(self, host: str) -> Adjustment:
+        """An error (5xx, 429, timeout, broken connection): slow down; pause the host
+        after ``BREAKER_FAILURES`` in a row."""
+        health = self._health(host)
+        health.failures += 1
+        adjustment = self._set(health, max(1, health.concurrency // 2))
+        if health.failures >= BREAKER_FAILURES:
+            doublings = health.failures - BREAKER_FAILURES
+            pause = min(MAX_BREAKER_PAUSE, BREAKER_PAUSE * 2.0**doublings)
+            return Adjustment(adjustment.concurrency, pause)
+        return adjustment
+
+    def _set(self, health: HostHealth, concurrency: int) -> Adjustment:
+        if concurrency == health.concurrency:
+            return Adjustment()
+        health.concurrency = concurrency
+        return Adjustment(concurrency=concurrency)
+
+
+def _blend(average: float, sample: float) -> float:
+    return (1 - LATENCY_WEIGHT) * average + LATENCY_WEIGHT * sample

@@ -1,0 +1,86 @@
+"""Retry-After parsing and the adaptive throttle, from tables."""
+
+from __future__ import annotations
+
+import email.utils
+
+import pytest
+
+from crawler._throttle import (
+    BREAKER_FAILURES,
+    BREAKER_PAUSE,
+    MAX_BREAKER_PAUSE,
+    MAX_RETRY_AFTER,
+    Adjustment,
+    AutoThrottle,
+    retry_after_seconds,
+)
+
+NOW = 1_800_000_000.0
+
+
+def http_date(offset: float) -> str:
+    return email.utils.formatdate(NOW + offset, usegmt=True)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        ("0", 0.0),
+        ("-5", None),
+        ("1.5", None),
+        ("soon", None),
+        ("", None),
+        ("99999999", MAX_RETRY_AFTER),
+        (http_date(30), 30.0),
+        (http_date(-30), None),
+        (http_date(10**6), MAX_RETRY_AFTER),
+        ("Wed, 21 Oct 2015 07:28:00", None),  # no zone: not an HTTP-date
+        ("Mon, 32 Foo 2015 99:99:99 GMT", None),
+    ],
+)
+def test_retry_after(value, expected):
+    result = retry_after_seconds(value, NOW)
+    assert result == (pytest.approx(expected, abs=1.0) if expected else expected)
+
+
+def test_slow_start_doubles_per_round_trip_up_to_the_limit():
+    throttle = AutoThrottle(max_concurrency=8)
+    assert throttle.concurrency("a") == 1
+    seen = [throttle.succeeded("a", 0.05).concurrency for _ in range(10)]
+    assert seen[:7] == [2, 3, 4, 5, 6, 7, 8]
+    assert seen[7:] == [None, None, None]  # at the limit: nothing to change
+    assert throttle.concurrency("a") == 8
+
+
+def test_errors_halve_and_hosts_are_independent():
+    throttle = AutoThrottle(max_concurrency=16)
+    for _ in range(15):
+        throttle.succeeded("a", 0.05)
+    assert throttle.failed("a") == Adjustment(concurrency=8)
+    assert throttle.failed("a") == Adjustment(concurrency=4)
+    assert throttle.concurrency("b") == 1
+    assert throttle.succeeded("a", 0.05) == Adjustment(concurrency=5)
+
+
+def test_very_slow_responses_halve_concurrency():
+    throttle = AutoThrottle(max_concurrency=16)
+    for _ in range(15):
+        throttle.succeeded("a", 0.1)
+    changes = [throttle.succeeded("a", 10.0).concurrency for _ in range(4)]
+    assert changes[-1] is not None and changes[-1] < 16
+    assert throttle.concurrency("a") <= 4
+
+
+def test_circuit_breaker_pauses_longer_each_time_and_resets_on_success():
+    throttle = AutoThrottle(max_concurrency=4)
+    pauses = [throttle.failed("a").pause for _ in range(BREAKER_FAILURES + 6)]
+    assert pauses[: BREAKER_FAILURES - 1] == [None] * (BREAKER_FAILURES - 1)
+    assert pauses[BREAKER_FAILURES - 1] == BREAKER_PAUSE
+    assert pauses[BREAKER_FAILURES] == 2 * BREAKER_PAUSE
+    assert pauses[-1] == MAX_BREAKER_PAUSE
+    throttle.succeeded("a", 0.1)
+    assert throttle.failed("a").pause is None
