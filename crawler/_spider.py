@@ -8,7 +8,7 @@ import importlib.util
 import inspect
 import sys
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from ._errors import SpiderLoadError
 from ._request import Request
 from ._response import Response
+from ._sitemaps import read_sitemap
 
 
 class Spider:
@@ -30,16 +31,31 @@ class Spider:
 
     name: ClassVar[str] = "spider"
     start_urls: Sequence[str] = ()
+    sitemap_urls: Sequence[str] = ()
+    sitemap_callback: str = "parse"
     pipelines: Sequence[Any] = ()
     handle_httpstatus_list: Sequence[int] = ()
+    sitemap_max_size: int = 50 * 1024 * 1024  # the sitemaps.org limit for one sitemap
 
     def __init__(self, **kwargs: Any) -> None:
         for key, value in kwargs.items():
             setattr(self, key, value)
 
     def start_requests(self) -> Iterable[Request]:
+        """``start_urls`` for ``parse``, and ``sitemap_urls`` for ``parse_sitemap``."""
         for url in self.start_urls:
             yield Request(url)
+        for url in self.sitemap_urls:
+            yield Request(url, callback="parse_sitemap")
+
+    def parse_sitemap(self, response: Response) -> Iterator[Request]:
+        """Follow a sitemap, a sitemap index (gzipped or not) or a robots.txt's
+        ``Sitemap:`` lines; listed pages go to ``sitemap_callback``."""
+        entries = read_sitemap(response.body, response.url, self.sitemap_max_size)
+        for url in entries.sitemaps:
+            yield response.follow(url, callback="parse_sitemap")
+        for url in entries.pages:
+            yield response.follow(url, callback=self.sitemap_callback)
 
     def parse(self, response: Response) -> Any:
         raise NotImplementedError(f"{type(self).__name__}.parse is not defined")
