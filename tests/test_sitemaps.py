@@ -9,8 +9,8 @@ import pytest
 
 from crawler import Response, Spider
 from crawler._errors import ResponseTooLarge
-from crawler._siteserver import Page
 from crawler._sitemaps import read_sitemap
+from crawler._siteserver import Page
 
 from .conftest import html, robots
 
@@ -52,6 +52,10 @@ def test_gzipped_sitemap_bomb_stops_at_the_cap():
         read_sitemap(bomb, "http://a.test/s.xml.gz", 1 << 20)
 
 
+XML = (("Content-Type", "application/xml"),)
+GZIP = (("Content-Type", "application/gzip"),)
+
+
 class SitemapSpider(Spider):
     sitemap_callback = "parse_product"
 
@@ -69,8 +73,8 @@ def test_crawl_from_robots_sitemap_lines_through_an_index(serve, crawl_items):
         "/robots.txt": robots(f"User-agent: *\nDisallow: /p/5\nSitemap: {base}/index.xml\n"),
         "/index.xml": Page(f"<sitemapindex><sitemap><loc>{base}/a.xml</loc></sitemap>"
                            f"<sitemap><loc>{base}/b.xml.gz</loc></sitemap></sitemapindex>".encode()),
-        "/a.xml": Page(f"<urlset>{listed}</urlset>".encode(), headers=(("Content-Type", "application/xml"),)),
-        "/b.xml.gz": Page(gzip.compress(f"<urlset>{gz}</urlset>".encode()), headers=(("Content-Type", "application/gzip"),)),
+        "/a.xml": Page(f"<urlset>{listed}</urlset>".encode(), headers=XML),
+        "/b.xml.gz": Page(gzip.compress(f"<urlset>{gz}</urlset>".encode()), headers=GZIP),
         **pages,
     }  # fmt: skip
     items, stats = crawl_items(SitemapSpider, [], spider_args={"sitemap_urls": [base + "/robots.txt"]})
