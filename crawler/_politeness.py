@@ -22,7 +22,7 @@ from ._request import Request
 from ._robots import RobotsCache
 from ._settings import Settings
 from ._stats import Stats
-from ._throttle import Adjustment, AutoThrottle, retry_after_seconds
+from ._throttle import BREAKER_TRIPS, Adjustment, AutoThrottle, retry_after_seconds
 from ._urls import host_key, origin
 
 if TYPE_CHECKING:
@@ -63,9 +63,12 @@ class Politeness:
         self._throttle = AutoThrottle(settings.per_host) if settings.autothrottle else None
         self._intervals: dict[str, float] = {}
         self._pages: Counter[str] = Counter()
+        self._given_up: set[str] = set()
 
     async def admit(self, request: Request) -> Admission:
         host = host_key(request.url)
+        if host in self._given_up:
+            return Admission(False, drop="host_failing")
         cap = self._settings.max_pages_per_host
         if cap is not None and self._pages[host] >= cap:
             return Admission(False, drop="host_page_limit")
@@ -131,6 +134,9 @@ class Politeness:
         if adjustment.concurrency is not None:
             interval = self._intervals.get(host, default_host_policy(self._settings).interval)
             await self._frontier.throttle(host, policy=HostPolicy(adjustment.concurrency, interval))
+        if adjustment.give_up and host not in self._given_up:
+            self._given_up.add(host)
+            log.warning("%s keeps failing after %d pauses: giving up on it", host, BREAKER_TRIPS)
         if adjustment.pause is not None:
             self._stats.inc("politeness/circuit_breaker")
             log.warning("%s keeps failing: pausing it for %gs", host, adjustment.pause)

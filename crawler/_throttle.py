@@ -6,7 +6,10 @@ doubles every round trip up to ``per_host``), halves it on an error (5xx, 429, a
 timeout, a broken connection) or on a response much slower than the host's usual
 (over ``SLOW_FACTOR`` times its fastest and over ``SLOW_SECONDS``), and after
 ``BREAKER_FAILURES`` failures in a row opens a circuit breaker: the host is paused,
-for longer each time it fails again. So the load on a struggling host never grows.
+for twice as long each time it fails again, and after ``BREAKER_TRIPS`` pauses
+without a single success it is given up (its remaining requests are dropped and
+counted), so a dead host cannot keep a crawl from ending. So the load on a
+struggling host never grows.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ SLOW_FACTOR = 4.0
 SLOW_SECONDS = 2.0
 BREAKER_FAILURES = 5
 BREAKER_PAUSE = 10.0
-MAX_BREAKER_PAUSE = 300.0
+BREAKER_TRIPS = 3
 LATENCY_WEIGHT = 0.3
 
 
@@ -56,10 +59,12 @@ class HostHealth:
 
 @dataclass(frozen=True, slots=True)
 class Adjustment:
-    """What to change for a host: a new concurrency and/or a pause in seconds."""
+    """What to change for a host: a new concurrency, a pause in seconds, or giving
+    the host up."""
 
     concurrency: int | None = None
     pause: float | None = None
+    give_up: bool = False
 
 
 class AutoThrottle:
@@ -94,10 +99,11 @@ class AutoThrottle:
         health = self._health(host)
         health.failures += 1
         adjustment = self._set(health, max(1, health.concurrency // 2))
-        if health.failures >= BREAKER_FAILURES:
-            doublings = health.failures - BREAKER_FAILURES
-            pause = min(MAX_BREAKER_PAUSE, BREAKER_PAUSE * 2.0**doublings)
-            return Adjustment(adjustment.concurrency, pause)
+        trips = health.failures - BREAKER_FAILURES + 1
+        if trips > BREAKER_TRIPS:
+            return Adjustment(adjustment.concurrency, give_up=True)
+        if trips > 0:
+            return Adjustment(adjustment.concurrency, BREAKER_PAUSE * 2.0 ** (trips - 1))
         return adjustment
 
     def _set(self, health: HostHealth, concurrency: int) -> Adjustment:

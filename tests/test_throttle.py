@@ -9,7 +9,7 @@ import pytest
 from crawler._throttle import (
     BREAKER_FAILURES,
     BREAKER_PAUSE,
-    MAX_BREAKER_PAUSE,
+    BREAKER_TRIPS,
     MAX_RETRY_AFTER,
     Adjustment,
     AutoThrottle,
@@ -75,12 +75,20 @@ def test_very_slow_responses_halve_concurrency():
     assert throttle.concurrency("a") <= 4
 
 
-def test_circuit_breaker_pauses_longer_each_time_and_resets_on_success():
+def test_circuit_breaker_pauses_longer_each_time_then_gives_up():
     throttle = AutoThrottle(max_concurrency=4)
-    pauses = [throttle.failed("a").pause for _ in range(BREAKER_FAILURES + 6)]
+    adjustments = [throttle.failed("a") for _ in range(BREAKER_FAILURES + BREAKER_TRIPS)]
+    pauses = [adjustment.pause for adjustment in adjustments]
     assert pauses[: BREAKER_FAILURES - 1] == [None] * (BREAKER_FAILURES - 1)
-    assert pauses[BREAKER_FAILURES - 1] == BREAKER_PAUSE
-    assert pauses[BREAKER_FAILURES] == 2 * BREAKER_PAUSE
-    assert pauses[-1] == MAX_BREAKER_PAUSE
+    assert pauses[BREAKER_FAILURES - 1 : -1] == [BREAKER_PAUSE * 2**trip for trip in range(BREAKER_TRIPS)]
+    assert [adjustment.give_up for adjustment in adjustments].index(
+        True
+    ) == BREAKER_FAILURES + BREAKER_TRIPS - 1
+
+
+def test_one_success_closes_the_breaker():
+    throttle = AutoThrottle(max_concurrency=4)
+    for _ in range(BREAKER_FAILURES + 1):
+        throttle.failed("a")
     throttle.succeeded("a", 0.1)
     assert throttle.failed("a").pause is None

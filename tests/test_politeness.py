@@ -1,0 +1,157 @@
+"""Politeness end to end, against real servers on 127.0.0.1: robots.txt as RFC 9309
+says, Crawl-delay, Retry-After, adaptive throttling."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections import Counter
+
+import pytest
+
+import crawler._robots
+import crawler._throttle
+from crawler._siteserver import Hit, Page
+
+from .conftest import html, robots
+from .test_crawl_e2e import TitleSpider, chain_site
+
+
+@pytest.fixture
+def fast_backoff(monkeypatch):
+    """Robots and circuit-breaker backoffs of a fraction of a second, not minutes."""
+    monkeypatch.setattr(crawler._robots, "FIRST_BACKOFF", 0.2)
+    monkeypatch.setattr(crawler._throttle, "BREAKER_PAUSE", 0.3)
+
+
+def pages_with(rules: Page, count: int = 3) -> dict[str, Page]:
+    site = {f"/{i}": html(f"page {i}", [f"/{i + 1}"] if i + 1 < count else []) for i in range(count)}
+    return {"/robots.txt": rules, **site}
+
+
+def gaps(hits: list[Hit]) -> list[float]:
+    return [b.time - a.time for a, b in itertools.pairwise(hits)]
+
+
+def test_group_for_our_product_token_wins_case_insensitively(serve, crawl_items):
+    rules = robots("User-agent: *\nDisallow: /\n\nUser-agent: CRAWLER\nDisallow: /private\n")
+    server = serve({**pages_with(rules), "/private": html("no")})
+    server.routes["/0"] = html("page 0", ["/1", "/private"])
+    items, stats = crawl_items(TitleSpider, [server.url + "/0"])
+    assert len(items) == 3  # the * group would forbid everything
+    assert not server.hits_for("/private")
+    assert stats["dropped/robots"] == 1
+
+
+def test_robots_redirects_are_followed_to_another_host(serve, crawl_items):
+    elsewhere = serve({"/rules.txt": robots("User-agent: *\nDisallow: /2\n")})
+    moved = lambda target: Page(status=301, headers=(("Location", target),))  # noqa: E731
+    server = serve(pages_with(moved("/r1")))
+    server.routes.update(
+        {"/r1": moved("/r2"), "/r2": Page(status=302, headers=(("Location", elsewhere.url + "/rules.txt"),))}
+    )
+    items, stats = crawl_items(TitleSpider, [server.url + "/0"])
+    assert [item["title"] for item in items] == ["page 0", "page 1"]
+    assert not server.hits_for("/2") and stats["dropped/robots"] == 1
+
+
+def test_robots_404_means_no_restrictions(serve, crawl_items):
+    server = serve(pages_with(Page(b"gone", status=404)))
+    items, _ = crawl_items(TitleSpider, [server.url + "/0"])
+    assert len(items) == 3 and len(server.hits_for("/robots.txt")) == 1
+
+
+def test_robots_503_disallows_for_now_then_retries_with_backoff(serve, crawl_items, fast_backoff):
+    answers = iter([Page(b"busy", status=503), robots("User-agent: *\nDisallow: /2\n")])
+
+    def handle(hit: Hit) -> Page | None:
+        return next(answers) if hit.target == "/robots.txt" else None
+
+    server = serve(pages_with(robots("unused")), handler=handle)
+    del server.routes["/robots.txt"]
+    items, stats = crawl_items(TitleSpider, [server.url + "/0"])
+    robots_hits = server.hits_for("/robots.txt")
+    assert len(robots_hits) == 2 and robots_hits[1].time - robots_hits[0].time >= 0.2
+    assert [item["title"] for item in items] == ["page 0", "page 1"]
+    assert server.hits[1].target == "/robots.txt"  # no page before robots.txt answered
+    assert stats["dropped/robots"] == 1
+
+
+def test_robots_that_keeps_failing_is_given_up_and_the_crawl_ends(serve, crawl_items, fast_backoff):
+    server = serve(pages_with(Page(b"down", status=500)))
+    items, stats = crawl_items(TitleSpider, [server.url + "/0"])
+    assert items == []
+    assert len(server.hits_for("/robots.txt")) == crawler._robots.MAX_FAILURES
+    assert not server.hits_for("/0")
+    assert stats["dropped/robots_unreachable"] == 1 and stats.finish_reason == "finished"
+
+
+def test_a_hanging_robots_txt_costs_one_timeout_and_stalls_only_its_host(serve, crawl_items, fast_backoff):
+    hanging = serve(pages_with(Page(b"", delay=30)))
+    healthy = serve(chain_site(10))
+    started = time.time()
+    items, stats = crawl_items(TitleSpider, [hanging.url + "/0", healthy.url + "/0"], timeout=1.0)
+    assert len(items) == 10 and all(item["title"].startswith("page") for item in items)
+    assert max(hit.time for hit in healthy.hits) - started < 1.0  # done while the other robots.txt hung
+    assert not hanging.hits_for("/0")
+    assert len(hanging.hits_for("/robots.txt")) == crawler._robots.MAX_FAILURES
+    assert stats["dropped/robots_unreachable"] == 1
+
+
+def test_crawl_delay_spaces_requests_and_is_capped(serve, crawl_items, caplog):
+    server = serve(pages_with(robots("User-agent: *\nCrawl-delay: 0.3\n"), count=4))
+    crawl_items(TitleSpider, [server.url + "/0"])
+    page_hits = [hit for hit in server.hits if hit.target != "/robots.txt"]
+    assert len(page_hits) == 4 and min(gaps(page_hits)) >= 0.28
+
+    capped = serve(pages_with(robots("User-agent: *\nCrawl-delay: 1000\n"), count=3))
+    with caplog.at_level(logging.WARNING):
+        crawl_items(TitleSpider, [capped.url + "/0"], max_crawl_delay=0.2)
+    page_hits = [hit for hit in capped.hits if hit.target != "/robots.txt"]
+    assert min(gaps(page_hits)) >= 0.18 and max(gaps(page_hits)) < 1.0
+    assert "capped at 0.2s" in caplog.text
+
+
+def test_a_slower_user_rate_wins_over_crawl_delay(serve, crawl_items):
+    server = serve(pages_with(robots("User-agent: *\nCrawl-delay: 0.05\n"), count=3))
+    crawl_items(TitleSpider, [server.url + "/0"], rate=4)
+    page_hits = [hit for hit in server.hits if hit.target != "/robots.txt"]
+    assert min(gaps(page_hits)) >= 0.23
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_pauses_only_that_host(serve, crawl_items, status):
+    seen: Counter[str] = Counter()
+
+    def handle(hit: Hit) -> Page | None:
+        seen[hit.target] += 1
+        if hit.target == "/robots.txt":
+            return Page(status=404)
+        if hit.target == "/a" and seen["/a"] == 1:
+            return Page(b"slow down", status=status, headers=(("Retry-After", "1"),))
+        return html(f"ok {hit.target}")
+
+    paused = serve(handler=handle)
+    other = serve(chain_site(15))
+    items, stats = crawl_items(TitleSpider, [paused.url + "/a", other.url + "/0"], retries=1)
+    first, second = paused.hits_for("/a")
+    assert second.time - first.time >= 0.95  # the pause the server asked for
+    during = [hit for hit in other.hits if first.time < hit.time < second.time]
+    assert len(during) >= 10  # the other host carried on at full speed
+    assert "ok /a" in {item["title"] for item in items}
+    assert stats["politeness/retry_after"] == 1
+
+
+def test_a_failing_host_is_backed_off_by_the_circuit_breaker(serve, crawl_items, fast_backoff):
+    server = serve(
+        {"/robots.txt": Page(status=404), **{f"/{i}": Page(b"oops", status=500) for i in range(8)}}
+    )
+    server.routes["/0"] = Page(html("hub", [f"/{i}" for i in range(1, 8)]).body)
+    _items, stats = crawl_items(TitleSpider, [server.url + "/0"], retries=1)
+    assert stats["politeness/circuit_breaker"] == crawler._throttle.BREAKER_TRIPS
+    assert (
+        stats["dropped/http_status"] + stats["dropped/host_failing"] == 7
+    )  # each page failed or dropped once
+    assert stats["dropped/host_failing"] >= 1  # given up: the crawl ends by itself
+    assert stats.finish_reason == "finished"
