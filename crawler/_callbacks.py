@@ -23,7 +23,15 @@ from ._pickling import fast_pickle
 from ._request import Request, relocated
 from ._response import Response
 from ._spider import Spider
-from ._urls import InvalidURL, canonicalize, fingerprint_canonical, in_scope, is_followable, is_too_long
+from ._urls import (
+    InvalidURL,
+    canonicalize,
+    fingerprint_canonical,
+    in_scope,
+    is_followable,
+    is_too_long,
+    strip_session_ids,
+)
 
 SENT_MEMORY = 65_536
 
@@ -48,6 +56,7 @@ class LinkRules:
     max_depth: int | None
     max_url_length: int
     encode_items: bool = True
+    strip_session_ids: bool = False
 
 
 @fast_pickle
@@ -187,6 +196,8 @@ def vet_url(url: str, rules: LinkRules) -> tuple[str | None, str]:
         return "invalid_url", url
     if not is_followable(canonical):
         return "unsupported_scheme", canonical
+    if rules.strip_session_ids:
+        canonical = strip_session_ids(canonical)
     if is_too_long(canonical, rules.max_url_length):
         return "url_too_long", canonical
     return None, canonical

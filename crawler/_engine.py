@@ -121,7 +121,10 @@ class Engine:
 
     def _link_rules(self) -> LinkRules:
         encode = self.sink.wants_lines and not self._pipelines
-        return LinkRules(self._scope, self.settings.depth, self.settings.max_url_length, encode)
+        settings = self.settings
+        return LinkRules(
+            self._scope, settings.depth, settings.max_url_length, encode, settings.strip_session_ids
+        )
 
     async def _start_requests(self) -> list[Request]:
         start: list[Request] = []

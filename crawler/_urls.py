@@ -110,13 +110,14 @@ def canonicalize(url: str) -> str:
     whichever spelling a browser accepts (``2130706433``, ``127.1``, ``0x7f.1``,
     ``0177.0.0.1``), and a host whose last label is a number but that is no IPv4
     address (``1.2.3.4.5``, ``256.0.0.1``, ``a.1``) refused, as by WHATWG's host
-    parser; an IPv6 host compressed, in brackets; no default port; no fragment; no empty query (``?``); escapes of
-    unreserved characters decoded, others upper-cased; a lone ``%``, spaces, other
-    characters that are neither unreserved nor reserved, and non-ASCII percent-encoded
-    as UTF-8 in path and query; dot segments resolved, empty path ``/``. Userinfo,
-    the case of path and query, and the order of query parameters are kept. Tabs and
-    newlines inside the URL are escaped, not removed (``join_url`` removes them).
-    Other schemes (``mailto:``, ``javascript:``...) only get a lower-case scheme.
+    parser; an IPv6 host compressed, in brackets; no default port; no fragment; no
+    empty query (``?``); escapes of unreserved characters decoded, others upper-cased;
+    a lone ``%``, spaces, other characters that are neither unreserved nor reserved,
+    and non-ASCII percent-encoded as UTF-8 in path and query; dot segments resolved,
+    empty path ``/``. Userinfo, the case of path and query, and the order of query
+    parameters are kept. Tabs and newlines inside the URL are escaped, not removed
+    (``join_url`` removes them). Other schemes (``mailto:``, ``javascript:``...) only
+    get a lower-case scheme.
     Idempotent: ``canonicalize(canonicalize(u)) == canonicalize(u)``.
     """
     url = url.strip(_C0_AND_SPACE)
@@ -344,6 +345,36 @@ def _allowed_domain(entry: str) -> str:
 def _is_ip_address(host: str) -> bool:
     """Whether ``host`` (as ``hostname`` returns it) is an IPv4 or IPv6 address."""
     return ":" in host or host.rpartition(".")[2].isdigit()
+
+
+SESSION_PARAMETERS = frozenset(
+    {
+        "jsessionid",
+        "phpsessid",
+        "sessionid",
+        "session_id",
+        "sid",
+        "aspsessionid",
+        "cfid",
+        "cftoken",
+        "zenid",
+        "oscsid",
+    }
+)
+_PATH_SESSION = re.compile(r";(?:jsessionid|phpsessid|sessionid)=[^/?#]*", re.IGNORECASE)
+
+
+def strip_session_ids(url: str) -> str:
+    """``url`` without session-id query parameters (``?PHPSESSID=...``, ``sid=``...) or
+    path parameters (``;jsessionid=...``): one page, one URL, whatever the session.
+    Parameter order is kept; a query left empty goes."""
+    base, hash_mark, fragment = url.partition("#")
+    path, question, query = base.partition("?")
+    path = _PATH_SESSION.sub("", path)
+    if question:
+        kept = [part for part in query.split("&") if part.partition("=")[0].lower() not in SESSION_PARAMETERS]
+        query = "&".join(kept)
+    return path + ("?" + query if query else "") + hash_mark + fragment
 
 
 def origin(url: str) -> str:

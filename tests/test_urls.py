@@ -449,3 +449,21 @@ def test_join_url_fast_path_agrees_with_urljoin(
     base = "http://h.test/" + base_path
     href = ("/" if absolute else "") + href + suffix
     assert join_url(base, href) == urljoin(base, href)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://a.test/p?PHPSESSID=abc", "http://a.test/p"),
+        ("http://a.test/p?x=1&sid=9&y=2", "http://a.test/p?x=1&y=2"),
+        ("http://a.test/p;jsessionid=ABC123?x=1", "http://a.test/p?x=1"),
+        ("http://a.test/p;JSESSIONID=ABC/q", "http://a.test/p/q"),
+        ("http://a.test/p?sidebar=1&session=2", "http://a.test/p?sidebar=1&session=2"),
+        ("http://a.test/p?x=1#sid=3", "http://a.test/p?x=1#sid=3"),
+        ("http://a.test/p", "http://a.test/p"),
+    ],
+)
+def test_strip_session_ids(url: str, expected: str) -> None:
+    from crawler._urls import strip_session_ids
+
+    assert strip_session_ids(url) == expected
