@@ -325,7 +325,7 @@ def test_items_that_cannot_be_encoded_are_counted_not_fatal(serve, crawl_items):
 def test_session_ids_can_be_stripped_so_a_page_is_fetched_once(serve, crawl_items):
     links = [f"/page?PHPSESSID={i}&id=7" for i in range(5)] + ["/page;jsessionid=XYZ?id=7"]
     server = serve({"/": html("home", links), "/page?id=7": html("the page")})
-    items, stats = crawl_items(TitleSpider, [server.url + "/"], obey_robots=False, strip_session_ids=True)
+    items, _ = crawl_items(TitleSpider, [server.url + "/"], obey_robots=False, strip_session_ids=True)
     assert sorted(item["title"] for item in items) == ["home", "the page"]
     assert [hit.target for hit in server.hits].count("/page?id=7") == 1
 
