@@ -92,7 +92,8 @@ class Engine:
 
     async def run(self) -> Stats:
         start = await self._start_requests()
-        self._scope = self.settings.allowed_domains or default_allowed_domains(r.url for r in start)
+        self._start_hosts = default_allowed_domains(r.url for r in start)
+        self._scope = self.settings.allowed_domains or self._start_hosts
         self._rules = self._link_rules()
         self._pool = ParsePool(self.spider, self._spider_args, self._rules, self.settings.parse_workers)
         try:
@@ -110,9 +111,12 @@ class Engine:
     def _open_network(self) -> None:
         """The fetcher, and with it aiohttp, loads only now: the parse workers are
         forked already and do not carry the network stack (about 20 MB each)."""
+        from ._addressguard import AddressGuard  # noqa: PLC0415
         from ._fetcher import Fetcher  # noqa: PLC0415
 
-        self._fetcher = Fetcher(self.settings, self._transport)
+        named = (*self._start_hosts, *(self.settings.allowed_domains or ()))
+        guard = AddressGuard(named, allow_private=self.settings.allow_private)
+        self._fetcher = Fetcher(self.settings, self._transport, guard=guard)
         self._fetch = self._fetcher.fetch
         robots = RobotsCache(
             self._fetch, self.settings.user_agent, timeout=min(self.settings.timeout, ROBOTS_TIMEOUT)

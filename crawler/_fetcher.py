@@ -26,6 +26,7 @@ import aiohttp
 import httpx
 from yarl import URL
 
+from ._addressguard import AddressGuard, GuardedResolver, unwrap_blocked
 from ._decoding import decode_content
 from ._errors import (
     BrokenTransfer,
@@ -61,8 +62,16 @@ class Fetcher:
     ``transport`` routes requests through httpx instead (``httpx.MockTransport`` in
     tests). Create and use it inside a running event loop."""
 
-    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        guard: AddressGuard | None = None,
+    ) -> None:
         self._settings = settings
+        self._guard = guard or AddressGuard((), allow_private=True)
+        self._resolver: GuardedResolver | None = None
         self._headers = {
             "User-Agent": settings.user_agent,
             "Accept": ACCEPT,
@@ -78,6 +87,8 @@ class Fetcher:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+        if self._resolver is not None:
+            await self._resolver.close()
         if self._client is not None:
             await self._client.aclose()
 
@@ -92,11 +103,12 @@ class Fetcher:
         except TimeoutError:
             raise FetchTimeout(f"no complete response within {self._settings.timeout:g}s") from None
         except (httpx.HTTPError, httpx.InvalidURL, aiohttp.ClientError, OSError, ValueError) as exc:
-            raise translate_error(exc) from exc
+            raise unwrap_blocked(exc) or translate_error(exc) from exc
         body = decode_content(raw, headers.get("content-encoding"), self._settings.max_size)
         return Fetched(request.url, status, headers, body)
 
     def _exchange(self, request: Request) -> Awaitable[Exchange]:
+        self._guard.check_url(request.url)  # IP literals: aiohttp does not resolve them
         if self._client is not None:
             return self._via_httpx(self._client, request)
         return self._via_aiohttp(request)
@@ -115,8 +127,10 @@ class Fetcher:
             return response.status, headers, raw
 
     def _open_session(self) -> aiohttp.ClientSession:
+        # Every resolved address is checked, and aiohttp connects to exactly those.
+        self._resolver = GuardedResolver(self._guard)
         connector = aiohttp.TCPConnector(
-            limit=self._settings.concurrency, limit_per_host=0, ttl_dns_cache=300
+            limit=self._settings.concurrency, limit_per_host=0, ttl_dns_cache=300, resolver=self._resolver
         )
         self._session = aiohttp.ClientSession(
             connector=connector,

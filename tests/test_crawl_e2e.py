@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 from collections import Counter
 from typing import Any
 
+import aiohttp.abc
 import pytest
 
 import crawler
 from crawler import Request, Response, Spider
+from crawler._addressguard import GuardedResolver
 from crawler._siteserver import Hit, Page
 
 from .conftest import html, robots
@@ -331,3 +334,51 @@ def test_session_ids_can_be_stripped_so_a_page_is_fetched_once(serve, crawl_item
 
     items, _ = crawl_items(TitleSpider, [server.url + "/"], obey_robots=False)
     assert len(items) == 1  # without stripping, every spelling is another (missing) page
+
+
+class FakeDns(aiohttp.abc.AbstractResolver):
+    """Names that resolve to 127.0.0.1, as a hostile DNS record (or rebinding) would."""
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[Any]:
+        if not host.endswith("shop.test"):
+            raise OSError(f"no such host {host}")
+        return [
+            {
+                "hostname": host,
+                "host": "127.0.0.1",
+                "port": port,
+                "family": socket.AF_INET,
+                "proto": 0,
+                "flags": 0,
+            }
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_dns(monkeypatch):
+    original = GuardedResolver.__init__
+
+    def with_fake_dns(self: GuardedResolver, guard: Any, base: Any = None) -> None:
+        original(self, guard, FakeDns())
+
+    monkeypatch.setattr(GuardedResolver, "__init__", with_fake_dns)
+
+
+@pytest.mark.parametrize("allow_private", [False, True])
+def test_address_guard_refuses_private_addresses_of_hosts_nobody_named(
+    serve, crawl_items, fake_dns, allow_private
+):
+    victim = serve({"/secret": html("internal admin")})
+    shop = serve()
+    shop.routes = {"/": html("shop", [f"http://evil.shop.test:{victim.port}/secret"])}
+    start = f"http://shop.test:{shop.port}/"
+    items, stats = crawl_items(TitleSpider, [start], obey_robots=False, allow_private=allow_private)
+    if allow_private:
+        assert sorted(item["title"] for item in items) == ["internal admin", "shop"]
+    else:
+        assert [item["title"] for item in items] == ["shop"]  # shop.test was named: allowed
+        assert victim.connections == 0  # evil.shop.test was in scope but not named: never connected
+        assert stats["errors/blocked_address"] == 1
