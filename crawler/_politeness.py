@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("crawler.politeness")
 
 ERROR_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Starts are spaced 5% wider than a rate or Crawl-delay asks: requests reach the
+# server with tens of milliseconds of jitter, which would otherwise let one more
+# request into some 1-second window there. A limit is a ceiling, not a target.
+SPACING_MARGIN = 1.05
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
@@ -50,7 +54,7 @@ ADMITTED = Admission(True)
 def default_host_policy(settings: Settings) -> HostPolicy:
     """A new host's policy: ``per_host`` in flight (one at first when the adaptive
     throttle is on: it grows with healthy answers), ``1 / rate`` between starts."""
-    interval = 1.0 / settings.rate if settings.rate else 0.0
+    interval = SPACING_MARGIN / settings.rate if settings.rate else 0.0
     return HostPolicy(1 if settings.autothrottle else settings.per_host, interval)
 
 
@@ -95,7 +99,7 @@ class Politeness:
                     "%s asks for Crawl-delay %gs; capped at %gs", host, delay, self._settings.max_crawl_delay
                 )
                 delay = self._settings.max_crawl_delay
-            interval = max(interval, delay)  # an explicit slower rate wins
+            interval = max(interval, delay * SPACING_MARGIN)  # an explicit slower rate wins
         self._intervals[host] = interval
         if delay:
             await self._frontier.throttle(host, policy=HostPolicy(self._concurrency(host), interval))
