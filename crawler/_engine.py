@@ -21,7 +21,7 @@ from ._callbacks import LinkRules, ParseResult, ParseTask, encode_items, vet_url
 from ._errors import FetchError, OutputError, TransientFetchError
 from ._frontier import Frontier, FrontierStatus
 from ._memory_frontier import MemoryFrontier
-from ._output import ItemSink
+from ._output import FLUSH_BYTES, ItemSink
 from ._pipelines import Pipelines
 from ._politeness import Admission, Politeness, default_host_policy
 from ._pool import ParsePool
@@ -80,6 +80,7 @@ class Engine:
         self._stopping = False
         self._fatal: BaseException | None = None
         self._reported: set[tuple[str, str]] = set()
+        self._unacked: list[Request] = []
         self._scope: tuple[str, ...] = ()
         self._fetcher: Fetcher | None = None
 
@@ -175,6 +176,8 @@ class Engine:
             capacity = self._capacity()
             if capacity > 0 and await self._hand_out(capacity):
                 continue
+            if self._active == 0 and self._unacked:
+                await self._flush_and_ack()
             status = await self._frontier.status()
             if self._active == 0 and (status.finished or self._page_budget_spent()):
                 return "finished" if status.finished else "max_pages"
@@ -220,15 +223,22 @@ class Engine:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(TICK)
-            self._flush()
+            await self._flush_and_ack()
             if self._on_tick is not None:
                 self._on_tick(self.stats, await self._frontier.status())
 
-    def _flush(self) -> None:
+    async def _flush_and_ack(self) -> None:
+        """Write buffered items out, then acknowledge the requests they came from: a
+        request is done only once its items are in the output, so a crash loses none
+        (with a durable frontier, the unacknowledged ones are crawled again)."""
         try:
             self.sink.flush()
         except OutputError as exc:
             self._fail(exc)
+            return
+        acknowledged, self._unacked = self._unacked, []
+        for request in acknowledged:
+            await self._frontier.done(request)
 
     def _fail(self, exc: BaseException) -> None:
         if self._fatal is None:
@@ -362,7 +372,9 @@ class Engine:
         task = ParseTask(request, fetched.url, fetched.status, fetched.headers, fetched.body)
         result = await self._pool.parse(task)
         await self._store(request, result)
-        await self._frontier.done(request)
+        self._unacked.append(request)
+        if self.sink.buffered >= FLUSH_BYTES:
+            await self._flush_and_ack()
 
     def _wants_status(self, status: int) -> bool:
         return 200 <= status < 300 or status in self.spider.handle_httpstatus_list
@@ -395,6 +407,7 @@ class Engine:
         try:
             await self._pipelines.close()
         finally:
+            await self._flush_and_ack()
             closing = [self._pool.close(), self._frontier.close()]
             if self._fetcher is not None:
                 closing.append(self._fetcher.close())

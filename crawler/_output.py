@@ -20,6 +20,11 @@ class ItemSink(Protocol):
 
     wants_lines: bool
 
+    @property
+    def buffered(self) -> int:
+        """Bytes written but not flushed yet."""
+        ...
+
     async def write(self, lines: bytes, items: list[Any]) -> None: ...
 
     def flush(self) -> None: ...
@@ -30,9 +35,9 @@ class ItemSink(Protocol):
 class JsonLinesSink:
     """Appends (or, with ``overwrite``, truncates first) to ``target``; ``-`` is stdout.
 
-    Only whole lines reach the file: data is buffered and written in runs that end
-    with a newline, and a write that fails half-way (disk full) is cut back to the
-    last whole line before ``OutputError`` is raised."""
+    Only whole lines reach the file: data is buffered and written (by ``flush``, which
+    the engine calls) in runs that end with a newline, and a write that fails half-way
+    (disk full) is cut back to the last whole line before ``OutputError`` is raised."""
 
     wants_lines = True
 
@@ -48,8 +53,10 @@ class JsonLinesSink:
                 raise OutputError(failures[0])
             lines += encoded
         self._buffer += lines
-        if len(self._buffer) >= FLUSH_BYTES:
-            self.flush()
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
 
     def flush(self) -> None:
         if not self._buffer or self._fd is None:
@@ -100,6 +107,8 @@ class StreamSink:
 
     wants_lines = False
 
+    buffered = 0
+
     def __init__(self, maxsize: int = 1024) -> None:
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
 
@@ -118,6 +127,7 @@ class NullSink:
     """Discards items (a crawl run for its side effects or its stats)."""
 
     wants_lines = True
+    buffered = 0
 
     async def write(self, lines: bytes, items: list[Any]) -> None:
         pass

@@ -66,13 +66,17 @@ def test_data_is_buffered_until_flush(tmp_path: Path) -> None:
     sink.close()
 
 
-def test_large_writes_flush_without_being_asked(tmp_path: Path) -> None:
+def test_writes_wait_for_flush_and_report_what_is_buffered(tmp_path: Path) -> None:
+    """The engine flushes (past FLUSH_BYTES, and twice a second), then acknowledges the
+    requests whose items were written: the sink never writes behind its back."""
     path = existing(tmp_path, "")
     line = b'{"pad": "' + b"x" * 1000 + b'"}\n'
     data = line * (FLUSH_BYTES // len(line) + 1)
     sink = JsonLinesSink(str(path))
     write(sink, data)
-    assert path.read_bytes() == data
+    assert path.read_bytes() == b"" and sink.buffered == len(data) >= FLUSH_BYTES
+    sink.flush()
+    assert path.read_bytes() == data and sink.buffered == 0
     sink.close()
 
 
