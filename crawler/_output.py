@@ -27,6 +27,8 @@ class ItemSink(Protocol):
 
     async def write(self, lines: bytes, items: list[Any]) -> None: ...
 
+    def repair(self) -> int: ...
+
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
@@ -58,6 +60,31 @@ class JsonLinesSink:
     def buffered(self) -> int:
         return len(self._buffer)
 
+    def repair(self) -> int:
+        """Cut a partial last line (left by a crash mid-write) off the file; return how
+        many bytes went. Its request was never acknowledged, so it is crawled again."""
+        if self._fd is None or self.target == "-" or self._good_size == 0:
+            return 0
+        tail_start = max(0, self._good_size - 65536)
+        tail = os.pread(self._fd, self._good_size - tail_start, tail_start)
+        if tail.endswith(b"\n"):
+            return 0
+        cut = tail.rfind(b"\n") + 1 + tail_start if b"\n" in tail else self._whole_lines_end()
+        removed = self._good_size - cut
+        os.ftruncate(self._fd, cut)
+        self._good_size = cut
+        return removed
+
+    def _whole_lines_end(self) -> int:
+        """Where the last whole line ends, for a partial line longer than 64 KiB."""
+        assert self._fd is not None
+        end, position = 0, 0
+        while chunk := os.pread(self._fd, 1 << 20, position):
+            if (newline := chunk.rfind(b"\n")) >= 0:
+                end = position + newline + 1
+            position += len(chunk)
+        return end
+
     def flush(self) -> None:
         if not self._buffer or self._fd is None:
             return
@@ -86,7 +113,7 @@ class JsonLinesSink:
 def _open(target: str, overwrite: bool) -> tuple[int | None, int]:
     if target == "-":
         return sys.stdout.fileno(), 0
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_APPEND)
+    flags = os.O_RDWR | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_APPEND)  # read: for repair()
     try:
         fd = os.open(target, flags, 0o644)
     except OSError as exc:
@@ -116,6 +143,9 @@ class StreamSink:
         for item in items:
             await self.queue.put(item)
 
+    def repair(self) -> int:
+        return 0
+
     def flush(self) -> None:
         pass
 
@@ -131,6 +161,9 @@ class NullSink:
 
     async def write(self, lines: bytes, items: list[Any]) -> None:
         pass
+
+    def repair(self) -> int:
+        return 0
 
     def flush(self) -> None:
         pass

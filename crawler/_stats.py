@@ -28,6 +28,16 @@ class Stats:
         if amount:  # a zero would still create the key and show up in reports
             self.counts[key] += amount
 
+    def carry_over(self, earlier: dict[str, Any]) -> None:
+        """Add the counters of earlier runs of the same job (``counters()`` of theirs)."""
+        for key, value in earlier.get("counts", {}).items():
+            self.counts[key] += int(value)
+        self.max_depth = max(self.max_depth, int(earlier.get("max_depth", 0)))
+
+    def counters(self) -> dict[str, Any]:
+        """What ``carry_over`` takes: the counters, as JSON-ready values."""
+        return {"counts": dict(self.counts), "max_depth": self.max_depth}
+
     def finish(self, reason: str) -> None:
         self.finished = time.time()
         self._elapsed = time.monotonic() - self._started_monotonic

@@ -285,3 +285,23 @@ def test_sinks_declare_what_they_take() -> None:
     assert JsonLinesSink.wants_lines is True
     assert StreamSink.wants_lines is False
     assert NullSink.wants_lines is True
+
+
+@pytest.mark.parametrize(
+    ("content", "kept"),
+    [
+        (b'{"a": 1}\n{"b": 2}\n{"c": 3', b'{"a": 1}\n{"b": 2}\n'),
+        (b'{"a": 1}\n', b'{"a": 1}\n'),
+        (b'{"partial', b""),
+        (b'{"a": 1}\n' + b"x" * 200_000, b'{"a": 1}\n'),  # a partial line longer than 64 KiB
+        (b"", b""),
+    ],
+)
+def test_repair_cuts_a_partial_last_line(tmp_path: Path, content: bytes, kept: bytes) -> None:
+    path = tmp_path / "items.jsonl"
+    path.write_bytes(content)
+    sink = JsonLinesSink(str(path))
+    assert sink.repair() == len(content) - len(kept)
+    write(sink, b'{"new": true}\n')
+    sink.close()
+    assert path.read_bytes() == kept + b'{"new": true}\n'
