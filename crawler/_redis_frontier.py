@@ -1,0 +1,611 @@
+"""`RedisFrontier`: a `Frontier` in Redis, shared by every process of a crawl.
+
+Many processes on many machines run the same spider against one Redis; the
+frontier there holds the queue, the seen-set and per-host politeness for all of
+them, so ``concurrency`` and ``interval`` hold for the whole cluster.
+
+Every state change is one Lua script (atomic in Redis 6.2 or later); the scripts
+share the helpers in ``_PRELUDE``. Time is the injected ``clock``, passed to each script, or
+by default Redis's own ``TIME``, so machines with skewed clocks agree.
+
+Key layout (``K`` = ``{<namespace>}:``; every key carries the hash tag)::
+
+    K seq            STRING  counter: request ids and ring positions
+    K count          HASH    seen, queued (queued requests, retries not yet due excluded)
+    K s:<hhhh>       HASH    seen bucket: the first 2 bytes of a fingerprint name the
+                             bucket (65536 of them), the other 6 bytes are a field
+    K req            HASH    id -> "<priority> <host> <pickled Request>"
+    K q:<host>       ZSET    a host's queue: id scored -priority; ids are fixed-width
+                             hex, so equal priorities come out FIFO
+    K h:<host>       HASH    n (slots held), last (last start), pause (paused until),
+                             conc and ivl (a ``throttle`` policy; else the node's default)
+    K ring           ZSET    hosts ready when placed, scored by ring position (FIFO):
+                             ``take`` serves them round-robin
+    K wait           ZSET    hosts with work that wait for interval or pause: ready time
+    K delayed        ZSET    retried request ids: due time
+    K leases         ZSET    leased request ids: expiry
+    K lease          HASH    id -> "<1|0: holds its host slot><node id>"
+
+As in `MemoryFrontier`, a host with work is in ``ring`` or ``wait`` unless its
+concurrency is used up (``done`` places it again); a throttle may make a ring
+host unready, which ``take`` and ``status`` notice when they reach it. Scripts do
+O(log n) work per request; ``take`` and ``status`` also wake at most
+``WAKE_BUDGET`` due hosts and retries and reclaim at most ``WAKE_BUDGET`` expired
+leases per call.
+
+Memory (``MEMORY USAGE``, Redis 7.0): a seen fingerprint costs 15 bytes at 1
+million URLs and 12 at 5 million, because small hashes are listpacks (a SET of
+8-byte strings costs about 56; at 100 000 URLs the buckets' own overhead makes it
+47). A bucket past ``hash-max-listpack-entries`` (default 512) turns into a hash
+table at about 70 bytes per entry: for crawls beyond ~25 million URLs, raise that
+setting. A queued request costs about 350 bytes (its
+pickle is ~180 of them); each host keeps a small ``h:`` hash for good.
+
+Leases: ``take`` leases each request to this node (``node_id``) until ``now +
+lease_seconds``; a background task renews this node's leases every third of
+that. ``take`` and ``status`` on any node re-queue requests whose lease expired
+(their node crashed, or lost Redis for longer than a lease), freeing their host
+slots, so a request is fetched at least once, rarely twice. A re-queued request
+gets a new id, so a late ``fetched``, ``done`` or ``retry`` from the node that
+lost the lease finds nothing to end, logs a warning and does nothing more.
+The node remembers its own lease ids (``done`` of an equal copy ends one of them).
+
+Requests are stored pickled (protocol 5): every node runs the same code, and
+anyone who can write to this Redis can run code on the nodes anyway.
+
+Redis Cluster: every key has the hash tag ``{namespace}``, so one crawl lives in
+one slot of one shard (several crawls spread over shards). The scripts build the
+per-host and seen-bucket key names themselves rather than declare them, which a
+cluster node accepts because they hash to the slot of the declared keys.
+Spreading one crawl over shards would need a hash tag per host (queue and host
+state per shard), a take that visits shards in turn, and a seen-set sharded by
+fingerprint; not done here.
+
+Connection trouble: if Redis cannot be reached at the first call, that call raises
+`FrontierError` at once. A connection lost later is retried inside each call with
+backoff (``RECONNECT_DELAYS``, about 10 s) before `FrontierError`. Retrying is safe:
+a script runs whole or not at all, and a lost reply costs at most a duplicate
+``dont_filter`` request or leases that expire and are re-queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pickle
+import socket
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ._errors import FrontierError
+from ._frontier import FrontierStatus, HostPolicy
+from ._request import Request
+from ._urls import host_key
+
+log = logging.getLogger("crawler.frontier")
+
+DEFAULT_POLICY = HostPolicy()
+RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 3.0)
+ADD_BATCH = 1000
+RENEW_BATCH = 1000
+_KEYS = ("seq", "count", "req", "ring", "wait", "delayed", "leases", "lease")
+
+# KEYS: _KEYS in order. ARGV[1] key prefix, ARGV[2] now ("" = Redis TIME),
+# ARGV[3] and ARGV[4] default concurrency and interval; each script's own from ARGV[5].
+_PRELUDE = r"""
+local WAKE_BUDGET, SKIP_BUDGET = 1000, 100
+local K_SEQ, K_COUNT, K_REQ, K_RING = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_WAIT, K_DELAYED, K_LEASES, K_LEASE = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local P = ARGV[1]
+local DEFAULT_CONC, DEFAULT_IVL = tonumber(ARGV[3]), tonumber(ARGV[4])
+local now = tonumber(ARGV[2])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+end
+
+local function host_key(host) return P .. 'h:' .. host end
+local function queue_key(host) return P .. 'q:' .. host end
+local function new_id() return string.format('%012x', redis.call('INCR', K_SEQ)) end
+
+-- "<priority> <host> <blob>" -> priority, host, blob
+local function parse(rec)
+  local a = string.find(rec, ' ', 1, true)
+  local b = string.find(rec, ' ', a + 1, true)
+  return tonumber(string.sub(rec, 1, a - 1)), string.sub(rec, a + 1, b - 1), string.sub(rec, b + 1)
+end
+
+-- when the host may start its next request; nil while it has nothing queued
+-- or is at its concurrency limit
+local function ready_at(host)
+  if redis.call('EXISTS', queue_key(host)) == 0 then return nil end
+  local h = redis.call('HMGET', host_key(host), 'n', 'last', 'pause', 'conc', 'ivl')
+  if (tonumber(h[1]) or 0) >= (tonumber(h[4]) or DEFAULT_CONC) then return nil end
+  local t = -math.huge
+  if h[2] then t = tonumber(h[2]) + (tonumber(h[5]) or DEFAULT_IVL) end
+  local pause = tonumber(h[3])
+  if pause and pause > t then t = pause end
+  return t
+end
+
+-- put the host where its readiness says: ring, wait, or nowhere; a ring host stays
+local function place(host)
+  if redis.call('ZSCORE', K_RING, host) then return end
+  local t = ready_at(host)
+  if t == nil then
+    redis.call('ZREM', K_WAIT, host)
+  elseif t <= now then
+    redis.call('ZREM', K_WAIT, host)
+    redis.call('ZADD', K_RING, redis.call('INCR', K_SEQ), host)
+  else
+    redis.call('ZADD', K_WAIT, t, host)
+  end
+end
+
+-- hosts to place once at the end of a script, in first-touched order
+local touched, touched_list = {}, {}
+local function touch(host)
+  if not touched[host] then
+    touched[host] = true
+    touched_list[#touched_list + 1] = host
+  end
+end
+local function place_touched()
+  for _, host in ipairs(touched_list) do place(host) end
+  touched, touched_list = {}, {}
+end
+
+local function enqueue(id, priority, host)
+  redis.call('ZADD', queue_key(host), -priority, id)
+  redis.call('HINCRBY', K_COUNT, 'queued', 1)
+  touch(host)
+end
+
+-- the lease value of id if node holds it, else nil
+local function lease_of(id, node)
+  local v = redis.call('HGET', K_LEASE, id)
+  if v and string.sub(v, 2) == node then return v end
+  return nil
+end
+
+-- end the lease of id (value v), free its host slot if it holds one; returns its record
+local function end_lease(id, v)
+  redis.call('ZREM', K_LEASES, id)
+  redis.call('HDEL', K_LEASE, id)
+  local rec = redis.call('HGET', K_REQ, id)
+  redis.call('HDEL', K_REQ, id)
+  local _, host = parse(rec)
+  if string.sub(v, 1, 1) == '1' then redis.call('HINCRBY', host_key(host), 'n', -1) end
+  touch(host)
+  return rec
+end
+
+-- re-queue requests whose lease expired; returns how many
+local function reclaim()
+  local ids = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, WAKE_BUDGET)
+  for _, id in ipairs(ids) do
+    local rec = end_lease(id, redis.call('HGET', K_LEASE, id))
+    local priority, host = parse(rec)
+    local new = new_id()
+    redis.call('HSET', K_REQ, new, rec)
+    enqueue(new, priority, host)
+  end
+  place_touched()
+  return #ids
+end
+
+-- due retries into their queues, due hosts into the ring, unready hosts off its head
+local function wake_up()
+  local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, WAKE_BUDGET)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', K_DELAYED, id)
+    local priority, host = parse(redis.call('HGET', K_REQ, id))
+    enqueue(id, priority, host)
+  end
+  place_touched()
+  local hosts = redis.call('ZRANGEBYSCORE', K_WAIT, '-inf', now, 'LIMIT', 0, WAKE_BUDGET)
+  for _, host in ipairs(hosts) do
+    redis.call('ZREM', K_WAIT, host)
+    place(host)
+  end
+  for _ = 1, SKIP_BUDGET do
+    local head = redis.call('ZRANGE', K_RING, 0, 0)[1]
+    if not head then break end
+    local t = ready_at(head)
+    if t ~= nil and t <= now then break end
+    redis.call('ZREM', K_RING, head)
+    place(head)
+  end
+end
+"""
+
+# ARGV[5..]: per request: fingerprint (8 bytes), dont_filter (1/0), priority, host, pickle.
+_ADD = r"""
+local added = 0
+for i = 5, #ARGV, 5 do
+  local fp, priority, host = ARGV[i], tonumber(ARGV[i + 2]), ARGV[i + 3]
+  local bucket = P .. 's:' .. string.format('%02x%02x', string.byte(fp, 1, 2))
+  local new = redis.call('HSETNX', bucket, string.sub(fp, 3), '')
+  if new == 1 then redis.call('HINCRBY', K_COUNT, 'seen', 1) end
+  if new == 1 or ARGV[i + 1] == '1' then
+    local id = new_id()
+    redis.call('HSET', K_REQ, id, ARGV[i + 2] .. ' ' .. host .. ' ' .. ARGV[i + 4])
+    enqueue(id, priority, host)
+    added = added + 1
+  end
+end
+place_touched()
+return added
+"""
+
+# ARGV[5] limit, ARGV[6] node, ARGV[7] lease seconds.
+# Returns {reclaimed, id1, pickle1, id2, pickle2, ...}.
+_TAKE = r"""
+local limit, node, expiry = tonumber(ARGV[5]), ARGV[6], now + tonumber(ARGV[7])
+local out = {reclaim()}
+wake_up()
+local taken, visits = 0, 0
+while taken < limit and visits < limit + SKIP_BUDGET do
+  local host = redis.call('ZPOPMIN', K_RING)[1]
+  if not host then break end
+  visits = visits + 1
+  local t = ready_at(host)
+  if t ~= nil and t <= now then
+    local id = redis.call('ZPOPMIN', queue_key(host))[1]
+    redis.call('HINCRBY', K_COUNT, 'queued', -1)
+    redis.call('HINCRBY', host_key(host), 'n', 1)
+    redis.call('HSET', host_key(host), 'last', now)
+    redis.call('ZADD', K_LEASES, expiry, id)
+    redis.call('HSET', K_LEASE, id, '1' .. node)
+    local _, _, blob = parse(redis.call('HGET', K_REQ, id))
+    out[#out + 1] = id
+    out[#out + 1] = blob
+    taken = taken + 1
+  end
+  place(host)
+end
+return out
+"""
+
+# ARGV[5] id, ARGV[6] node. Returns 0: lease lost, 1: slot freed, 2: held no slot.
+_FETCHED = r"""
+local id, node = ARGV[5], ARGV[6]
+local v = lease_of(id, node)
+if not v then return 0 end
+if string.sub(v, 1, 1) ~= '1' then return 2 end
+redis.call('HSET', K_LEASE, id, '0' .. node)
+local _, host = parse(redis.call('HGET', K_REQ, id))
+redis.call('HINCRBY', host_key(host), 'n', -1)
+place(host)
+return 1
+"""
+
+# ARGV[5] id, ARGV[6] node. Returns 0: lease lost, 1: ended.
+_DONE = r"""
+local v = lease_of(ARGV[5], ARGV[6])
+if not v then return 0 end
+end_lease(ARGV[5], v)
+place_touched()
+return 1
+"""
+
+# ARGV[5] id, ARGV[6] node, ARGV[7] delay, ARGV[8] priority, ARGV[9] pickle of the
+# request to queue (maybe a changed copy). Returns 0: lease lost, 1: queued.
+_RETRY = r"""
+local v = lease_of(ARGV[5], ARGV[6])
+if not v then return 0 end
+local _, host = parse(end_lease(ARGV[5], v))
+place_touched()
+local id = new_id()
+redis.call('HSET', K_REQ, id, ARGV[8] .. ' ' .. host .. ' ' .. ARGV[9])
+redis.call('ZADD', K_DELAYED, now + math.max(tonumber(ARGV[7]), 0), id)
+return 1
+"""
+
+# ARGV[5] host, ARGV[6] concurrency, ARGV[7] interval, ARGV[8] pause ("" = unchanged).
+_THROTTLE = r"""
+local host = ARGV[5]
+if ARGV[6] ~= '' then
+  redis.call('HSET', host_key(host), 'conc', ARGV[6], 'ivl', ARGV[7])
+end
+if ARGV[8] ~= '' then
+  local until_ = now + tonumber(ARGV[8])
+  local current = tonumber(redis.call('HGET', host_key(host), 'pause'))
+  if not current or until_ > current then
+    redis.call('HSET', host_key(host), 'pause', until_)
+  end
+end
+place(host)
+return 1
+"""
+
+# Returns {pending, in_flight, seen, reclaimed, wait ("" = None)}.
+_STATUS = r"""
+local reclaimed = reclaim()
+wake_up()
+local wait = ''
+if redis.call('ZCARD', K_RING) > 0 then
+  wait = '0'
+else
+  local best = nil
+  for _, key in ipairs({K_WAIT, K_DELAYED}) do
+    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    if first[2] and (not best or tonumber(first[2]) < best) then best = tonumber(first[2]) end
+  end
+  if best then wait = string.format('%.17g', math.max(best - now, 0)) end
+end
+local count = redis.call('HMGET', K_COUNT, 'queued', 'seen')
+local pending = (tonumber(count[1]) or 0) + redis.call('ZCARD', K_DELAYED)
+return {pending, redis.call('ZCARD', K_LEASES), tonumber(count[2]) or 0, reclaimed, wait}
+"""
+
+# ARGV[5] node, ARGV[6] lease seconds, ARGV[7..] ids. Returns how many were renewed.
+_RENEW = r"""
+local node, expiry, renewed = ARGV[5], now + tonumber(ARGV[6]), 0
+for i = 7, #ARGV do
+  if lease_of(ARGV[i], node) then
+    redis.call('ZADD', K_LEASES, 'XX', 'GT', expiry, ARGV[i])
+    renewed = renewed + 1
+  end
+end
+return renewed
+"""
+
+
+_SCRIPTS = (
+    ("add", _ADD),
+    ("take", _TAKE),
+    ("fetched", _FETCHED),
+    ("done", _DONE),
+    ("retry", _RETRY),
+    ("throttle", _THROTTLE),
+    ("status", _STATUS),
+    ("renew", _RENEW),
+)
+
+
+class _Lease:
+    """One lease this node holds: the request's id in Redis, and whether it still
+    holds its host slot."""
+
+    __slots__ = ("id", "slot")
+
+    def __init__(self, lease_id: bytes) -> None:
+        self.id = lease_id
+        self.slot = True
+
+
+class RedisFrontier:
+    """A `Frontier` in Redis at ``url``, under the keys of ``namespace`` (for example
+    ``"crawler:<spider>[:<crawl id>]"``), shared by every node that opens it.
+
+    ``policy`` applies to every host not changed by ``throttle`` (give every node the
+    same). ``clock`` returns seconds; ``None`` uses Redis server time. Leases last
+    ``lease_seconds`` unless renewed by this node, named ``node_id`` (default:
+    host name, process id and a random suffix).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        namespace: str,
+        policy: HostPolicy = DEFAULT_POLICY,
+        *,
+        clock: Callable[[], float] | None = None,
+        lease_seconds: float = 30.0,
+        node_id: str | None = None,
+    ) -> None:
+        if not namespace:
+            raise ValueError("RedisFrontier needs a non-empty namespace")
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
+        self._where = _redacted(url)
+        self._redis = _connect(url, self._where)
+        self._policy = policy
+        self._clock = clock
+        self._lease_seconds = lease_seconds
+        self._node = node_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._prefix = f"{{{namespace}}}:"
+        self._keys = [self._prefix + name for name in _KEYS]
+        self._scripts = {name: self._redis.register_script(_PRELUDE + body) for name, body in _SCRIPTS}
+        self._leases: dict[int, list[_Lease]] = {}  # fingerprint -> this node's leases
+        self._reached = False
+        self._renewal: asyncio.Task[None] | None = None
+        self._renewal_error: FrontierError | None = None
+
+    @property
+    def node_id(self) -> str:
+        return self._node
+
+    async def add(self, requests: Sequence[Request]) -> int:
+        added = 0
+        for start in range(0, len(requests), ADD_BATCH):
+            args: list[Any] = []
+            for request in requests[start : start + ADD_BATCH]:
+                args += (
+                    request.fingerprint.to_bytes(8, "big"),
+                    b"1" if request.dont_filter else b"0",
+                    request.priority,
+                    host_key(request.url),
+                    _dumps(request),
+                )
+            added += int(await self._run("add", args))
+        return added
+
+    async def take(self, limit: int) -> list[Request]:
+        if limit <= 0:
+            return []
+        reply = await self._run("take", [limit, self._node, self._lease_seconds])
+        self._log_reclaimed(reply[0])
+        taken = []
+        for lease_id, blob in zip(reply[1::2], reply[2::2], strict=True):
+            request: Request = pickle.loads(blob)
+            self._leases.setdefault(request.fingerprint, []).append(_Lease(lease_id))
+            taken.append(request)
+        if taken:
+            self._start_renewal()
+        return taken
+
+    async def fetched(self, request: Request) -> None:
+        lease = next((x for x in self._leases.get(request.fingerprint, ()) if x.slot), None)
+        if lease is None:
+            raise ValueError(f"request holds no host slot: {request.method} {request.url}")
+        lease.slot = False
+        if not await self._run("fetched", [lease.id, self._node]):
+            _log_lost(request)
+
+    async def done(self, request: Request) -> None:
+        lease = self._pop_lease(request)
+        if not await self._run("done", [lease.id, self._node]):
+            _log_lost(request)
+
+    async def retry(self, request: Request, delay: float) -> None:
+        lease = self._pop_lease(request)
+        args = [lease.id, self._node, delay, request.priority, _dumps(request)]
+        if not await self._run("retry", args):
+            _log_lost(request)
+
+    async def throttle(
+        self, host: str, *, policy: HostPolicy | None = None, pause: float | None = None
+    ) -> None:
+        limits: list[Any] = ["", ""] if policy is None else [policy.concurrency, policy.interval]
+        await self._run("throttle", [host, *limits, "" if pause is None else pause])
+
+    async def status(self) -> FrontierStatus:
+        pending, in_flight, seen, reclaimed, wait = await self._run("status", [])
+        self._log_reclaimed(reclaimed)
+        return FrontierStatus(
+            pending=int(pending),
+            in_flight=int(in_flight),
+            seen=int(seen),
+            wait=float(wait) if wait else None,
+        )
+
+    async def close(self) -> None:
+        """Stop renewing leases and close the connection. Leases still held stay
+        in Redis until they expire, and other nodes then crawl their requests."""
+        if self._renewal is not None:
+            self._renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewal
+            self._renewal = None
+        await self._redis.aclose()
+
+    def _pop_lease(self, request: Request) -> _Lease:
+        """Remove one of this node's leases of ``request``, preferring one whose
+        slot is freed already (as `MemoryFrontier` counts them)."""
+        leases = self._leases.get(request.fingerprint)
+        if not leases:
+            raise ValueError(f"request is not in flight: {request.method} {request.url}")
+        index = next((i for i, lease in enumerate(leases) if not lease.slot), -1)
+        lease = leases.pop(index)
+        if not leases:
+            del self._leases[request.fingerprint]
+        return lease
+
+    async def _run(self, script: str, args: list[Any]) -> Any:
+        """Run one script, retrying with backoff while the connection is down."""
+        if self._renewal_error is not None:
+            raise self._renewal_error
+        delays = iter(RECONNECT_DELAYS)
+        while True:
+            try:
+                result = await self._scripts[script](keys=self._keys, args=self._common_args() + args)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                delay = next(delays, None) if self._reached else None
+                if delay is None:
+                    raise self._unreachable(exc) from exc
+                log.warning("Redis at %s: %s; retrying in %gs", self._where, _reason(exc), delay)
+                await asyncio.sleep(delay)
+            except RedisError as exc:
+                raise FrontierError(f"Redis at {self._where} failed: {exc}") from exc
+            else:
+                self._reached = True
+                return result
+
+    def _common_args(self) -> list[Any]:
+        now = b"" if self._clock is None else self._clock()
+        return [self._prefix, now, self._policy.concurrency, self._policy.interval]
+
+    def _unreachable(self, exc: RedisError) -> FrontierError:
+        if self._reached:
+            return FrontierError(f"lost the connection to Redis at {self._where}: {_reason(exc)}")
+        return FrontierError(f"cannot reach Redis at {self._where}: {_reason(exc)}")
+
+    def _start_renewal(self) -> None:
+        if self._renewal is None:
+            self._renewal = asyncio.get_running_loop().create_task(self._renew_forever())
+
+    async def _renew_forever(self) -> None:
+        """Extend this node's leases every third of a lease, until ``close``."""
+        try:
+            while True:
+                await asyncio.sleep(self._lease_seconds / 3)
+                ids = [lease.id for leases in self._leases.values() for lease in leases]
+                for start in range(0, len(ids), RENEW_BATCH):
+                    batch = ids[start : start + RENEW_BATCH]
+                    await self._run("renew", [self._node, self._lease_seconds, *batch])
+        except FrontierError as exc:
+            log.error("stopped renewing leases: %s", exc)
+            self._renewal_error = exc
+
+    def _log_reclaimed(self, count: int) -> None:
+        if count:
+            log.warning("re-queued %d requests whose lease expired (a node stopped?)", count)
+
+
+def _connect(url: str, where: str) -> aioredis.Redis:
+    """A client that does not retry on its own (``_run`` does), gives up connecting
+    after 5 s and waiting for a reply after 10 s (a script takes milliseconds)."""
+    try:
+        return aioredis.Redis.from_url(
+            url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=5.0, socket_timeout=10.0
+        )
+    except ValueError as exc:
+        raise FrontierError(f"bad Redis URL {where}: {exc}") from exc
+
+
+def _dumps(request: Request) -> bytes:
+    return pickle.dumps(request, protocol=5)
+
+
+def _log_lost(request: Request) -> None:
+    log.warning(
+        "lease of %s %s had expired; another node re-queued it and may fetch it again",
+        request.method,
+        request.url,
+    )
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _reason(exc: BaseException) -> str:
+    """The operating system's words for why a connection failed, if it gave any
+    (``Connection refused``), else the error's own message."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and (cause.errno or cause.strerror):
+            if cause.errno and cause.errno > 0:
+                return os.strerror(cause.errno)
+            return str(cause.strerror)
+        cause = cause.__cause__ or cause.__context__
+    return str(exc) or type(exc).__name__

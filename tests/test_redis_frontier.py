@@ -1,0 +1,447 @@
+"""`RedisFrontier`: the frontier contract on a real Redis, plus what only a shared
+frontier has: several nodes, leases that expire, lost connections.
+
+Uses the Redis at ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``), each test
+under a fresh namespace whose keys are deleted afterwards. Without a reachable
+Redis the tests are skipped, unless ``CI`` is set: then they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from crawler import FrontierError
+from crawler._frontier import Frontier, HostPolicy
+from crawler._redis_frontier import RedisFrontier
+from crawler._request import Request
+from tests.frontier_contract import FakeClock, FrontierContract, FrontierFactory
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+A, B = "http://a.example", "http://b.example"
+ONE = HostPolicy(concurrency=1)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """``REDIS_URL`` if a Redis answers there; else skip (or fail under ``CI``)."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2.0)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        reason = f"no Redis at {REDIS_URL} ({exc}); set REDIS_URL to run the Redis frontier tests"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture
+def namespace(redis_url: str) -> Iterator[str]:
+    """A namespace no other test uses; its keys are deleted after the test."""
+    name = f"crawler-test:{uuid.uuid4().hex}"
+    yield name
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{{{name}}}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def run(body: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(body())
+
+
+class TestRedisFrontier(FrontierContract):
+    @pytest.fixture
+    def make_frontier(self, redis_url: str, namespace: str) -> FrontierFactory:
+        def make(*, policy: HostPolicy, clock: Callable[[], float]) -> Frontier:
+            return RedisFrontier(redis_url, namespace, policy, clock=clock)
+
+        return make
+
+
+def test_is_a_frontier(redis_url: str, namespace: str) -> None:
+    assert isinstance(RedisFrontier(redis_url, namespace), Frontier)
+
+
+def test_real_clock_by_default(redis_url: str, namespace: str) -> None:
+    async def body() -> None:
+        f = RedisFrontier(redis_url, namespace, HostPolicy(concurrency=8, interval=60.0))
+        try:
+            await f.add([Request(f"{A}/0"), Request(f"{A}/1")])
+            assert len(await f.take(10)) == 1
+            wait = (await f.status()).wait
+            assert wait is not None and 59.0 < wait <= 60.0  # Redis server time moves
+        finally:
+            await f.close()
+
+    run(body)
+
+
+# -- several nodes on one namespace -------------------------------------------------
+
+
+def two_nodes(
+    url: str,
+    namespace: str,
+    policy: HostPolicy,
+    *,
+    clock: Callable[[], float] | None = None,
+    lease_seconds: float = 30.0,
+) -> list[RedisFrontier]:
+    return [
+        RedisFrontier(url, namespace, policy, clock=clock, lease_seconds=lease_seconds, node_id=name)
+        for name in ("node-a", "node-b")
+    ]
+
+
+def test_nodes_share_dedup(redis_url: str, namespace: str) -> None:
+    async def body() -> None:
+        a, b = two_nodes(redis_url, namespace, HostPolicy(), clock=FakeClock())
+        try:
+            assert await a.add([Request(f"{A}/0"), Request(f"{A}/1")]) == 2
+            assert await b.add([Request(f"{A}/1"), Request(f"{A}/2")]) == 1
+            assert (await b.status()).seen == 3
+            taken = await a.take(10) + await b.take(10)
+            assert sorted(r.url for r in taken) == [f"{A}/0", f"{A}/1", f"{A}/2"]
+        finally:
+            await a.close()
+            await b.close()
+
+    run(body)
+
+
+def test_nodes_share_host_concurrency(redis_url: str, namespace: str) -> None:
+    async def body() -> None:
+        a, b = two_nodes(redis_url, namespace, ONE, clock=FakeClock())
+        try:
+            await a.add([Request(f"{A}/{i}") for i in range(3)] + [Request(f"{B}/0")])
+            [first] = await a.take(1)
+            assert first.url.startswith(A)
+            assert [r.url for r in await b.take(10)] == [f"{B}/0"]  # nothing more of a.example
+            assert await b.take(10) == []
+            await a.done(first)
+            assert [r.url for r in await b.take(10)] == [f"{A}/1"]
+            s = await a.status()
+            assert (s.pending, s.in_flight) == (1, 2)  # in flight counts every node
+        finally:
+            await a.close()
+            await b.close()
+
+    run(body)
+
+
+def test_nodes_share_host_interval_and_pause(redis_url: str, namespace: str) -> None:
+    async def body() -> None:
+        clock = FakeClock()
+        a, b = two_nodes(redis_url, namespace, HostPolicy(concurrency=8, interval=2.0), clock=clock)
+        try:
+            await a.add([Request(f"{A}/{i}") for i in range(3)])
+            assert len(await a.take(10)) == 1
+            assert await b.take(10) == []
+            assert (await b.status()).wait == 2.0
+            clock.advance(2.0)
+            await a.throttle("a.example", pause=5.0)
+            assert await b.take(10) == []
+            clock.advance(5.0)
+            assert len(await b.take(10)) == 1
+        finally:
+            await a.close()
+            await b.close()
+
+    run(body)
+
+
+def test_a_node_cannot_end_another_nodes_lease(redis_url: str, namespace: str) -> None:
+    async def body() -> None:
+        a, b = two_nodes(redis_url, namespace, ONE, clock=FakeClock())
+        try:
+            await a.add([Request(f"{A}/0")])
+            [r] = await a.take(1)
+            with pytest.raises(ValueError):
+                await b.done(r)
+            assert (await b.status()).in_flight == 1
+            await a.done(r)
+            assert (await b.status()).finished
+        finally:
+            await a.close()
+            await b.close()
+
+    run(body)
+
+
+# -- leases ------------------------------------------------------------------------
+
+
+async def take_within(frontier: RedisFrontier, seconds: float) -> list[Request]:
+    """Poll ``take`` until it returns something or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if taken := await frontier.take(10):
+            return taken
+        await asyncio.sleep(0.05)
+    return []
+
+
+def test_renewed_lease_holds_and_a_crashed_nodes_lease_is_reclaimed(
+    redis_url: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def body() -> None:
+        a, b = two_nodes(redis_url, namespace, ONE, lease_seconds=0.5)
+        try:
+            await a.add([Request(f"{A}/0")])
+            [r] = await a.take(1)
+            assert await take_within(b, 1.5) == []  # three lease lengths: a renews
+            await a.close()  # a "crashes": no done, no more renewal
+            started = time.monotonic()
+            [again] = await take_within(b, 5.0)
+            assert again == r
+            assert time.monotonic() - started < 2.0
+            s = await b.status()
+            assert (s.pending, s.in_flight, s.seen) == (0, 1, 1)
+            await b.done(again)
+            assert (await b.status()).finished
+        finally:
+            await a.close()
+            await b.close()
+
+    run(body)
+    assert "lease expired" in caplog.text
+
+
+def test_done_after_the_lease_was_reclaimed_does_nothing(
+    redis_url: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def body() -> None:
+        clock = FakeClock()
+        a, b = two_nodes(redis_url, namespace, ONE, clock=clock, lease_seconds=10.0)
+        try:
+            await a.add([Request(f"{A}/0"), Request(f"{B}/0")])
+            first, second = await a.take(10)
+            clock.advance(10.0)  # a stalled past its leases
+            again = await b.take(10)
+            assert len(again) == 2
+            await a.done(first)  # too late: b holds the requests now
+            await a.retry(second, 0.0)  # not queued a second time
+            s = await b.status()
+            assert (s.pending, s.in_flight) == (0, 2)
+            for r in again:
+                await b.done(r)
+            assert (await b.status()).finished
+        finally:
+            await a.close()
+            await b.close()
+
+    run(body)
+    assert "another node re-queued it" in caplog.text
+
+
+def test_fetched_lease_is_reclaimed_without_freeing_its_slot_twice(redis_url: str, namespace: str) -> None:
+    async def body() -> None:
+        clock = FakeClock()
+        a, b = two_nodes(redis_url, namespace, ONE, clock=clock, lease_seconds=10.0)
+        try:
+            await a.add([Request(f"{A}/0"), Request(f"{A}/1")])
+            [r0] = await a.take(1)
+            await a.fetched(r0)
+            [r1] = await a.take(1)
+            clock.advance(10.0)
+            # both re-queued; one slot was held (r1's), and one is free again now
+            assert len(await b.take(10)) == 1
+            assert await b.take(10) == []
+            assert {r0.url, r1.url} == {f"{A}/0", f"{A}/1"}
+        finally:
+            await a.close()
+            await b.close()
+
+    run(body)
+
+
+# -- namespaces --------------------------------------------------------------------
+
+
+def test_namespaces_isolate_crawls(redis_url: str, namespace: str) -> None:
+    other = f"{namespace}:other"
+
+    async def body() -> None:
+        clock = FakeClock()
+        a = RedisFrontier(redis_url, namespace, ONE, clock=clock)
+        b = RedisFrontier(redis_url, other, ONE, clock=clock)
+        try:
+            assert await a.add([Request(f"{A}/0")]) == 1
+            assert await b.add([Request(f"{A}/0")]) == 1  # not seen in the other crawl
+            assert len(await a.take(10)) == 1
+            assert len(await b.take(10)) == 1  # a.example's slot is per crawl
+            assert (await a.status()).in_flight == 1
+        finally:
+            await a.close()
+            await b.close()
+
+    try:
+        run(body)
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{{{other}}}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def test_keys_carry_the_namespace_hash_tag(redis_url: str, namespace: str) -> None:
+    async def body() -> None:
+        f = RedisFrontier(redis_url, namespace, clock=FakeClock())
+        try:
+            await f.add([Request(f"{A}/0")])
+            await f.take(1)
+        finally:
+            await f.close()
+
+    run(body)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = [k.decode() for k in client.scan_iter(match=f"*{namespace}*")]
+    finally:
+        client.close()
+    assert keys and all(k.startswith(f"{{{namespace}}}:") for k in keys)
+
+
+def test_empty_namespace_is_refused() -> None:
+    with pytest.raises(ValueError):
+        RedisFrontier("redis://127.0.0.1:6379/0", "")
+
+
+# -- connection trouble ------------------------------------------------------------
+
+
+def test_unreachable_redis_raises_frontier_error(unused_port: int) -> None:
+    url = f"redis://127.0.0.1:{unused_port}/0"
+
+    async def body() -> None:
+        f = RedisFrontier(url, "crawler:test")
+        try:
+            started = time.monotonic()
+            with pytest.raises(FrontierError) as info:
+                await f.add([Request(f"{A}/0")])
+            assert time.monotonic() - started < 2.0  # no retries before the first contact
+            assert str(info.value) == f"cannot reach Redis at {url}: Connection refused"
+        finally:
+            await f.close()
+
+    run(body)
+
+
+def test_password_is_not_in_error_messages(unused_port: int) -> None:
+    async def body() -> None:
+        f = RedisFrontier(f"redis://user:secret@127.0.0.1:{unused_port}/0", "crawler:test")
+        try:
+            with pytest.raises(FrontierError) as info:
+                await f.status()
+            assert "secret" not in str(info.value)
+            assert f"user:***@127.0.0.1:{unused_port}" in str(info.value)
+        finally:
+            await f.close()
+
+    run(body)
+
+
+def test_bad_url_raises_frontier_error() -> None:
+    with pytest.raises(FrontierError, match="bad Redis URL"):
+        RedisFrontier("http://127.0.0.1:6379/0", "crawler:test")
+
+
+class RedisServer:
+    """A redis-server of this test's own on ``port``, keeping its data in ``dir``
+    (append-only file), so it can be stopped and started again."""
+
+    def __init__(self, port: int, directory: Path) -> None:
+        self.port, self.dir = port, directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.dir)]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break  # exited: the port was taken meanwhile
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(5.0)
+            self.process = None
+
+
+@pytest.fixture
+def own_redis(redis_url: str, unused_port: int, tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(unused_port, tmp_path)
+    try:
+        server.start()
+    except (OSError, RuntimeError) as exc:
+        pytest.skip(f"cannot start redis-server: {exc}")
+    yield server
+    server.stop()
+
+
+def test_connection_lost_mid_crawl_is_retried_and_nothing_is_lost(own_redis: RedisServer) -> None:
+    async def body() -> None:
+        f = RedisFrontier(own_redis.url, "crawler:test", ONE, clock=FakeClock())
+        try:
+            await f.add([Request(f"{A}/0"), Request(f"{A}/1")])
+            [r] = await f.take(1)
+            own_redis.stop()
+            loop = asyncio.get_running_loop()
+            loop.call_later(1.0, own_redis.start)
+            await f.done(r)  # retried until the server is back
+            assert [x.url for x in await f.take(10)] == [f"{A}/1"]
+            s = await f.status()
+            assert (s.pending, s.in_flight, s.seen) == (0, 1, 2)
+        finally:
+            await f.close()
+
+    run(body)
+
+
+def test_connection_down_for_good_raises_frontier_error(
+    own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("crawler._redis_frontier.RECONNECT_DELAYS", (0.05, 0.1))
+
+    async def body() -> None:
+        f = RedisFrontier(own_redis.url, "crawler:test", clock=FakeClock())
+        try:
+            await f.add([Request(f"{A}/0")])
+            own_redis.stop()
+            with pytest.raises(
+                FrontierError, match=r"lost the connection to Redis at .*: Connection refused"
+            ):
+                await f.take(10)
+        finally:
+            await f.close()
+
+    run(body)
