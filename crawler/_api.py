@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._backends import refuse_overwriting_a_job
 from ._engine import Engine, Ticker
 from ._frontier import Frontier
 from ._output import ItemSink, JsonLinesSink, NullSink, StreamSink
@@ -56,6 +57,7 @@ def run(
 
     Keyword arguments are settings (``concurrency=16``, ``max_pages=100``, ...) plus
     ``spider_args``, ``frontier`` and ``transport``."""
+    refuse_overwriting_a_job(settings.get("job"), overwrite)
     sink: ItemSink = JsonLinesSink(output, overwrite=overwrite) if output else NullSink()
     engine = build_engine(spider_cls, sink, **settings)
     return asyncio.run(engine.run())

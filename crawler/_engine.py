@@ -17,10 +17,10 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from ._backends import Job, open_frontier
 from ._callbacks import LinkRules, ParseResult, ParseTask, encode_items, vet_url
 from ._errors import FetchError, OutputError, TransientFetchError
 from ._frontier import Frontier, FrontierStatus
-from ._memory_frontier import MemoryFrontier
 from ._output import FLUSH_BYTES, ItemSink
 from ._pipelines import Pipelines
 from ._politeness import Admission, Politeness, default_host_policy
@@ -68,7 +68,9 @@ class Engine:
         self.sink = sink
         self.stats = Stats()
         self._spider_args = dict(spider_args or {})
-        self._frontier = frontier or MemoryFrontier(default_host_policy(settings))
+        name = spider_identity(spider)
+        self._frontier = frontier or open_frontier(settings, name, default_host_policy(settings))
+        self._job = Job(self._frontier, settings.job, name) if settings.job and frontier is None else None
         self._transport = transport
         self._on_tick = on_tick
         self._pipelines = Pipelines(spider.pipelines, spider, self.stats)
@@ -92,6 +94,12 @@ class Engine:
         self._wake.set()
 
     async def run(self) -> Stats:
+        if self._job is not None:
+            try:
+                await self._job.open(self.stats, self.sink)
+            except BaseException:
+                await self._frontier.close()
+                raise
         start = await self._start_requests()
         self._start_hosts = default_allowed_domains(r.url for r in start)
         self._scope = self.settings.allowed_domains or self._start_hosts
@@ -224,6 +232,8 @@ class Engine:
         while True:
             await asyncio.sleep(TICK)
             await self._flush_and_ack()
+            if self._job is not None:
+                await self._job.save(self.stats)
             if self._on_tick is not None:
                 self._on_tick(self.stats, await self._frontier.status())
 
@@ -408,6 +418,9 @@ class Engine:
             await self._pipelines.close()
         finally:
             await self._flush_and_ack()
+            self.stats.finish(self.stats.finish_reason)
+            if self._job is not None:
+                await self._job.save(self.stats)
             closing = [self._pool.close(), self._frontier.close()]
             if self._fetcher is not None:
                 closing.append(self._fetcher.close())
@@ -416,7 +429,12 @@ class Engine:
                 self.sink.close()
             except OutputError as exc:
                 self._fatal = self._fatal or exc
-            self.stats.finish(self.stats.finish_reason)
+
+
+def spider_identity(spider: Spider) -> str:
+    """The name a job or a shared frontier knows the spider by."""
+    name = type(spider).name
+    return name if name != Spider.name else type(spider).__qualname__
 
 
 def _backoff(attempt: int) -> float:

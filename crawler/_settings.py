@@ -46,8 +46,12 @@ class Settings:
     strip_session_ids: bool = False
     max_crawl_delay: float = 30.0
     autothrottle: bool = True
+    job: str | None = None
+    frontier: str | None = None
 
     def __post_init__(self) -> None:
+        if self.job is not None and self.frontier is not None:
+            raise UsageError("use --job (one machine) or --frontier (shared), not both")
         _check_positive("concurrency", self.concurrency)
         _check_positive("per_host", self.per_host)
         _check_positive("max_redirects", self.max_redirects, allow_zero=True)

@@ -23,6 +23,7 @@ class Stats:
     finish_reason: str = "running"
     _started_monotonic: float = field(default_factory=time.monotonic, repr=False)
     _elapsed: float | None = field(default=None, repr=False)
+    _earlier_pages: int = field(default=0, repr=False)
 
     def inc(self, key: str, amount: int = 1) -> None:
         if amount:  # a zero would still create the key and show up in reports
@@ -32,6 +33,7 @@ class Stats:
         """Add the counters of earlier runs of the same job (``counters()`` of theirs)."""
         for key, value in earlier.get("counts", {}).items():
             self.counts[key] += int(value)
+        self._earlier_pages = self.counts["pages"]
         self.max_depth = max(self.max_depth, int(earlier.get("max_depth", 0)))
 
     def counters(self) -> dict[str, Any]:
@@ -63,7 +65,8 @@ class Stats:
 
     @property
     def pages_per_second(self) -> float:
-        return self.pages / self.elapsed if self.elapsed > 0 else 0.0
+        """This run's rate (pages of earlier runs of a job are not this run's)."""
+        return (self.pages - self._earlier_pages) / self.elapsed if self.elapsed > 0 else 0.0
 
     def __getitem__(self, key: str) -> int:
         return self.counts[key]

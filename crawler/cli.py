@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from ._api import build_engine
+from ._backends import refuse_overwriting_a_job
 from ._engine import Engine
 from ._errors import CrawlerError, OutputError, UsageError
 from ._output import ItemSink, JsonLinesSink, NullSink
@@ -110,9 +111,10 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
 ) -> None:
     """Crawl with the spider in SPIDER.py."""
     settings = {name: value for name, value in locals().items() if name in SETTING_NAMES}
+    settings["job"] = str(job) if job is not None else None
     debug = _setup_logging(log_level)
     try:
-        _refuse_unavailable(job, frontier)
+        refuse_overwriting_a_job(job, overwrite_output is not None)
         invocation = _prepare(
             spider_file,
             spider_name=spider_name,
@@ -142,13 +144,6 @@ def _report(exc: BaseException, debug: bool) -> None:
     if debug:
         log.exception("fatal error")
     typer.echo(f"crawl: error: {exc}", err=True)
-
-
-def _refuse_unavailable(job: Path | None, frontier: str | None) -> None:
-    if job is not None:
-        raise UsageError("--job (durable crawls) is not available in this version yet")
-    if frontier is not None:
-        raise UsageError("--frontier (distributed crawls) is not available in this version yet")
 
 
 def _prepare(

@@ -1,0 +1,88 @@
+"""Where the frontier lives: in memory, in a job directory (SQLite), or in Redis.
+
+A job directory keeps a crawl across runs: ``--job DIR`` (SQLite, one machine) holds
+the queue, the seen-set, the leases and the job's metadata (the spider it belongs
+to, how many runs it had, the statistics so far). ``--frontier redis://...`` shares
+one crawl between processes and machines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from ._errors import OutputError, UsageError
+from ._frontier import Frontier, HostPolicy
+from ._memory_frontier import MemoryFrontier
+from ._output import ItemSink
+from ._settings import Settings
+from ._stats import Stats
+
+log = logging.getLogger("crawler.job")
+
+JOB_DATABASE = "frontier.sqlite"
+
+
+def job_exists(directory: str | Path) -> bool:
+    return (Path(directory) / JOB_DATABASE).exists()
+
+
+def refuse_overwriting_a_job(job: str | Path | None, overwrite: bool) -> None:
+    """``-O`` with an existing job would throw away the items of its earlier runs."""
+    if job is not None and overwrite and job_exists(job):
+        raise UsageError(f"job {job} has run before: -O would discard its items; use -o to append")
+
+
+def open_frontier(settings: Settings, spider_name: str, policy: HostPolicy) -> Frontier:
+    """The frontier the settings ask for (not connected yet: ``Job.open`` or the
+    first call does that)."""
+    if settings.frontier is not None:
+        from ._redis_frontier import RedisFrontier  # noqa: PLC0415  (redis loads only when used)
+
+        return RedisFrontier(settings.frontier, f"crawler:{spider_name}", policy)
+    if settings.job is not None:
+        from ._sqlite_frontier import SqliteFrontier  # noqa: PLC0415
+
+        return SqliteFrontier(_job_directory(settings.job) / JOB_DATABASE, policy)
+    return MemoryFrontier(policy)
+
+
+def _job_directory(job: str) -> Path:
+    directory = Path(job)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create job directory {job}: {exc.strerror or exc}") from None
+    return directory
+
+
+class Job:
+    """The bookkeeping of one run of a job: which spider, which run, what so far."""
+
+    def __init__(self, frontier: Any, directory: str, spider_name: str) -> None:
+        self._frontier = frontier
+        self._directory = directory
+        self._spider_name = spider_name
+
+    async def open(self, stats: Stats, sink: ItemSink) -> None:
+        """Check the job belongs to this spider, count the run, carry the statistics
+        over, and cut a partial last line a crash left in the output."""
+        recovered = await self._frontier.open()
+        stored = await self._frontier.get_meta("spider")
+        if stored is not None and stored != self._spider_name:
+            raise UsageError(f"job {self._directory} belongs to spider {stored!r}, not {self._spider_name!r}")
+        runs = int(await self._frontier.get_meta("runs") or 0)
+        await self._frontier.set_meta("spider", self._spider_name)
+        await self._frontier.set_meta("runs", str(runs + 1))
+        if runs:
+            stats.carry_over(json.loads(await self._frontier.get_meta("stats") or "{}"))
+            cut = sink.repair()
+            message = (
+                "resuming job %s (run %d): %d requests in flight put back, %d bytes of a partial line cut"
+            )
+            log.info(message, self._directory, runs + 1, recovered, cut)
+
+    async def save(self, stats: Stats) -> None:
+        await self._frontier.set_meta("stats", json.dumps(stats.counters()))
