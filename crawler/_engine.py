@@ -71,6 +71,9 @@ class Engine:
         name = spider_identity(spider)
         self._frontier = frontier or open_frontier(settings, name, default_host_policy(settings))
         self._job = Job(self._frontier, settings.job, name) if settings.job and frontier is None else None
+        # A job acknowledges each page as soon as its items are written, so that a
+        # kill -9 can repeat only what was in flight; otherwise, twice a second.
+        self._flush_bytes = 0 if self._job is not None else FLUSH_BYTES
         self._transport = transport
         self._on_tick = on_tick
         self._pipelines = Pipelines(spider.pipelines, spider, self.stats)
@@ -110,6 +113,8 @@ class Engine:
             self._open_network()
             await self._pipelines.open()
             self.stats.inc("start_requests", await self._frontier.add(start))
+            if (await self._frontier.status()).finished:
+                log.info("nothing left to crawl: this crawl has finished already")
             await self._crawl()
         finally:
             await self._shut_down()
@@ -383,7 +388,7 @@ class Engine:
         result = await self._pool.parse(task)
         await self._store(request, result)
         self._unacked.append(request)
-        if self.sink.buffered >= FLUSH_BYTES:
+        if self.sink.buffered >= self._flush_bytes:
             await self._flush_and_ack()
 
     def _wants_status(self, status: int) -> bool:
