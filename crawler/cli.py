@@ -241,7 +241,7 @@ def _make_app() -> typer.Typer:
     return app
 
 
-SUBCOMMANDS: dict[str, str] = {"demo": "crawler.demo.cli"}
+SUBCOMMANDS: dict[str, str] = {"demo": "crawler.demo.cli", "job": "crawler._jobinfo"}
 
 
 def main(argv: list[str] | None = None) -> None:

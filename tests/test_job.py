@@ -131,3 +131,20 @@ def test_job_refuses_another_spider_and_overwrite(command, tmp_path):
     result = subprocess.run(overwrite, capture_output=True, text=True, check=False)
     assert result.returncode == 2 and "use -o to append" in result.stderr
     assert len(items_of(tmp_path)) == PAGES  # -O was refused before touching the output
+
+
+def test_inspect_a_job_without_running_it(command, tmp_path):
+    assert run_until(command, tmp_path, 30, signal.SIGINT) == 130
+    job = str(tmp_path / "job")
+    result = subprocess.run([CRAWL, "job", job, "--json"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["spider"] == "job-spider" and info["runs"] == 1
+    assert info["pending"] > 0 and info["done"] >= 30 and info["items"] >= 30
+    assert sum(info["hosts"].values()) == info["pending"]
+    text = subprocess.run([CRAWL, "job", job], capture_output=True, text=True, check=False).stdout
+    assert "pending" in text and "job-spider" in text
+    missing = subprocess.run(
+        [CRAWL, "job", str(tmp_path / "nope")], capture_output=True, text=True, check=False
+    )
+    assert missing.returncode == 1 and "no job in" in missing.stderr
