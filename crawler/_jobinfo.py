@@ -72,9 +72,8 @@ def _print_summary(info: dict[str, Any]) -> None:
     out.write(f"job {info['job']}: spider {info['spider']!r}, {info['runs']} run(s)\n")
     out.write(f"  pending   {info['pending']:,} ({info['retries_waiting']:,} retries waiting)\n")
     out.write(f"  in flight when last stopped {info['in_flight_when_stopped']:,} (crawled again on resume)\n")
-    out.write(
-        f"  done      {info['done']:,} of {info['seen']:,} seen; {info['pages']:,} pages, {info['items']:,} items\n"
-    )
+    out.write(f"  done      {info['done']:,} of {info['seen']:,} seen; ")
+    out.write(f"{info['pages']:,} pages, {info['items']:,} items\n")
     failed = ", ".join(f"{kind} {n:,}" for kind, n in sorted(info["failed"].items())) or "none"
     out.write(f"  failed    {failed}\n")
     for host, pending in list(info["hosts"].items())[:20]:
