@@ -107,7 +107,10 @@ class Engine:
         self._start_hosts = default_allowed_domains(r.url for r in start)
         self._scope = self.settings.allowed_domains or self._start_hosts
         self._rules = self._link_rules()
-        self._pool = ParsePool(self.spider, self._spider_args, self._rules, self.settings.parse_workers)
+        settings = self.settings
+        self._pool = ParsePool(
+            self.spider, self._spider_args, self._rules, settings.parse_workers, settings.parse_timeout
+        )
         try:
             await self._pool.start()
             self._open_network()
@@ -363,9 +366,9 @@ class Engine:
         location = join_url(request.url, fetched.headers["location"])
         verdict, url = vet_url(location, self._rules)
         if verdict is None and len(request.redirects) >= self.settings.max_redirects:
-            verdict = "too_many_redirects"
+            verdict = "too_many"
         elif verdict is None and (url == request.url or url in request.redirects):
-            verdict = "redirect_loop"
+            verdict = "loop"
         elif verdict is None and not in_scope(url, self._scope):
             verdict = "offsite"
         if verdict is not None:

@@ -139,6 +139,11 @@ class Fetcher:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(self._settings.timeout, 10.0)),
             trust_env=False,
         )
+        # aiohttp re-sends an idempotent request once, unseen, when the connection
+        # breaks (meant for stale keep-alive connections). A server that resets every
+        # connection would then get twice the attempts: the engine's own bounded,
+        # counted retries cover stale connections too.
+        self._session._retry_connection = False
         return self._session
 
     async def _via_httpx(self, client: httpx.AsyncClient, request: Request) -> Exchange:

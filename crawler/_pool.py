@@ -27,8 +27,9 @@ import pickle
 import signal
 import struct
 import threading
+import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -41,6 +42,9 @@ MAX_BATCH = 16
 BATCHES_PER_WORKER = 2
 
 Batch = list[tuple[ParseTask, "asyncio.Future[ParseResult]"]]
+# A page waiting for a worker, and for a page under suspicion (its batch was lost),
+# the result it gets if it is lost again, alone.
+Waiting = tuple[ParseTask, "asyncio.Future[ParseResult]", "Callable[[], ParseResult] | None"]
 
 
 def _worker_main(
@@ -114,6 +118,8 @@ class _Worker:
         self.owed: deque[Batch] = deque()
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.alive = True
+        self.busy_since: float | None = None  # when the batch at the head of ``owed`` began
+        self.timed_out = False
 
     async def start(self, method: str, init_args: tuple[Any, ...]) -> None:
         context: Any = multiprocessing.get_context(method)
@@ -136,6 +142,8 @@ class _Worker:
         await self.ready
 
     def send(self, batch: Batch) -> None:
+        if not self.owed:
+            self.busy_since = time.monotonic()
         self.owed.append(batch)
         tasks = [task for task, _ in batch]
         payload = pickle.dumps(tasks, pickle.HIGHEST_PROTOCOL)
@@ -147,22 +155,31 @@ class _Worker:
             return
         results: list[ParseResult] = pickle.loads(payload)
         batch = self.owed.popleft()
+        self.busy_since = time.monotonic() if self.owed else None
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
         self._pool.batch_done()
 
+    def kill_for_timeout(self) -> None:
+        """A callback ran past the parse deadline (lexbor is quadratic in nesting
+        depth; a callback may loop): replace the process."""
+        self.timed_out = True
+        self.process.kill()
+
     def lost(self) -> None:
-        """The worker's pipe closed: it exited or died (a crash in native code, the
-        OOM killer). Its unanswered pages get a crash result."""
+        """The worker's pipe closed: it exited, died (a crash in native code, the OOM
+        killer) or was killed for the deadline. The batch it was working on is sent
+        again one page at a time, so only the page at fault fails; its later batches
+        had not started and are sent again as they were."""
         self.alive = False
         if not self.ready.done():
             self.ready.set_exception(RuntimeError("a parse worker exited while starting"))
-        for batch in self.owed:
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(_crash_result())
-        self.owed.clear()
+        owed, self.owed = list(self.owed), deque()
+        if owed:
+            self._pool.resend(owed[0], failure=_timeout_result if self.timed_out else _crash_result)
+            for batch in owed[1:]:
+                self._pool.resend(batch)
         self._pool.worker_lost(self)
 
     def stop(self) -> None:
@@ -176,6 +193,12 @@ class _Worker:
             self.process.kill()
             self.process.join()
 
+    def discard(self) -> None:
+        """Let go of a worker that died: its pipes, and its exit status."""
+        self._writer.close()
+        self.process.join(1.0)
+        self.release()
+
     def release(self) -> None:
         self._reader.close()
         self._inbox.close()
@@ -186,18 +209,36 @@ class ParsePool:
     """Runs callbacks for ``spider`` (the main process's instance); worker processes
     build their own instance from the same class and arguments."""
 
-    def __init__(self, spider: Spider, args: Mapping[str, Any], rules: LinkRules, workers: int) -> None:
+    def __init__(
+        self, spider: Spider, args: Mapping[str, Any], rules: LinkRules, workers: int, timeout: float = 30.0
+    ) -> None:
         self._runner = CallbackRunner(spider, rules)
         self._init_args = (_spider_source(type(spider)), dict(args), rules)
         self._size = workers
         self._workers: list[_Worker] = []
-        self._waiting: deque[tuple[ParseTask, asyncio.Future[ParseResult]]] = deque()
+        self._waiting: deque[Waiting] = deque()
+        self._timeout = timeout
+        self._watchdog: asyncio.Task[None] | None = None
+        self._replacing: set[asyncio.Task[None]] = set()
         self._closing = False
         self.worker_restarts = 0
 
     async def start(self) -> None:
         """Start the worker processes and wait until each has loaded the spider."""
         await asyncio.gather(*(self._add_worker() for _ in range(self._size)))
+        if self._size:
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        """Replace a worker whose current batch has run longer than the deadline."""
+        while True:
+            await asyncio.sleep(min(1.0, self._timeout / 4))
+            now = time.monotonic()
+            for worker in self._workers:
+                started = worker.busy_since
+                if worker.alive and not worker.timed_out and started and now - started > self._timeout:
+                    log.error("a parse worker spent over %gs on one batch: replacing it", self._timeout)
+                    worker.kill_for_timeout()
 
     async def _add_worker(self) -> None:
         worker = _Worker(self)
@@ -217,17 +258,39 @@ class ParsePool:
         if not self._workers:
             return self._runner.run(task)
         future: asyncio.Future[ParseResult] = asyncio.get_running_loop().create_future()
-        self._waiting.append((task, future))
+        self._waiting.append((task, future, None))
         self._send_batches()
         return await future
 
+    def resend(self, batch: Batch, failure: Callable[[], ParseResult] | None = None) -> None:
+        """Queue a lost batch again, first in line. With ``failure``, each page goes
+        alone, and a page that was alone already gets ``failure()`` as its result."""
+        if failure is not None and len(batch) == 1:
+            _, future = batch[0]
+            if not future.done():
+                future.set_result(failure())
+            return
+        self._waiting.extendleft((task, future, failure) for task, future in reversed(batch))
+
     def _send_batches(self) -> None:
-        while self._waiting:
+        while self._waiting and self._workers:
             worker = min(self._workers, key=lambda w: len(w.owed) if w.alive else BATCHES_PER_WORKER)
             if not worker.alive or len(worker.owed) >= BATCHES_PER_WORKER:
                 return
-            count = min(MAX_BATCH, len(self._waiting))
-            worker.send([self._waiting.popleft() for _ in range(count)])
+            worker.send(self._next_batch())
+
+    def _next_batch(self) -> Batch:
+        """Up to ``MAX_BATCH`` waiting pages; a page under suspicion goes alone."""
+        batch: Batch = []
+        while self._waiting and len(batch) < MAX_BATCH:
+            task, future, suspect = self._waiting[0]
+            if suspect is not None and batch:
+                break
+            self._waiting.popleft()
+            batch.append((task, future))
+            if suspect is not None:
+                break
+        return batch
 
     def batch_done(self) -> None:
         self._send_batches()
@@ -235,10 +298,15 @@ class ParsePool:
     def worker_lost(self, worker: _Worker) -> None:
         if self._closing:
             return
-        log.error("a parse worker died (exit code %s); starting a new one", worker.process.exitcode)
+        if not worker.timed_out:
+            log.error("a parse worker died (exit code %s); starting a new one", worker.process.exitcode)
         self._workers.remove(worker)
+        worker.discard()
         self.worker_restarts += 1
-        asyncio.get_running_loop().create_task(self._replace_worker())
+        replacing = asyncio.get_running_loop().create_task(self._replace_worker())
+        self._replacing.add(replacing)
+        replacing.add_done_callback(self._replacing.discard)
+        self._send_batches()
 
     async def _replace_worker(self) -> None:
         await self._add_worker()
@@ -246,7 +314,9 @@ class ParsePool:
 
     async def close(self) -> None:
         self._closing = True
-        for _, future in self._waiting:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        for _, future, _ in self._waiting:
             future.cancel()
         self._waiting.clear()
         for worker in self._workers:
@@ -268,4 +338,11 @@ def _crash_result() -> ParseResult:
     result = ParseResult()
     result.errors.append("a parse worker process died while handling this page")
     result.counts["errors/worker_crash"] += 1
+    return result
+
+
+def _timeout_result() -> ParseResult:
+    result = ParseResult()
+    result.errors.append("parsing this page took longer than the parse deadline; its worker was replaced")
+    result.counts["errors/parse_timeout"] += 1
     return result

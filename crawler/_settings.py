@@ -48,6 +48,7 @@ class Settings:
     autothrottle: bool = True
     job: str | None = None
     frontier: str | None = None
+    parse_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         if self.job is not None and self.frontier is not None:
@@ -59,7 +60,7 @@ class Settings:
         _check_positive("max_url_length", self.max_url_length)
         _check_positive("max_size", self.max_size)
         _check_positive("parse_workers", self.parse_workers, allow_zero=True)
-        for name in ("rate", "timeout", "max_crawl_delay"):
+        for name in ("rate", "timeout", "max_crawl_delay", "parse_timeout"):
             value = getattr(self, name)
             if value is not None and not (_is_number(value) and value > 0):
                 raise UsageError(f"{name} must be a positive number, not {value!r}")

@@ -99,6 +99,9 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
     max_crawl_delay: Annotated[
         float | None, typer.Option(help="Cap on robots.txt Crawl-delay in s [30].")
     ] = None,
+    parse_timeout: Annotated[
+        float | None, typer.Option(help="Seconds one page may take in a parse worker [30].")
+    ] = None,
     autothrottle: Annotated[
         bool | None,
         typer.Option("--autothrottle/--no-autothrottle", help="Adapt per-host concurrency to latency [on]."),

@@ -9,6 +9,7 @@ client hung up, so tests can assert what the crawler did from the server's side:
 
     with HostileServer(never_answers()) as server:
         crawl(server.url + "/")
+        server.wait_idle()
     assert server.requests == 2 and server.hangups == 2
 
 Hazards that only need a strange body or header (a gzip bomb, a redirect loop,
@@ -25,7 +26,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Self
 
@@ -34,26 +35,37 @@ OK_HTML = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nConnect
 
 
 class Connection:
-    """One accepted connection, as a behaviour sees it."""
+    """One accepted connection, as a behaviour sees it, and afterwards as a record.
+
+    ``target`` is the request target (None until a request head arrived),
+    ``requested_at`` and ``hung_up_at`` are ``time.time()`` stamps (comparable with
+    ``SiteServer`` hits) of the request and of the client closing the connection
+    first, ``bytes_sent`` counts response bytes the kernel accepted.
+    """
 
     def __init__(self, server: HostileServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.server = server
         self.reader = reader
         self.writer = writer
+        self.target: str | None = None
+        self.requested_at: float | None = None
+        self.hung_up_at: float | None = None
+        self.bytes_sent = 0
         self.gone = asyncio.Event()  # the client closed or reset the connection
+        self._server = server
+        self._closed_here = False  # the server closed first: a later EOF is no hang-up
 
     async def read_request(self) -> str | None:
         """Read one request head and return its target (None if the client left first).
-        Afterwards a watcher reads on, to notice when the client hangs up."""
+        From then on a watcher reads on, to notice when the client hangs up."""
         try:
             head = await self.reader.readuntil(b"\r\n\r\n")
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            self.gone.set()
+            self._hung_up()
             return None
-        target = head.split(b" ", 2)[1].decode("latin-1")
-        self.server.targets.append(target)
-        asyncio.get_running_loop().create_task(self._watch())
-        return target
+        self.requested_at = time.time()
+        self.target = head.split(b" ", 2)[1].decode("latin-1")
+        self._server._track(asyncio.get_running_loop().create_task(self._watch()))
+        return self.target
 
     async def _watch(self) -> None:
         with contextlib.suppress(ConnectionError):
@@ -62,12 +74,12 @@ class Connection:
         self._hung_up()
 
     def _hung_up(self) -> None:
-        if not self.gone.is_set():
+        if not self.gone.is_set() and not self._closed_here:
             self.gone.set()
-            self.server.hangup_times.append(time.monotonic())
+            self.hung_up_at = time.time()
 
     async def send(self, data: bytes) -> bool:
-        """Write ``data`` and wait until it is on its way; False if the client has gone."""
+        """Write ``data`` and wait until the kernel took it; False if the client has gone."""
         if self.gone.is_set():
             return False
         try:
@@ -76,7 +88,7 @@ class Connection:
         except ConnectionError:
             self._hung_up()
             return False
-        self.server.bytes_sent += len(data)
+        self.bytes_sent += len(data)
         return True
 
     async def wait_gone(self, timeout: float) -> bool:
@@ -85,11 +97,16 @@ class Connection:
             await asyncio.wait_for(self.gone.wait(), timeout)
         return self.gone.is_set()
 
+    def close(self) -> None:
+        """Close the connection from the server's side (FIN)."""
+        self._closed_here = True
+        self.writer.transport.abort()
+
     def reset(self) -> None:
         """Close abruptly: SO_LINGER 0 turns the close into a TCP RST."""
         sock = self.writer.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.writer.transport.abort()
+        self.close()
 
 
 Behaviour = Callable[[Connection], Awaitable[None]]
@@ -98,31 +115,47 @@ Behaviour = Callable[[Connection], Awaitable[None]]
 class HostileServer:
     """Serves every connection on 127.0.0.1 with ``behaviour``, from a background thread.
 
-    ``url`` is valid once started. ``connections`` and ``requests`` count what the
-    server accepted and read; ``targets`` lists the request targets in order;
-    ``bytes_sent`` counts response bytes the kernel accepted; ``hangup_times``
-    holds ``time.monotonic()`` each time a client closed a connection first.
+    ``url`` is valid once started. ``log`` holds one `Connection` per accepted
+    connection, in order; ``connections``, ``requests``, ``hangups`` and
+    ``bytes_sent`` sum it up. The client's hang-ups reach the server's thread a
+    moment later: ``wait_idle`` before asserting on them. Stopping closes every
+    connection still open.
     """
 
     def __init__(self, behaviour: Behaviour) -> None:
         self.behaviour = behaviour
         self.url = ""
-        self.connections = 0
-        self.targets: list[str] = []
-        self.bytes_sent = 0
-        self.hangup_times: list[float] = []
+        self.log: list[Connection] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._busy = 0  # connections whose behaviour is still running
+
+    @property
+    def connections(self) -> int:
+        return len(self.log)
 
     @property
     def requests(self) -> int:
-        return len(self.targets)
+        return sum(conn.target is not None for conn in self.log)
 
     @property
     def hangups(self) -> int:
-        return len(self.hangup_times)
+        """Connections the client closed before the server did."""
+        return sum(conn.hung_up_at is not None for conn in self.log)
+
+    @property
+    def bytes_sent(self) -> int:
+        return sum(conn.bytes_sent for conn in self.log)
+
+    def wait_idle(self, timeout: float = 2.0) -> bool:
+        """Wait (in the caller's thread) until no connection's behaviour is running,
+        so that hang-ups the client made have been seen; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._busy and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._busy
 
     def start(self) -> Self:
         self._loop = loop = asyncio.new_event_loop()
@@ -159,21 +192,27 @@ class HostileServer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
-        for _ in range(3):  # let the closed transports report connection_lost
+        for _ in range(3):  # let the aborted transports report connection_lost
             await asyncio.sleep(0)
 
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
+        conn = Connection(self, reader, writer)
+        self.log.append(conn)
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)
+        self._track(task)
+        self._busy += 1
         try:
-            await self.behaviour(Connection(self, reader, writer))
+            await self.behaviour(conn)
         except ConnectionError:
             pass
         finally:
-            self._tasks.discard(task)
-            writer.transport.abort()
+            conn.close()
+            self._busy -= 1
 
 
 # -- behaviours ------------------------------------------------------------------
@@ -213,7 +252,6 @@ def chunked_without_end(chunks: int = 3) -> Behaviour:
         for i in range(chunks):
             data = f"<p>chunk {i}</p>".encode()
             await conn.send(b"%x\r\n%s\r\n" % (len(data), data))
-        conn.writer.close()
 
     return behave
 
@@ -303,13 +341,10 @@ def png_bytes() -> bytes:
 
     header = struct.pack("!IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"".join(
-        [b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", header), chunk(b"IDAT", zlib.compress(rows)), chunk(b"IEND", b"")]
+        [
+            b"\x89PNG\r\n\x1a\n",
+            chunk(b"IHDR", header),
+            chunk(b"IDAT", zlib.compress(rows)),
+            chunk(b"IEND", b""),
+        ]
     )
-
-
-def redirect_chain(prefix: str) -> Iterator[str]:
-    """Endless distinct redirect targets: ``prefix1``, ``prefix2``, ..."""
-    n = 0
-    while True:
-        n += 1
-        yield f"{prefix}{n}"
