@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from ._errors import NotHtmlError
 from ._pickling import fast_pickle
 from ._request import Request, relocated
 from ._response import Response
@@ -108,8 +109,7 @@ class CallbackRunner:
             outputs = callback_of(self.spider, task.request)(make_response(task))
             self._collect(task.request, _as_iterable(outputs), result)
         except Exception as exc:
-            result.errors.append(_describe(exc))
-            result.counts["errors/callback"] += 1
+            _count_callback_error(exc, result)
         return self._finish(result)
 
     async def run_async(self, task: ParseTask) -> ParseResult:
@@ -123,8 +123,7 @@ class CallbackRunner:
                 outputs = [output async for output in outputs]
             self._collect(task.request, _as_iterable(outputs), result)
         except Exception as exc:
-            result.errors.append(_describe(exc))
-            result.counts["errors/callback"] += 1
+            _count_callback_error(exc, result)
         return self._finish(result)
 
     def _collect(self, parent: Request, outputs: Iterable[Any], result: ParseResult) -> None:
@@ -226,6 +225,11 @@ def _as_iterable(outputs: Any) -> Iterable[Any]:
 
 def _is_dataclass_instance(value: Any) -> bool:
     return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def _count_callback_error(exc: Exception, result: ParseResult) -> None:
+    result.errors.append(_describe(exc))
+    result.counts["errors/not_html" if isinstance(exc, NotHtmlError) else "errors/callback"] += 1
 
 
 def _describe(exc: Exception) -> str:

@@ -11,6 +11,7 @@
      |    |    +-- BrokenTransfer     the body was cut short
      |    +-- ResponseTooLarge     the decoded body passed the size cap
      |    +-- DecodingError        a Content-Encoding that is unknown or corrupt
+     |    +-- BadResponse          not HTTP as it should be (oversized or malformed headers)
      |    +-- TlsError             certificate or handshake failure
      |    +-- BlockedAddress       the host resolved to an address the user did not allow
      +-- NotHtmlError          `Response.css` called on a body that is not HTML
@@ -64,6 +65,10 @@ class BrokenTransfer(TransientFetchError):
 
 class DecodingError(FetchError):
     kind = "decoding_error"
+
+
+class BadResponse(FetchError):
+    kind = "bad_response"
 
 
 class TlsError(FetchError):

@@ -29,6 +29,7 @@ from yarl import URL
 from ._addressguard import AddressGuard, GuardedResolver, unwrap_blocked
 from ._decoding import decode_content
 from ._errors import (
+    BadResponse,
     BrokenTransfer,
     DecodingError,
     FetchError,
@@ -215,6 +216,7 @@ _TRANSLATIONS: tuple[tuple[tuple[type[BaseException], ...], type[FetchError]], .
     ((ssl.SSLError, aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch), TlsError),
     ((httpx.TimeoutException, aiohttp.ServerTimeoutError, TimeoutError), FetchTimeout),
     ((aiohttp.ClientPayloadError, httpx.RemoteProtocolError, httpx.ReadError), BrokenTransfer),
+    ((aiohttp.ClientResponseError,), BadResponse),
     ((httpx.UnsupportedProtocol, httpx.InvalidURL, aiohttp.InvalidURL), FetchError),
     ((httpx.TransportError, aiohttp.ClientError, OSError), TransientFetchError),
 )

@@ -11,11 +11,15 @@ a minute to parse) run in a subprocess under a deadline.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import signal
+import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -281,8 +285,8 @@ def test_huge_or_malformed_response_headers_are_an_error_not_a_crash(behaviour, 
     fine = serve({"/": html("fine")})
     items, stats = crawl_items(TitleSpider, [bloated.url + "/", fine.url + "/"], **FAST)
     assert urls(items) == {fine.url + "/"}
-    assert stats.errors == 1  # errors/connection_error today: no counter of its own
-    assert bloated.requests <= 1 + FAST["retries"]
+    assert stats["errors/bad_response"] == 1 and stats.errors == 1
+    assert bloated.requests == 1  # a malformed response is not retried
     assert stats.finish_reason == "finished"
 
 
@@ -441,7 +445,7 @@ def test_css_on_json_is_a_counted_callback_error_and_json_works(serve, crawl_ite
     server = serve({"/data.json": data, "/as-html": data})
     items, stats = crawl_items(JsonSpider, [server.url + "/data.json", server.url + "/as-html"], **FAST)
     assert items == [{"url": server.url + "/data.json", "data": {"products": [1, 2, 3]}}]
-    assert stats["errors/callback"] == 1
+    assert stats["errors/not_html"] == 1
     assert "NotHtmlError" in caplog.text and server.url + "/as-html" in caplog.text
 
 
@@ -483,3 +487,93 @@ def test_start_requests_and_pipeline_errors_are_counted_and_logged(serve, crawl_
     assert "start_requests blew up" in caplog.text
     assert "pipeline blew up" in caplog.text and server.url + "/b" in caplog.text
     assert stats.finish_reason == "finished"
+
+
+# -- TLS, proxies from the environment, per-host page caps ------------------------------
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
+    """A server-side TLS context with a throwaway self-signed certificate."""
+    directory = tmp_path_factory.mktemp("tls")
+    key, cert = directory / "key.pem", directory / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+         "-days", "1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+class TlsServer:
+    """HTTPS on 127.0.0.1 with a certificate nobody trusts; counts handshakes."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.context, self.handshakes = context, 0
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> TlsServer:
+        self.thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(5)
+        self.url = f"https://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def _start(self) -> asyncio.Server:
+        return await asyncio.get_running_loop().create_server(
+            self._accepted, "127.0.0.1", 0, ssl=self.context
+        )
+
+    def _accepted(self) -> asyncio.Protocol:
+        """Called for each connection, before its TLS handshake (which fails here)."""
+        self.handshakes += 1
+        return asyncio.Protocol()
+
+    def __exit__(self, *exc_info: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+    async def _stop(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+
+def test_a_certificate_error_is_reported_once_per_host_and_not_retried(self_signed, crawl_items, caplog):
+    with TlsServer(self_signed) as server, caplog.at_level(logging.DEBUG, logger="crawler.engine"):
+        starts = [f"{server.url}/{i}" for i in range(3)]
+        items, stats = crawl_items(TitleSpider, starts, **{**FAST, "retries": 2})
+    assert items == []
+    assert stats["errors/tls_error"] == 3 and stats["retries"] == 0
+    assert server.handshakes == 3  # one connection per page: never retried in a loop
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "failed" in r.getMessage()]
+    assert len(warnings) == 1  # reported once for the host; the rest at DEBUG
+
+
+def test_proxy_settings_in_the_environment_are_ignored(serve, tmp_path):
+    server = serve({"/": html("direct")})
+    spider = tmp_path / "spider.py"
+    spider.write_text(
+        "from crawler import Spider\n"
+        f"class S(Spider):\n    start_urls = ['{server.url}/']\n"
+        "    def parse(self, response):\n        yield {'title': response.css_first('title').text()}\n"
+    )
+    dead_proxy = "http://127.0.0.1:9"  # nothing listens there: a crawl through it would fail
+    env = {**os.environ, "HTTP_PROXY": dead_proxy, "http_proxy": dead_proxy, "ALL_PROXY": dead_proxy}
+    crawl = str(Path(sys.executable).parent / "crawl")
+    command = [crawl, str(spider), "-o", "-", "--no-obey-robots"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"title": "direct"}
+    assert [hit.target for hit in server.hits] == ["/"]  # straight to the server
+
+
+def test_per_host_page_cap_stops_a_spider_trap(serve, crawl_items):
+    trap = serve({f"/{i}": html(f"page {i}", [f"/{i + 1}"]) for i in range(500)})
+    other = serve({"/": html("other")})
+    items, stats = crawl_items(TitleSpider, [trap.url + "/0", other.url + "/"], **FAST, max_pages_per_host=10)
+    assert len(trap.hits) == 10 and len(other.hits) == 1
+    assert stats["dropped/host_page_limit"] == 1 and len(items) == 11
