@@ -26,7 +26,7 @@ def build_engine(
     sink: ItemSink,
     *,
     spider_args: Mapping[str, Any] | None = None,
-    frontier: Frontier | None = None,
+    backend: Frontier | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     on_tick: Ticker | None = None,
     **settings: Any,
@@ -39,7 +39,7 @@ def build_engine(
         resolved,
         sink,
         spider_args=spider_args,
-        frontier=frontier,
+        frontier=backend,
         transport=transport,
         on_tick=on_tick,
     )
@@ -56,7 +56,8 @@ def run(
     Lines, appended unless ``overwrite``) and through the spider's pipelines.
 
     Keyword arguments are settings (``concurrency=16``, ``max_pages=100``, ...) plus
-    ``spider_args``, ``frontier`` and ``transport``."""
+    ``spider_args``, ``backend`` (a `Frontier` object to use instead of the one the
+    ``job`` and ``frontier`` settings choose) and ``transport``."""
     refuse_overwriting_a_job(settings.get("job"), overwrite)
     sink: ItemSink = JsonLinesSink(output, overwrite=overwrite) if output else NullSink()
     engine = build_engine(spider_cls, sink, **settings)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ._errors import OutputError, UsageError
 from ._frontier import Frontier, HostPolicy
@@ -23,6 +25,7 @@ from ._stats import Stats
 log = logging.getLogger("crawler.job")
 
 JOB_DATABASE = "frontier.sqlite"
+DEFAULT_LEASE = 30.0
 
 
 def job_exists(directory: str | Path) -> bool:
@@ -41,12 +44,44 @@ def open_frontier(settings: Settings, spider_name: str, policy: HostPolicy) -> F
     if settings.frontier is not None:
         from ._redis_frontier import RedisFrontier  # noqa: PLC0415  (redis loads only when used)
 
-        return RedisFrontier(settings.frontier, f"crawler:{spider_name}", policy)
+        url, crawl_id, lease = _frontier_url(settings.frontier)
+        namespace = f"crawler:{spider_name}" + (f":{crawl_id}" if crawl_id else "")
+        return RedisFrontier(url, namespace, policy, lease_seconds=lease)
     if settings.job is not None:
         from ._sqlite_frontier import SqliteFrontier  # noqa: PLC0415
 
         return SqliteFrontier(_job_directory(settings.job) / JOB_DATABASE, policy)
     return MemoryFrontier(policy)
+
+
+def _frontier_url(url: str) -> tuple[str, str | None, float]:
+    """``redis://host:port/db?crawl=ID&lease=SECONDS``: the Redis URL, the crawl id
+    (several crawls of one spider side by side) and the lease time (default 30 s)."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    crawl_id = query.pop("crawl", None)
+    try:
+        lease = float(query.pop("lease", DEFAULT_LEASE))
+    except ValueError:
+        raise UsageError(f"lease in {url!r} must be a number of seconds") from None
+    if not lease > 0:
+        raise UsageError(f"lease in {url!r} must be positive")
+    return urlunsplit(parts._replace(query=urlencode(query))), crawl_id, lease
+
+
+class ClusterStats:
+    """Adds this node's counters to the crawl's totals in Redis, as deltas."""
+
+    def __init__(self, frontier: Any) -> None:
+        self._frontier = frontier
+        self._added: Counter[str] = Counter()
+
+    async def push(self, stats: Stats) -> None:
+        delta = {
+            key: value - self._added[key] for key, value in stats.counts.items() if value != self._added[key]
+        }
+        await self._frontier.add_stats(delta)
+        self._added.update(delta)
 
 
 def _job_directory(job: str) -> Path:

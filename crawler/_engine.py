@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ._backends import Job, open_frontier
+from ._backends import ClusterStats, Job, open_frontier
 from ._callbacks import LinkRules, ParseResult, ParseTask, encode_items, vet_url
 from ._errors import FetchError, OutputError, TransientFetchError
 from ._frontier import Frontier, FrontierStatus
@@ -26,7 +26,7 @@ from ._pipelines import Pipelines
 from ._politeness import Admission, Politeness, default_host_policy
 from ._pool import ParsePool
 from ._request import Request
-from ._robots import ROBOTS_TIMEOUT, RobotsCache
+from ._robots import ROBOTS_TIMEOUT, RobotsCache, SharedStore
 from ._settings import Settings
 from ._spider import Spider
 from ._stats import Stats
@@ -74,6 +74,8 @@ class Engine:
         # A job acknowledges each page as soon as its items are written, so that a
         # kill -9 can repeat only what was in flight; otherwise, twice a second.
         self._flush_bytes = 0 if self._job is not None else FLUSH_BYTES
+        shared_stats = hasattr(self._frontier, "add_stats") and frontier is None
+        self._cluster = ClusterStats(self._frontier) if shared_stats else None
         self._transport = transport
         self._on_tick = on_tick
         self._pipelines = Pipelines(spider.pipelines, spider, self.stats)
@@ -135,9 +137,9 @@ class Engine:
         guard = AddressGuard(named, allow_private=self.settings.allow_private)
         self._fetcher = Fetcher(self.settings, self._transport, guard=guard)
         self._fetch = self._fetcher.fetch
-        robots = RobotsCache(
-            self._fetch, self.settings.user_agent, timeout=min(self.settings.timeout, ROBOTS_TIMEOUT)
-        )
+        shared = self._frontier if isinstance(self._frontier, SharedStore) else None
+        timeout = min(self.settings.timeout, ROBOTS_TIMEOUT)
+        robots = RobotsCache(self._fetch, self.settings.user_agent, timeout=timeout, shared=shared)
         self._politeness = Politeness(self.settings, self._frontier, robots, self.stats)
 
     def _link_rules(self) -> LinkRules:
@@ -240,10 +242,16 @@ class Engine:
         while True:
             await asyncio.sleep(TICK)
             await self._flush_and_ack()
-            if self._job is not None:
-                await self._job.save(self.stats)
+            await self._save_progress()
             if self._on_tick is not None:
                 self._on_tick(self.stats, await self._frontier.status())
+
+    async def _save_progress(self) -> None:
+        """The job's statistics so far; this node's share of a shared crawl's."""
+        if self._job is not None:
+            await self._job.save(self.stats)
+        if self._cluster is not None:
+            await self._cluster.push(self.stats)
 
     async def _flush_and_ack(self) -> None:
         """Write buffered items out, then acknowledge the requests they came from: a
@@ -427,8 +435,7 @@ class Engine:
         finally:
             await self._flush_and_ack()
             self.stats.finish(self.stats.finish_reason)
-            if self._job is not None:
-                await self._job.save(self.stats)
+            await self._save_progress()
             closing = [self._pool.close(), self._frontier.close()]
             if self._fetcher is not None:
                 closing.append(self._fetcher.close())

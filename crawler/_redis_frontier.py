@@ -77,7 +77,7 @@ import os
 import pickle
 import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -516,12 +516,44 @@ class RedisFrontier:
 
     async def _run(self, script: str, args: list[Any]) -> Any:
         """Run one script, retrying with backoff while the connection is down."""
+        return await self._retrying(
+            lambda: self._scripts[script](keys=self._keys, args=self._common_args() + args)
+        )
+
+    # -- shared by the nodes of a crawl: robots.txt answers, statistics ---------------
+
+    async def shared_get(self, key: str) -> bytes | None:
+        value = await self._retrying(lambda: self._redis.get(self._prefix + "x:" + key))
+        return value if isinstance(value, bytes) else None
+
+    async def shared_set(self, key: str, value: bytes, ttl: float) -> None:
+        await self._retrying(lambda: self._redis.set(self._prefix + "x:" + key, value, px=int(ttl * 1000)))
+
+    async def add_stats(self, counts: Mapping[str, int]) -> None:
+        """Add a node's counters to the crawl's totals (``cluster_stats``)."""
+        if counts:
+            key = self._prefix + "stats"
+            await self._retrying(lambda: self._add_counts(key, counts))
+
+    async def _add_counts(self, key: str, counts: Mapping[str, int]) -> Any:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for name, amount in counts.items():
+                pipe.hincrby(key, name, amount)
+            return await pipe.execute()
+
+    async def cluster_stats(self) -> dict[str, int]:
+        raw = await self._retrying(lambda: self._redis.hgetall(self._prefix + "stats"))
+        return {name.decode(): int(value) for name, value in raw.items()}
+
+    async def _retrying(self, operation: Callable[[], Awaitable[Any]]) -> Any:
+        """Run ``operation`` (a Redis call), retrying with backoff while the
+        connection is down; any Redis failure becomes ``FrontierError``."""
         if self._renewal_error is not None:
             raise self._renewal_error
         delays = iter(RECONNECT_DELAYS)
         while True:
             try:
-                result = await self._scripts[script](keys=self._keys, args=self._common_args() + args)
+                result = await operation()
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 delay = next(delays, None) if self._reached else None
                 if delay is None:

@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from protego import Protego
 
@@ -44,6 +44,15 @@ MAX_FAILURES = 3
 FIRST_BACKOFF = 5.0
 
 Fetch = Callable[[Request], Awaitable["Fetched"]]
+
+
+@runtime_checkable
+class SharedStore(Protocol):
+    """Where the nodes of a distributed crawl share what they fetched (Redis)."""
+
+    async def shared_get(self, key: str) -> bytes | None: ...
+
+    async def shared_set(self, key: str, value: bytes, ttl: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +106,10 @@ class RobotsCache:
         *,
         timeout: float = ROBOTS_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedStore | None = None,
     ) -> None:
         self._fetch = fetch
+        self._shared = shared
         self._token = product_token(user_agent)
         self._timeout = timeout
         self._clock = clock
@@ -132,6 +143,9 @@ class RobotsCache:
             state.loading = None
 
     async def _fetch_rules(self, origin: str, state: _Origin) -> tuple[RobotsRules, float]:
+        if self._shared is not None and (answer := await self._shared.shared_get("robots:" + origin)):
+            status, _, body = answer.partition(b"\n")
+            return self._rules_from(int(status), body), CACHE_SECONDS
         self.fetched += 1
         try:
             fetched = await self._fetch_following_redirects(origin + "/robots.txt")
@@ -140,7 +154,10 @@ class RobotsCache:
         if fetched.status >= 500:
             return self._unreachable(origin, state, f"HTTP {fetched.status}")
         state.failures = 0
-        return self._rules_from(fetched), CACHE_SECONDS
+        body = fetched.body[:MAX_ROBOTS_BYTES]
+        if self._shared is not None:  # the other nodes need not fetch it again
+            await self._shared.shared_set("robots:" + origin, b"%d\n" % fetched.status + body, CACHE_SECONDS)
+        return self._rules_from(fetched.status, body), CACHE_SECONDS
 
     async def _fetch_following_redirects(self, url: str) -> Fetched:
         for _ in range(MAX_ROBOTS_REDIRECTS + 1):
@@ -166,9 +183,9 @@ class RobotsCache:
         log.warning("robots.txt of %s unreachable (%s): not crawling it for %gs", origin, reason, backoff)
         return RobotsRules(token=self._token, unreachable=True, retry_in=backoff), backoff
 
-    def _rules_from(self, fetched: Fetched) -> RobotsRules:
-        if not 200 <= fetched.status < 300:
+    def _rules_from(self, status: int, body: bytes) -> RobotsRules:
+        if not 200 <= status < 300:
             return RobotsRules(token=self._token)  # 3xx without Location, 4xx: no restrictions
-        text = fetched.body[:MAX_ROBOTS_BYTES].decode("utf-8", errors="replace")
+        text = body[:MAX_ROBOTS_BYTES].decode("utf-8", errors="replace")
         parser = Protego.parse(text)
         return RobotsRules(parser, token=self._token, sitemaps=tuple(parser.sitemaps))

@@ -75,6 +75,10 @@ T = TypeVar("T")
 _NOWHERE, _RING, _WAITING = 0, 1, 2
 DEFAULT_POLICY = HostPolicy()
 _CACHE_KIB = 16 * 1024  # SQLite's page cache: bounded, and enough to keep the indexes' hot pages
+# Checkpoint (copy the WAL into the database, with two fsyncs) every 32 MB of WAL rather
+# than SQLite's 4 MB: adds of random fingerprints dirty a page each, and checkpointing
+# each page once per many commits rather than once per commit: +40% adds/s at 300k URLs.
+_CHECKPOINT_PAGES = 8192
 _SEEN_CHUNK = 500  # fingerprints per INSERT ... RETURNING statement
 _BUSY_TIMEOUT = 1.0  # seconds to wait for a job database another process holds
 
@@ -106,10 +110,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 _INSERT = (
     "INSERT INTO requests (fingerprint, host, priority, state, not_before, data) VALUES (?, ?, ?, ?, ?, ?)"
 )
-# Lease a host's best n: highest priority first, then FIFO (RETURNING order is unspecified).
-_LEASE = """UPDATE requests SET state = 'leased' WHERE id IN (
-    SELECT id FROM requests WHERE host = ? AND state = 'queued' ORDER BY priority DESC, id LIMIT ?
-) RETURNING priority, id, data"""
+# A host's best n: highest priority first, then FIFO. (One UPDATE ... WHERE id IN (this
+# query) costs time in proportion to the host's whole queue: SQLite reads all of it.)
+_NEXT = "SELECT id, data FROM requests WHERE host = ? AND state = 'queued' ORDER BY priority DESC, id LIMIT ?"
 # Due retries go to the back of their host's queue (new ids), in the order they came due.
 _WAKE = """INSERT INTO requests (fingerprint, host, priority, state, data)
     SELECT fingerprint, host, priority, 'queued', data FROM requests
@@ -356,6 +359,7 @@ class SqliteFrontier:
                 raise FrontierError(f"job database {self._path}: cannot use WAL mode ({mode})")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+            db.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
             _check_version(db, self._path)
             db.executescript(_SCHEMA)
         except BaseException:
@@ -717,11 +721,12 @@ def _record_seen(db: sqlite3.Connection, fingerprints: list[int]) -> set[int]:
 def _lease_rows(db: sqlite3.Connection, host: _Host, n: int) -> list[tuple[int, bytes]]:
     """Lease the best ``n`` queued rows of ``host``; return ``(id, data)`` in reverse
     queue order (so that ``pop()`` gives the next one)."""
-    rows = db.execute(_LEASE, (host.key, n)).fetchall()
+    rows: list[tuple[int, bytes]] = db.execute(_NEXT, (host.key, n)).fetchall()
     if len(rows) != n:
         raise FrontierError(f"host {host.key}: {n} requests expected in the queue, found {len(rows)}")
-    rows.sort(key=lambda row: (row[0], -row[1]))  # lowest priority, then latest, first
-    return [(row_id, data) for _, row_id, data in rows]
+    db.executemany("UPDATE requests SET state = 'leased' WHERE id = ?", [(row_id,) for row_id, _ in rows])
+    rows.reverse()
+    return rows
 
 
 def _is_live(entry: tuple[float, int, _Host]) -> bool:
