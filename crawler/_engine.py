@@ -71,9 +71,11 @@ class Engine:
         name = spider_identity(spider)
         self._frontier = frontier or open_frontier(settings, name, default_host_policy(settings))
         self._job = Job(self._frontier, settings.job, name) if settings.job and frontier is None else None
-        # A job acknowledges each page as soon as its items are written, so that a
-        # kill -9 can repeat only what was in flight; otherwise, twice a second.
-        self._flush_bytes = 0 if self._job is not None else FLUSH_BYTES
+        # A durable or shared frontier hears of each page as soon as its items are
+        # written, so that a kill -9 can repeat only what was in flight; a memory
+        # frontier dies with the process anyway: twice a second is enough.
+        durable = frontier is None and (settings.job is not None or settings.frontier is not None)
+        self._flush_bytes = 0 if durable else FLUSH_BYTES
         shared_stats = hasattr(self._frontier, "add_stats") and frontier is None
         self._cluster = ClusterStats(self._frontier) if shared_stats else None
         self._transport = transport
