@@ -128,13 +128,26 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-class StreamSink:
+class _NoFile:
+    """The file-keeping part of a sink that has no file."""
+
+    buffered = 0
+
+    def repair(self) -> int:
+        return 0
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class StreamSink(_NoFile):
     """Hands items to ``crawler.crawl()``'s async iterator through a bounded queue,
     so a slow consumer slows the crawl instead of growing memory."""
 
     wants_lines = False
-
-    buffered = 0
 
     def __init__(self, maxsize: int = 1024) -> None:
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
@@ -143,30 +156,11 @@ class StreamSink:
         for item in items:
             await self.queue.put(item)
 
-    def repair(self) -> int:
-        return 0
 
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class NullSink:
+class NullSink(_NoFile):
     """Discards items (a crawl run for its side effects or its stats)."""
 
     wants_lines = True
-    buffered = 0
 
     async def write(self, lines: bytes, items: list[Any]) -> None:
-        pass
-
-    def repair(self) -> int:
-        return 0
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
         pass
