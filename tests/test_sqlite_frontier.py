@@ -10,8 +10,9 @@ import sys
 import textwrap
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,8 +39,8 @@ class TestSqliteFrontier(FrontierContract):
         return make
 
 
-def run(main: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(main())  # type: ignore[arg-type]
+def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(main())
 
 
 def test_is_a_frontier(tmp_path: Path) -> None:
@@ -120,6 +121,20 @@ def test_leases_come_back_after_close_without_done(tmp_path: Path) -> None:
 
     run(first)
     run(second)
+
+
+def test_recover_puts_this_process_leases_back(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with SqliteFrontier(tmp_path / "f.db") as f:
+            await f.add([Request(f"{A}/{i}") for i in range(3)])
+            taken = await f.take(2)
+            assert await f.recover() == 2
+            assert await status(f) == (3, 0, 3)
+            with pytest.raises(ValueError):
+                await f.done(taken[0])  # its lease is gone
+            assert len(await f.take(10)) == 3
+
+    run(main)
 
 
 CRASHING_CHILD = """
