@@ -2,14 +2,9 @@
 
 Bookkeeping, in terms of hosts (one ``_Host`` per ``host_key``):
 
-* ``_ring``: hosts that were ready when placed, served round-robin by ``take``.
-  A throttle can make a ring host unready later; ``take`` and ``status`` notice
-  that when they reach it and place it again (lazy removal).
-* ``_waiting``: a heap of ``(ready_at, seq, host)`` for hosts that have work but
-  must wait for their interval or a pause. Entries that no longer match the
-  host's ``wake`` time are stale and dropped when they surface.
-* hosts blocked only by ``concurrency`` are in neither; ``done``/``retry`` place
-  them again.
+* ``_ready``: a `ReadyHosts`, the hosts ready now (served round-robin by ``take``)
+  and those waiting for their interval or a pause. Hosts blocked only by
+  ``concurrency`` are in neither; ``done``/``retry`` place them again.
 * ``_delayed``: a heap of retried requests, moved into their host's queue when due.
 
 Leases are counted per fingerprint (a request taken twice through ``dont_filter``
@@ -23,14 +18,13 @@ import heapq
 import itertools
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 
 from ._frontier import FrontierStatus, HostPolicy
+from ._ready_hosts import NOWHERE, ReadyHosts
 from ._request import Request
 from ._urls import host_key
 
-_NOWHERE, _RING, _WAITING = 0, 1, 2
 DEFAULT_POLICY = HostPolicy()
 
 
@@ -54,8 +48,8 @@ class _Host:
         self.in_flight = 0
         self.last_start = -math.inf
         self.paused_until = -math.inf
-        self.where = _NOWHERE
-        self.wake = 0.0  # the ready time of this host's live entry in ``_waiting``
+        self.where = NOWHERE  # and ``wake``: `ReadyHosts`'s bookkeeping
+        self.wake = 0.0
 
     def ready_at(self) -> float | None:
         """When this host may start its next request; ``None`` while it has nothing
@@ -82,8 +76,7 @@ class MemoryFrontier:
         self._clock = clock
         self._seen: set[int] = set()
         self._hosts: dict[str, _Host] = {}
-        self._ring: deque[_Host] = deque()
-        self._waiting: list[tuple[float, int, _Host]] = []
+        self._ready: ReadyHosts[_Host] = ReadyHosts(_Host.ready_at)
         self._delayed: list[tuple[float, int, int, _Host, Request]] = []
         # fingerprint -> [leases, of which still holding a host slot]
         self._leases: dict[int, list[int]] = {}
@@ -106,16 +99,7 @@ class MemoryFrontier:
     async def take(self, limit: int) -> list[Request]:
         now = self._clock()
         self._wake_up(now)
-        taken: list[Request] = []
-        ring = self._ring
-        while len(taken) < limit and ring:
-            host = ring.popleft()
-            host.where = _NOWHERE
-            ready_at = host.ready_at()
-            if ready_at is not None and ready_at <= now:
-                taken.append(self._start(host, now))
-            self._place(host, now)
-        return taken
+        return self._ready.take(limit, now, self._start)
 
     async def fetched(self, request: Request) -> None:
         lease = self._leases.get(request.fingerprint)
@@ -141,7 +125,7 @@ class MemoryFrontier:
             state.policy = policy
         if pause is not None:
             state.paused_until = max(state.paused_until, now + pause)
-        self._place(state, now)
+        self._ready.place(state, now)
 
     async def status(self) -> FrontierStatus:
         now = self._clock()
@@ -150,7 +134,7 @@ class MemoryFrontier:
             pending=self._queued + len(self._delayed),
             in_flight=self._in_flight,
             seen=len(self._seen),
-            wait=self._wait(now),
+            wait=self._ready.wait(now, self._delayed[0][0] if self._delayed else None),
         )
 
     async def close(self) -> None:
@@ -165,7 +149,7 @@ class MemoryFrontier:
     def _enqueue(self, host: _Host, fp: int, request: Request, now: float) -> None:
         heapq.heappush(host.queue, (-request.priority, next(self._seq), fp, request))
         self._queued += 1
-        self._place(host, now)
+        self._ready.place(host, now)
 
     def _start(self, host: _Host, now: float) -> Request:
         _, _, fp, request = heapq.heappop(host.queue)
@@ -197,60 +181,12 @@ class MemoryFrontier:
 
     def _free_slot(self, host: _Host) -> None:
         host.in_flight -= 1
-        self._place(host, self._clock())
-
-    def _place(self, host: _Host, now: float) -> None:
-        """Put ``host`` where its readiness says: the ring, the waiting heap, or
-        nowhere. A host already in the ring stays there (checked when reached)."""
-        if host.where == _RING:
-            return
-        ready_at = host.ready_at()
-        if ready_at is None:
-            host.where = _NOWHERE
-        elif ready_at <= now:
-            host.where = _RING
-            self._ring.append(host)
-        elif host.where != _WAITING or host.wake != ready_at:
-            host.where = _WAITING
-            host.wake = ready_at
-            heapq.heappush(self._waiting, (ready_at, next(self._seq), host))
+        self._ready.place(host, self._clock())
 
     def _wake_up(self, now: float) -> None:
-        """Move due retries into their queues and due hosts into the ring; drop
-        unready hosts from the head of the ring so that a non-empty ring means
-        a host is ready now."""
+        """Move due retries into their queues, then wake the due hosts."""
         delayed = self._delayed
         while delayed and delayed[0][0] <= now:
             _, _, fp, host, request = heapq.heappop(delayed)
             self._enqueue(host, fp, request, now)
-        waiting = self._waiting
-        while waiting and waiting[0][0] <= now:
-            entry = heapq.heappop(waiting)
-            if _is_live(entry):
-                host = entry[2]
-                host.where = _NOWHERE
-                self._place(host, now)
-        ring = self._ring
-        while ring:
-            ready_at = ring[0].ready_at()
-            if ready_at is not None and ready_at <= now:
-                break
-            host = ring.popleft()
-            host.where = _NOWHERE
-            self._place(host, now)
-
-    def _wait(self, now: float) -> float | None:
-        """The wait hint, after ``_wake_up(now)``."""
-        if self._ring:
-            return 0.0
-        waiting = self._waiting
-        while waiting and not _is_live(waiting[0]):
-            heapq.heappop(waiting)
-        times = [heap[0][0] for heap in (waiting, self._delayed) if heap]
-        return max(min(times) - now, 0.0) if times else None
-
-
-def _is_live(entry: tuple[float, int, _Host]) -> bool:
-    """Whether a ``_waiting`` entry is its host's current one (others are stale)."""
-    ready_at, _, host = entry
-    return host.where == _WAITING and host.wake == ready_at
+        self._ready.wake_up(now)

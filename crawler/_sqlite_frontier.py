@@ -29,9 +29,9 @@ so a second frontier opening the same job (another crawl) fails with
 `FrontierError` instead of putting the first one's leases back. Inspect a job
 with the ``sqlite3`` shell only while no crawl has it open.
 
-Memory: per known host, a ``_Host`` (counts and times), plus the ring and waiting
-heap of the memory backend, plus the leases in flight. Nothing grows with the
-number of queued or seen requests; those live on disk.
+Memory: per known host, a ``_Host`` (counts and times), plus the `ReadyHosts` of
+the memory backend, plus the leases in flight. Nothing grows with the number of
+queued or seen requests; those live on disk.
 
 Resuming: a new process opening an existing job calls ``open`` (or just any
 method: the first call opens). ``recover`` puts every leased request back in the
@@ -51,13 +51,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import math
 import pickle
 import sqlite3
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -67,12 +64,12 @@ from typing import Any, Generic, NamedTuple, Self, TypeVar
 
 from ._errors import FrontierError
 from ._frontier import FrontierStatus, HostPolicy
+from ._ready_hosts import NOWHERE, ReadyHosts
 from ._request import Request
 from ._urls import host_key
 
 T = TypeVar("T")
 
-_NOWHERE, _RING, _WAITING = 0, 1, 2
 DEFAULT_POLICY = HostPolicy()
 _CACHE_KIB = 16 * 1024  # SQLite's page cache: bounded, and enough to keep the indexes' hot pages
 # Checkpoint (copy the WAL into the database, with two fsyncs) every 32 MB of WAL rather
@@ -137,8 +134,8 @@ class _Host:
         self.in_flight = 0
         self.last_start = -math.inf
         self.paused_until = -math.inf
-        self.where = _NOWHERE
-        self.wake = 0.0  # the ready time of this host's live entry in ``_waiting``
+        self.where = NOWHERE  # and ``wake``: `ReadyHosts`'s bookkeeping
+        self.wake = 0.0
 
     def row(self) -> tuple[object, ...]:
         """Its ``hosts`` row (after ``host``); -inf is stored as NULL."""
@@ -389,10 +386,8 @@ class SqliteFrontier:
 
     def _reset_cache(self) -> None:
         self._hosts: dict[str, _Host] = {}
-        self._ring: deque[_Host] = deque()
-        self._waiting: list[tuple[float, int, _Host]] = []
+        self._ready: ReadyHosts[_Host] = ReadyHosts(self._ready_at)
         self._leases: dict[int, _Lease] = {}
-        self._seq = itertools.count()
         self._queued = 0
         self._delayed = 0
         self._next_due: float | None = None  # the earliest ``not_before`` of a delayed row
@@ -418,7 +413,7 @@ class SqliteFrontier:
         self._seen = db.execute("SELECT COUNT(*) FROM seen").fetchone()[0]
         now = self._clock()
         for host in self._hosts.values():
-            self._place(host, now)
+            self._ready.place(host, now)
 
     def _close(self) -> None:
         if self._db is None:
@@ -477,7 +472,7 @@ class SqliteFrontier:
             self._queued += 1
         now = self._clock()
         for host in touched.values():
-            self._place(host, now)
+            self._ready.place(host, now)
 
     def _take(self, limit: int) -> list[Request]:
         now = self._clock()
@@ -513,37 +508,22 @@ class SqliteFrontier:
     def _plan(self, limit: int, now: float) -> list[_Host]:
         """Start up to ``limit`` requests in the cache, round-robin over the ready hosts
         (as the memory backend does); return their hosts, one per request, in order."""
-        plan: list[_Host] = []
-        while len(plan) < limit and self._ring:
-            host = self._pop_ring()
-            ready_at = self._ready_at(host)
-            if ready_at is not None and ready_at <= now:
-                host.queued -= 1
-                host.in_flight += 1
-                host.last_start = now
-                self._queued -= 1
-                self._in_flight += 1
-                plan.append(host)
-            self._place(host, now)
-        return plan
+        return self._ready.take(limit, now, self._start)
+
+    def _start(self, host: _Host, now: float) -> _Host:
+        """Count one request of ``host`` as started at ``now`` (in the cache only)."""
+        host.queued -= 1
+        host.in_flight += 1
+        host.last_start = now
+        self._queued -= 1
+        self._in_flight += 1
+        return host
 
     def _wake_up(self, now: float) -> None:
-        """Queue due retries; move due hosts into the ring; drop unready hosts from the
-        head of the ring, so that a non-empty ring means a host is ready now."""
+        """Queue due retries, then wake the due hosts."""
         if self._next_due is not None and self._next_due <= now:
             self._queue_due_retries(now)
-        waiting = self._waiting
-        while waiting and waiting[0][0] <= now:
-            entry = heapq.heappop(waiting)
-            if _is_live(entry):
-                host = entry[2]
-                host.where = _NOWHERE
-                self._place(host, now)
-        while self._ring:
-            ready_at = self._ready_at(self._ring[0])
-            if ready_at is not None and ready_at <= now:
-                break
-            self._place(self._pop_ring(), now)
+        self._ready.wake_up(now)
 
     def _queue_due_retries(self, now: float) -> None:
         db = self._conn
@@ -605,7 +585,7 @@ class SqliteFrontier:
 
     def _free_slot(self, host: _Host) -> None:
         host.in_flight -= 1
-        self._place(host, self._clock())
+        self._ready.place(host, self._clock())
 
     # -- throttle and status -------------------------------------------------------------
 
@@ -617,7 +597,7 @@ class SqliteFrontier:
         if pause is not None:
             host.paused_until = max(host.paused_until, now + pause)
         self._conn.execute(_SAVE_HOST, (key, *host.row()))
-        self._place(host, now)
+        self._ready.place(host, now)
 
     def _status(self) -> FrontierStatus:
         now = self._clock()
@@ -626,18 +606,8 @@ class SqliteFrontier:
             pending=self._queued + self._delayed,
             in_flight=self._in_flight,
             seen=self._seen,
-            wait=self._wait(now),
+            wait=self._ready.wait(now, self._next_due),
         )
-
-    def _wait(self, now: float) -> float | None:
-        """The wait hint, after ``_wake_up(now)``."""
-        if self._ring:
-            return 0.0
-        waiting = self._waiting
-        while waiting and not _is_live(waiting[0]):
-            heapq.heappop(waiting)
-        times = [t for t in (waiting[0][0] if waiting else None, self._next_due) if t is not None]
-        return max(min(times) - now, 0.0) if times else None
 
     # -- the host cache ----------------------------------------------------------------
 
@@ -654,28 +624,6 @@ class SqliteFrontier:
         if not host.queued or host.in_flight >= policy.concurrency:
             return None
         return max(host.last_start + policy.interval, host.paused_until)
-
-    def _place(self, host: _Host, now: float) -> None:
-        """Put ``host`` where its readiness says: the ring, the waiting heap, or
-        nowhere. A host already in the ring stays there (checked when reached)."""
-        if host.where == _RING:
-            return
-        ready_at = self._ready_at(host)
-        if ready_at is None:
-            host.where = _NOWHERE
-        elif ready_at <= now:
-            host.where = _RING
-            self._ring.append(host)
-        elif host.where != _WAITING or host.wake != ready_at:
-            host.where = _WAITING
-            host.wake = ready_at
-            heapq.heappush(self._waiting, (ready_at, next(self._seq), host))
-
-    def _pop_ring(self) -> _Host:
-        """The host at the head of the ring, taken off it."""
-        host = self._ring.popleft()
-        host.where = _NOWHERE
-        return host
 
 
 class _Call(NamedTuple, Generic[T]):
@@ -727,12 +675,6 @@ def _lease_rows(db: sqlite3.Connection, host: _Host, n: int) -> list[tuple[int, 
     db.executemany("UPDATE requests SET state = 'leased' WHERE id = ?", [(row_id,) for row_id, _ in rows])
     rows.reverse()
     return rows
-
-
-def _is_live(entry: tuple[float, int, _Host]) -> bool:
-    """Whether a ``_waiting`` entry is its host's current one (others are stale)."""
-    ready_at, _, host = entry
-    return host.where == _WAITING and host.wake == ready_at
 
 
 def _signed(fingerprint: int) -> int:
