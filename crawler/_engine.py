@@ -78,6 +78,9 @@ class Engine:
         self._flush_bytes = 0 if durable else FLUSH_BYTES
         shared_stats = hasattr(self._frontier, "add_stats") and frontier is None
         self._cluster = ClusterStats(self._frontier) if shared_stats else None
+        # Other nodes' progress wakes no one here: a node of a shared crawl looks again
+        # four times a second; alone, a local event always comes first.
+        self._poll = 0.25 if settings.frontier is not None else 1.0
         self._transport = transport
         self._on_tick = on_tick
         self._pipelines = Pipelines(spider.pipelines, spider, self.stats)
@@ -227,7 +230,7 @@ class Engine:
     async def _sleep(self, timeout: float) -> None:
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), min(timeout, 1.0))
+            await asyncio.wait_for(self._wake.wait(), min(timeout, self._poll))
 
     async def _let_workers_finish(self) -> None:
         """Give requests in flight ``STOP_GRACE`` seconds, then give them up."""
