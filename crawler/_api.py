@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from ._backends import refuse_overwriting_a_job
 from ._engine import Engine, Ticker
+from ._formats import open_sink
 from ._frontier import Frontier
-from ._output import ItemSink, JsonLinesSink, NullSink, StreamSink
+from ._output import ItemSink, NullSink, StreamSink
 from ._settings import resolve_settings
 from ._spider import Spider
 from ._stats import Stats
@@ -53,13 +54,14 @@ def run(
     **settings: Any,
 ) -> Stats:
     """Crawl to the end and return the statistics. Items go to ``output`` (JSON
-    Lines, appended unless ``overwrite``) and through the spider's pipelines.
+    Lines; ``.jsonl.gz`` compressed; ``.csv``; appended unless ``overwrite``) and
+    through the spider's pipelines.
 
     Keyword arguments are settings (``concurrency=16``, ``max_pages=100``, ...) plus
     ``spider_args``, ``backend`` (a `Frontier` object to use instead of the one the
     ``job`` and ``frontier`` settings choose) and ``transport``."""
     refuse_overwriting_a_job(settings.get("job"), overwrite)
-    sink: ItemSink = JsonLinesSink(output, overwrite=overwrite) if output else NullSink()
+    sink: ItemSink = open_sink(output, overwrite=overwrite) if output else NullSink()
     engine = build_engine(spider_cls, sink, **settings)
     return asyncio.run(engine.run())
 

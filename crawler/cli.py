@@ -23,7 +23,8 @@ from ._api import build_engine
 from ._backends import refuse_overwriting_a_job
 from ._engine import Engine
 from ._errors import CrawlerError, OutputError, UsageError
-from ._output import ItemSink, JsonLinesSink, NullSink
+from ._formats import open_sink
+from ._output import ItemSink, NullSink
 from ._settings import SETTING_NAMES
 from ._spider import Spider, load_spider
 from ._stats import Stats
@@ -163,7 +164,7 @@ def _prepare(
     args = parse_spider_args(spider_args)
     spider_cls = load_spider(spider_file, spider_name)
     target = output if output is not None else overwrite_output
-    sink: ItemSink = JsonLinesSink(target, overwrite=overwrite_output is not None) if target else NullSink()
+    sink: ItemSink = open_sink(target, overwrite=overwrite_output is not None) if target else NullSink()
     return Invocation(spider_cls, sink, {k: v for k, v in settings.items() if v is not None}, args)
 
 
@@ -244,7 +245,11 @@ def _make_app() -> typer.Typer:
     return app
 
 
-SUBCOMMANDS: dict[str, str] = {"demo": "crawler.demo.cli", "job": "crawler._jobinfo"}
+SUBCOMMANDS: dict[str, str] = {
+    "demo": "crawler.demo.cli",
+    "job": "crawler._jobinfo",
+    "new": "crawler._newspider",
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -253,6 +258,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         module = importlib.import_module(SUBCOMMANDS[argv[0]])
-        module.main(argv[1:])
+        code = module.main(argv[1:])  # an exit code, or None for 0
+        if code:
+            raise SystemExit(code)
         return
     _make_app()(argv, prog_name="crawl")

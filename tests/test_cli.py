@@ -220,3 +220,32 @@ def _read_all(fd: int) -> str:
         chunks.append(chunk)
     os.close(fd)
     return b"".join(chunks).decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("name", ["items.jsonl.gz", "items.csv"])
+def test_output_format_follows_the_file_name(spider_file, site, tmp_path, name):
+    import csv
+    import gzip
+
+    out = tmp_path / name
+    for flag in ("-O", "-o"):  # written, then appended to
+        result = crawl(str(spider_file), "-a", f"start={site.url}/0", flag, str(out), "--no-obey-robots")
+        assert result.returncode == 0, result.stderr
+    if name.endswith(".gz"):
+        with gzip.open(out, "rt", encoding="utf-8") as lines:
+            rows = [json.loads(line) for line in lines]
+    else:
+        with out.open(encoding="utf-8", newline="") as table:
+            rows = list(csv.DictReader(table))
+    assert len(rows) == 10 and {row["note"] for row in rows} == {"café"}
+
+
+def test_new_writes_a_spider_that_runs(tmp_path, site):
+    result = crawl("new", "quick-shop", f"{site.url}/0", "--dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "items.jsonl"
+    result = crawl(str(tmp_path / "quick-shop.py"), "-o", str(out), "--no-obey-robots")
+    assert result.returncode == 0, result.stderr
+    assert len(read_jsonl(out)) == 5
+    again = crawl("new", "quick-shop", "--dir", str(tmp_path))
+    assert again.returncode == 1 and "already exists" in again.stderr

@@ -1,0 +1,226 @@
+"""Output formats chosen by the path's ending: JSON Lines (the default, and ``-``),
+gzip-compressed JSON Lines (``.jsonl.gz``, ``.ndjson.gz``) and CSV (``.csv``).
+
+Every file sink keeps the file whole at all times: data is buffered and written by
+``flush`` in complete units (a gzip member, whole CSV rows), and a write that fails
+half-way is cut back to the last complete unit before ``OutputError`` is raised."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import gzip
+import io
+import os
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from ._callbacks import encode_items
+from ._errors import OutputError
+from ._output import ItemSink, JsonLinesSink, _open, _write_all
+
+GZIP_SUFFIXES = (".jsonl.gz", ".ndjson.gz")
+CSV_SUFFIX = ".csv"
+_CHUNK = 1 << 16
+
+
+def open_sink(target: str, *, overwrite: bool) -> ItemSink:
+    """The sink for ``-o/-O target``, chosen by how the path ends (case-insensitive)."""
+    lowered = target.lower()
+    if target != "-" and lowered.endswith(GZIP_SUFFIXES):
+        return GzipJsonLinesSink(target, overwrite=overwrite)
+    if target != "-" and lowered.endswith(CSV_SUFFIX):
+        return CsvSink(target, overwrite=overwrite)
+    return JsonLinesSink(target, overwrite=overwrite)
+
+
+class _FileSink:
+    """A file that grows only by whole units; ``_good_size`` is where the last one ends."""
+
+    def __init__(self, target: str, *, overwrite: bool = False) -> None:
+        self.target = target
+        self._buffer = bytearray()
+        self._fd: int | None
+        self._fd, self._good_size = _open(target, overwrite)
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def _encode_unit(self, data: bytes) -> bytes:
+        return data
+
+    def _after_failure(self) -> None:
+        pass
+
+    def flush(self) -> None:
+        if not self._buffer or self._fd is None:
+            return
+        data = self._encode_unit(bytes(self._buffer))
+        self._buffer = bytearray()
+        try:
+            _write_all(self._fd, data)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._good_size)
+            self._after_failure()
+            raise OutputError(f"cannot write to {self.target}: {exc.strerror or exc}") from None
+        self._good_size += len(data)
+
+    def _truncate_to(self, end: int) -> int:
+        assert self._fd is not None
+        removed = self._good_size - end
+        if removed:
+            os.ftruncate(self._fd, end)
+            self._good_size = end
+        return removed
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            if self._fd is not None:
+                os.close(self._fd)
+            self._fd = None
+
+
+class GzipJsonLinesSink(_FileSink):
+    """JSON Lines in a multi-member gzip file: each flush appends one complete member,
+    so ``zcat`` or ``gzip.open`` reads every flushed line whatever happens later."""
+
+    wants_lines = True
+
+    async def write(self, lines: bytes, items: list[Any]) -> None:
+        if items:
+            encoded, failures = encode_items(items)
+            if failures:
+                raise OutputError(failures[0])
+            lines += encoded
+        self._buffer += lines
+
+    def _encode_unit(self, data: bytes) -> bytes:
+        return gzip.compress(data, mtime=0)
+
+    def repair(self) -> int:
+        """Cut a partial or corrupt trailing member off the file; return how many bytes went."""
+        if self._fd is None or self._good_size == 0:
+            return 0
+        return self._truncate_to(_complete_members_end(self._fd, self._good_size))
+
+
+def _complete_members_end(fd: int, size: int) -> int:
+    """Where the last complete gzip member ends, reading members from the start."""
+    end, position = 0, 0
+    member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    while position < size:
+        data = os.pread(fd, min(_CHUNK, size - position), position)
+        if not data:
+            break
+        position += len(data)
+        while data:
+            try:
+                member.decompress(data, _CHUNK)
+                while member.unconsumed_tail and not member.eof:
+                    member.decompress(member.unconsumed_tail, _CHUNK)
+            except zlib.error:
+                return end
+            if not member.eof:
+                break
+            data = member.unused_data
+            end = position - len(data)
+            member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    return end
+
+
+class CsvSink(_FileSink):
+    """Items (dicts or dataclasses) as CSV rows, UTF-8. The header is the first item's
+    keys, or the existing header when appending to a non-empty file; keys outside it
+    are dropped and counted in ``dropped_fields``, missing ones are empty cells, and
+    lists and dicts are JSON-encoded into their cell."""
+
+    wants_lines = False
+
+    def __init__(self, target: str, *, overwrite: bool = False) -> None:
+        super().__init__(target, overwrite=overwrite)
+        self.dropped_fields = 0
+        self._fieldnames: list[str] | None = None
+
+    async def write(self, lines: bytes, items: list[Any]) -> None:
+        if not items:
+            return
+        rows = [_as_row(item) for item in items]
+        text = io.StringIO()
+        writer = csv.writer(text)
+        if self._fieldnames is None:
+            self._fieldnames = self._existing_header()
+            if self._fieldnames is None:
+                self._fieldnames = list(rows[0])
+                writer.writerow(self._fieldnames)
+        known = set(self._fieldnames)
+        for row in rows:
+            self.dropped_fields += sum(1 for key in row if key not in known)
+            writer.writerow([_cell(row.get(name)) for name in self._fieldnames])
+        self._buffer += text.getvalue().encode("utf-8")
+
+    def _existing_header(self) -> list[str] | None:
+        if self._fd is None or self._good_size == 0:
+            return None
+        head = os.pread(self._fd, min(self._good_size, 1 << 20), 0)
+        text = head.decode("utf-8-sig", errors="replace")
+        try:
+            return next(csv.reader(io.StringIO(text, newline="")), None) or None
+        except csv.Error as exc:
+            raise OutputError(f"cannot read the CSV header of {self.target}: {exc}") from None
+
+    def _after_failure(self) -> None:
+        if self._good_size == 0:  # the header went with the failed write
+            self._fieldnames = None
+
+    def repair(self) -> int:
+        """Cut a partial last row off the file; return how many bytes went."""
+        if self._fd is None or self._good_size == 0:
+            return 0
+        return self._truncate_to(_whole_rows_end(self._fd, self._good_size))
+
+
+def _whole_rows_end(fd: int, size: int) -> int:
+    """Where the last whole CSV row ends: the last newline outside quotes. Every quote
+    character belongs to a quoted field, so a newline is outside quotes exactly when
+    an even number of quotes come before it."""
+    end, position, quoted = 0, 0, False
+    while position < size:
+        data = os.pread(fd, min(1 << 20, size - position), position)
+        if not data:
+            break
+        offset = position
+        for piece in data.split(b'"'):
+            if not quoted and (newline := piece.rfind(b"\n")) >= 0:
+                end = offset + newline + 1
+            offset += len(piece) + 1
+            quoted = not quoted
+        quoted = not quoted  # the split adds one toggle too many per chunk
+        position += len(data)
+    return end
+
+
+def _as_row(item: Any) -> Mapping[str, Any]:
+    if isinstance(item, Mapping):
+        return item
+    if dataclasses.is_dataclass(item) and not isinstance(item, type):
+        return dataclasses.asdict(item)
+    raise OutputError(f"item is not a dict or dataclass, cannot write it as CSV: {type(item).__name__}")
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple, dict)):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
+        except TypeError as exc:
+            raise OutputError(f"item value is not JSON-serialisable: {exc}") from None
+    return value

@@ -1,0 +1,128 @@
+"""``crawl new NAME [URL] [--dir DIR] [--force]``: write a spider template to start from."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+DEFAULT_URL = "http://127.0.0.1:8000/"
+NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+
+TEMPLATE = '''"""The {name!r} spider. Run it with:
+
+    crawl {filename} -o {name}.jsonl
+
+Try it on the demo shop: `crawl demo --serve` in another terminal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from crawler import Request, Response, Spider
+
+
+class {class_name}(Spider):
+    name = {name!r}
+    start_urls = [{url!r}]
+
+    # Only these hosts are crawled (default: the hosts of start_urls):
+    # allowed_domains = ["example.com"]
+
+    # Any setting can be a class attribute; command-line flags override them:
+    # per_host = 4        # requests in flight per host
+    # rate = 2.0          # at most 2 requests per second per host
+    # depth = 3           # follow links at most 3 levels from the start URLs
+    # max_pages = 1000
+
+    # Read a sitemap (or robots.txt's Sitemap: lines); pages go to sitemap_callback:
+    # sitemap_urls = ["http://127.0.0.1:8000/robots.txt"]
+    # sitemap_callback = "parse"
+
+    # Objects with process_item(item, spider) -> item, or None to drop it:
+    # pipelines = [DropEmptyTitles()]
+
+    def parse(self, response: Response) -> Iterator[dict[str, Any] | Request]:
+        """Called with each page. Yield items (dicts or dataclasses) and Requests."""
+        title = response.css_first("title")
+        yield {{"url": response.url, "title": title.text(strip=True) if title is not None else None}}
+        # Follow every link; off-site, duplicate and non-http links are dropped for you.
+        yield from response.follow_all("a")
+        # Or send some pages to another callback:
+        # yield from response.follow_all("li.product h3 a", callback=self.parse_product)
+
+    # An `async def` callback runs on the main event loop, for callbacks that await I/O:
+    # async def parse_product(self, response: Response) -> dict[str, Any]:
+    #     return {{"url": response.url, "title": response.css_first("h1").text(strip=True)}}
+
+
+# class DropEmptyTitles:
+#     def process_item(self, item: dict[str, Any], spider: Spider) -> dict[str, Any] | None:
+#         return item if item.get("title") else None
+'''
+
+
+def class_name_of(name: str) -> str:
+    """``my-shop`` and ``my_shop`` give ``MyShopSpider``; ``shop_spider`` gives ``ShopSpider``."""
+    words = [word for word in re.split(r"[-_]+", name) if word]
+    stem = "".join(word[:1].upper() + word[1:] for word in words)
+    return stem if stem.endswith("Spider") else stem + "Spider"
+
+
+def render(name: str, url: str | None = None, filename: str | None = None) -> str:
+    """The source of a spider named ``name`` starting at ``url``."""
+    return TEMPLATE.format(
+        name=name,
+        class_name=class_name_of(name),
+        url=url or DEFAULT_URL,
+        filename=filename or f"{name}.py",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crawl new", description="Write a spider template to start from.")
+    parser.add_argument("name", help="spider name: letters, digits, - and _, starting with a letter")
+    parser.add_argument("url", nargs="?", default=None, help=f"start URL (default {DEFAULT_URL})")
+    parser.add_argument(
+        "--dir", default=None, help="where to write NAME.py (default: ./spiders if it exists, else .)"
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite an existing file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the template; return the exit code (0 written, 1 file exists or unwritable, 2 usage)."""
+    args = _parser().parse_args(argv)
+    name: str = args.name
+    if not NAME_PATTERN.fullmatch(name):
+        print(
+            f"crawl new: invalid spider name {name!r}: use letters, digits, '-' and '_', "
+            "starting with a letter (at most 64 characters)",
+            file=sys.stderr,
+        )
+        return 2
+    url: str | None = args.url
+    if url is not None and not re.match(r"https?://", url, re.IGNORECASE):
+        print(f"crawl new: start URL must begin with http:// or https://, not {url!r}", file=sys.stderr)
+        return 2
+    folder = Path(args.dir) if args.dir is not None else _default_dir()
+    path = folder / f"{name}.py"
+    if path.exists() and not args.force:
+        print(f"crawl new: {path} already exists; use --force to overwrite it", file=sys.stderr)
+        return 1
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(render(name, url, str(path)), encoding="utf-8")
+    except OSError as exc:
+        print(f"crawl new: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}; run it with: crawl {path} -o {name}.jsonl")
+    return 0
+
+
+def _default_dir() -> Path:
+    spiders = Path("spiders")
+    return spiders if spiders.is_dir() else Path(".")
