@@ -7,7 +7,6 @@ half-way is cut back to the last complete unit before ``OutputError`` is raised.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import gzip
@@ -19,9 +18,8 @@ from typing import Any
 
 import orjson
 
-from ._callbacks import encode_items
 from ._errors import OutputError
-from ._output import ItemSink, JsonLinesSink, _open, _write_all
+from ._output import FileSink, ItemSink, JsonLinesSink
 
 GZIP_SUFFIXES = (".jsonl.gz", ".ndjson.gz")
 CSV_SUFFIX = ".csv"
@@ -38,69 +36,9 @@ def open_sink(target: str, *, overwrite: bool) -> ItemSink:
     return JsonLinesSink(target, overwrite=overwrite)
 
 
-class _FileSink:
-    """A file that grows only by whole units; ``_good_size`` is where the last one ends."""
-
-    def __init__(self, target: str, *, overwrite: bool = False) -> None:
-        self.target = target
-        self._buffer = bytearray()
-        self._fd: int | None
-        self._fd, self._good_size = _open(target, overwrite)
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buffer)
-
-    def _encode_unit(self, data: bytes) -> bytes:
-        return data
-
-    def _after_failure(self) -> None:
-        pass
-
-    def flush(self) -> None:
-        if not self._buffer or self._fd is None:
-            return
-        data = self._encode_unit(bytes(self._buffer))
-        self._buffer = bytearray()
-        try:
-            _write_all(self._fd, data)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, self._good_size)
-            self._after_failure()
-            raise OutputError(f"cannot write to {self.target}: {exc.strerror or exc}") from None
-        self._good_size += len(data)
-
-    def _truncate_to(self, end: int) -> int:
-        assert self._fd is not None
-        removed = self._good_size - end
-        if removed:
-            os.ftruncate(self._fd, end)
-            self._good_size = end
-        return removed
-
-    def close(self) -> None:
-        try:
-            self.flush()
-        finally:
-            if self._fd is not None:
-                os.close(self._fd)
-            self._fd = None
-
-
-class GzipJsonLinesSink(_FileSink):
+class GzipJsonLinesSink(JsonLinesSink):
     """JSON Lines in a multi-member gzip file: each flush appends one complete member,
     so ``zcat`` or ``gzip.open`` reads every flushed line whatever happens later."""
-
-    wants_lines = True
-
-    async def write(self, lines: bytes, items: list[Any]) -> None:
-        if items:
-            encoded, failures = encode_items(items)
-            if failures:
-                raise OutputError(failures[0])
-            lines += encoded
-        self._buffer += lines
 
     def _encode_unit(self, data: bytes) -> bytes:
         return gzip.compress(data, mtime=0)
@@ -136,7 +74,7 @@ def _complete_members_end(fd: int, size: int) -> int:
     return end
 
 
-class CsvSink(_FileSink):
+class CsvSink(FileSink):
     """Items (dicts or dataclasses) as CSV rows, UTF-8. The header is the first item's
     keys, or the existing header when appending to a non-empty file; keys outside it
     are dropped and counted in ``dropped_fields``, missing ones are empty cells, and

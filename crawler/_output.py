@@ -34,19 +34,67 @@ class ItemSink(Protocol):
     def close(self) -> None: ...
 
 
-class JsonLinesSink:
-    """Appends (or, with ``overwrite``, truncates first) to ``target``; ``-`` is stdout.
-
-    Only whole lines reach the file: data is buffered and written (by ``flush``, which
-    the engine calls) in runs that end with a newline, and a write that fails half-way
-    (disk full) is cut back to the last whole line before ``OutputError`` is raised."""
-
-    wants_lines = True
+class FileSink:
+    """A file (or stdout, ``-``) that grows only by whole units: data is buffered and
+    written by ``flush`` (which the engine calls); ``_good_size`` is where the last
+    whole unit ends, and a write that fails half-way (disk full) is cut back to it
+    before ``OutputError`` is raised. Subclasses say what a unit is."""
 
     def __init__(self, target: str, *, overwrite: bool = False) -> None:
         self.target = target
         self._buffer = bytearray()
+        self._fd: int | None
         self._fd, self._good_size = _open(target, overwrite)
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def _encode_unit(self, data: bytes) -> bytes:
+        """What one flush writes for the buffered ``data``."""
+        return data
+
+    def _after_failure(self) -> None:
+        """Called when a write failed and was cut back."""
+
+    def flush(self) -> None:
+        if not self._buffer or self._fd is None:
+            return
+        data = self._encode_unit(bytes(self._buffer))
+        self._buffer = bytearray()
+        try:
+            _write_all(self._fd, data)
+        except OSError as exc:
+            if self.target != "-":
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self._good_size)
+            self._after_failure()
+            raise OutputError(f"cannot write to {self.target}: {exc.strerror or exc}") from None
+        self._good_size += len(data)
+
+    def _truncate_to(self, end: int) -> int:
+        """Cut the file at ``end``; return how many bytes went."""
+        assert self._fd is not None
+        removed = self._good_size - end
+        if removed:
+            os.ftruncate(self._fd, end)
+            self._good_size = end
+        return removed
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            if self._fd is not None and self.target != "-":
+                os.close(self._fd)
+            self._fd = None
+
+
+class JsonLinesSink(FileSink):
+    """JSON Lines appended (or, with ``overwrite``, truncating first) to ``target``;
+    ``-`` is stdout. A unit is a run of whole lines."""
+
+    wants_lines = True
 
     async def write(self, lines: bytes, items: list[Any]) -> None:
         if items:
@@ -55,10 +103,6 @@ class JsonLinesSink:
                 raise OutputError(failures[0])
             lines += encoded
         self._buffer += lines
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buffer)
 
     def repair(self) -> int:
         """Cut a partial last line (left by a crash mid-write) off the file; return how
@@ -70,10 +114,7 @@ class JsonLinesSink:
         if tail.endswith(b"\n"):
             return 0
         cut = tail.rfind(b"\n") + 1 + tail_start if b"\n" in tail else self._whole_lines_end()
-        removed = self._good_size - cut
-        os.ftruncate(self._fd, cut)
-        self._good_size = cut
-        return removed
+        return self._truncate_to(cut)
 
     def _whole_lines_end(self) -> int:
         """Where the last whole line ends, for a partial line longer than 64 KiB."""
@@ -84,30 +125,6 @@ class JsonLinesSink:
                 end = position + newline + 1
             position += len(chunk)
         return end
-
-    def flush(self) -> None:
-        if not self._buffer or self._fd is None:
-            return
-        data, self._buffer = bytes(self._buffer), bytearray()
-        try:
-            _write_all(self._fd, data)
-        except OSError as exc:
-            self._cut_back()
-            raise OutputError(f"cannot write to {self.target}: {exc.strerror or exc}") from None
-        self._good_size += len(data)
-
-    def _cut_back(self) -> None:
-        if self._fd is not None and self.target != "-":
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, self._good_size)
-
-    def close(self) -> None:
-        try:
-            self.flush()
-        finally:
-            if self._fd is not None and self.target != "-":
-                os.close(self._fd)
-            self._fd = None
 
 
 def _open(target: str, overwrite: bool) -> tuple[int | None, int]:
