@@ -11,6 +11,7 @@ from ._errors import (
     FrontierError,
     NotHtmlError,
     OutputError,
+    RequestRefused,
     SpiderLoadError,
     UsageError,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "NotHtmlError",
     "OutputError",
     "Request",
+    "RequestRefused",
     "Response",
     "Settings",
     "Spider",

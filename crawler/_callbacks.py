@@ -72,6 +72,14 @@ class ParseResult:
     counts: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
 
+    def dropped(self) -> dict[str, int]:
+        """How many requests were dropped, by reason (``offsite``, ``duplicate``, ...)."""
+        return {
+            key.removeprefix("dropped/"): count
+            for key, count in sorted(self.counts.items())
+            if key.startswith("dropped/")
+        }
+
 
 def make_response(task: ParseTask) -> Response:
     return Response(task.url, task.status, task.headers, task.body, task.request)

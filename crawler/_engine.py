@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
@@ -19,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from ._backends import ClusterStats, Job, open_frontier
 from ._callbacks import LinkRules, ParseResult, ParseTask, encode_items, vet_url
+from ._direct import DirectFetcher
 from ._errors import FetchError, OutputError, TransientFetchError
 from ._frontier import Frontier, FrontierStatus
+from ._http import REDIRECT_STATUSES, RETRY_STATUSES, backoff, follow_redirect
 from ._output import FLUSH_BYTES, ItemSink
 from ._pipelines import Pipelines
 from ._politeness import Admission, Politeness, default_host_policy
@@ -28,9 +29,9 @@ from ._pool import ParsePool
 from ._request import Request
 from ._robots import ROBOTS_TIMEOUT, RobotsCache, SharedStore
 from ._settings import Settings
-from ._spider import Spider
+from ._spider import Spider, bind_fetch
 from ._stats import Stats
-from ._urls import default_allowed_domains, host_key, in_scope, join_url, origin
+from ._urls import default_allowed_domains, host_key, in_scope, join_url
 
 if TYPE_CHECKING:  # at run time these load after the parse workers are forked
     import httpx
@@ -39,9 +40,6 @@ if TYPE_CHECKING:  # at run time these load after the parse workers are forked
 
 log = logging.getLogger("crawler.engine")
 
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-CROSS_ORIGIN_SECRETS = ("authorization", "cookie", "proxy-authorization")
 STOP_GRACE = 5.0
 TICK = 0.5
 
@@ -121,6 +119,7 @@ class Engine:
         try:
             await self._pool.start()
             self._open_network()
+            self._offer_single_fetches()
             await self._pipelines.open()
             self.stats.inc("start_requests", await self._frontier.add(start))
             if (await self._frontier.status()).finished:
@@ -137,15 +136,28 @@ class Engine:
         forked already and do not carry the network stack (about 20 MB each)."""
         from ._addressguard import AddressGuard  # noqa: PLC0415
         from ._fetcher import Fetcher  # noqa: PLC0415
+        from ._httpcache import open_http_cache  # noqa: PLC0415
 
+        cache = open_http_cache(self.settings, self.stats)  # a bad cache directory stops here
         named = (*self._start_hosts, *(self.settings.allowed_domains or ()))
         guard = AddressGuard(named, allow_private=self.settings.allow_private)
         self._fetcher = Fetcher(self.settings, self._transport, guard=guard)
-        self._fetch = self._fetcher.fetch
+        self._fetch = self._fetcher.fetch if cache is None else cache.wrap(self._fetcher.fetch)
         shared = self._frontier if isinstance(self._frontier, SharedStore) else None
         timeout = min(self.settings.timeout, ROBOTS_TIMEOUT)
         robots = RobotsCache(self._fetch, self.settings.user_agent, timeout=timeout, shared=shared)
         self._politeness = Politeness(self.settings, self._frontier, robots, self.stats)
+
+    def _offer_single_fetches(self) -> None:
+        """``Spider.fetch`` for ``async def`` callbacks, through this crawl's gates."""
+        direct = DirectFetcher(
+            self.settings, self._fetch, self._politeness, scope=self._scope, on_response=self._count_single
+        )
+        bind_fetch(self.spider, direct.fetch)
+
+    def _count_single(self, fetched: Fetched) -> None:
+        self.stats.inc("single_fetches")
+        self._count_response(fetched)
 
     def _link_rules(self) -> LinkRules:
         encode = self.sink.wants_lines and not self._pipelines
@@ -315,6 +327,7 @@ class Engine:
             await self._not_admitted(request, admission)
             return None
         started = time.monotonic()
+        self._politeness.started(request)
         try:
             fetched = await self._fetch(request)
         except FetchError as exc:
@@ -352,7 +365,7 @@ class Engine:
     ) -> None:
         if retryable and request.retries < self.settings.retries:
             self.stats.inc("retries")
-            delay = max(_backoff(request.retries), min_delay)
+            delay = max(backoff(request.retries), min_delay)
             log.debug("retrying %s in %.1fs: %s", request.url, delay, reason)
             await self._frontier.retry(replace(request, retries=request.retries + 1), delay)
             return
@@ -387,7 +400,7 @@ class Engine:
         if verdict is not None:
             self.stats.inc("dropped/redirect_" + verdict)
             return None
-        return _follow_redirect(request, fetched.status, url)
+        return follow_redirect(request, fetched.status, url)
 
     async def _accept_page(self, request: Request, fetched: Fetched) -> Page | None:
         self.stats.inc("pages")
@@ -455,22 +468,6 @@ def spider_identity(spider: Spider) -> str:
     """The name a job or a shared frontier knows the spider by."""
     name = type(spider).name
     return name if name != Spider.name else type(spider).__qualname__
-
-
-def _backoff(attempt: int) -> float:
-    """Exponential backoff with full jitter: 0.5s, 1s, 2s ... (capped at 60s), times 0.5-1.5."""
-    return min(60.0, 0.5 * 2.0**attempt) * random.uniform(0.5, 1.5)
-
-
-def _follow_redirect(request: Request, status: int, url: str) -> Request:
-    changes: dict[str, Any] = {"url": url, "redirects": (*request.redirects, request.url), "retries": 0}
-    if status == 303 or (status in (301, 302) and request.method == "POST"):
-        changes.update(method="GET", body=b"")
-    if origin(url) != origin(request.url):
-        changes["headers"] = {
-            k: v for k, v in request.headers.items() if k.lower() not in CROSS_ORIGIN_SECRETS
-        }
-    return replace(request, **changes)
 
 
 def _iterate(requests: Iterable[Any] | None) -> Iterable[Any]:

@@ -14,6 +14,8 @@
      |    +-- BadResponse          not HTTP as it should be (oversized or malformed headers)
      |    +-- TlsError             certificate or handshake failure
      |    +-- BlockedAddress       the host resolved to an address the user did not allow
+ |    +-- RequestRefused       a single fetch (``Spider.fetch``, ``crawl parse``) the
+ |                             crawl's rules forbid: robots.txt, scope, a bad URL
      +-- NotHtmlError          `Response.css` called on a body that is not HTML
 
 Foreign errors (httpx, aiohttp, OSError) are translated into this tree once, at the
@@ -81,6 +83,10 @@ class ResponseTooLarge(FetchError):
 
 class BlockedAddress(FetchError):
     kind = "blocked_address"
+
+
+class RequestRefused(FetchError):
+    kind = "refused"
 
 
 class NotHtmlError(CrawlerError):

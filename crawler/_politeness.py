@@ -10,7 +10,9 @@ frontier, every node).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -46,6 +48,7 @@ class Admission:
     allowed: bool
     drop: str | None = None
     retry_in: float | None = None
+    detail: str = ""
 
 
 ADMITTED = Admission(True)
@@ -68,6 +71,7 @@ class Politeness:
         self._intervals: dict[str, float] = {}
         self._pages: Counter[str] = Counter()
         self._given_up: set[str] = set()
+        self._last_start: dict[str, float] = {}
 
     async def admit(self, request: Request) -> Admission:
         host = host_key(request.url)
@@ -82,14 +86,14 @@ class Politeness:
         if host not in self._intervals:
             await self._apply_crawl_delay(host, rules.crawl_delay)
         if rules.unreachable:
-            return await self._robots_unreachable(host, rules.retry_in)
+            return await self._robots_unreachable(host, rules.retry_in, rules.reason)
         return ADMITTED if rules.allows(request.url) else Admission(False, drop="robots")
 
-    async def _robots_unreachable(self, host: str, retry_in: float | None) -> Admission:
+    async def _robots_unreachable(self, host: str, retry_in: float | None, reason: str) -> Admission:
         if retry_in is None:
-            return Admission(False, drop="robots_unreachable")
+            return Admission(False, drop="robots_unreachable", detail=reason)
         await self._frontier.throttle(host, pause=retry_in)
-        return Admission(False, retry_in=retry_in)
+        return Admission(False, retry_in=retry_in, detail=reason)
 
     async def _apply_crawl_delay(self, host: str, delay: float | None) -> None:
         interval = default_host_policy(self._settings).interval
@@ -107,8 +111,25 @@ class Politeness:
     def _concurrency(self, host: str) -> int:
         return self._throttle.concurrency(host) if self._throttle else self._settings.per_host
 
+    def started(self, request: Request) -> None:
+        """A frontier request of this host is starting now (for ``pace``)."""
+        self._last_start[host_key(request.url)] = time.monotonic()
+
+    async def pace(self, request: Request) -> None:
+        """Hold a single fetch (one made outside the frontier) until its host's
+        interval has passed since the host's last start, then push the host's next
+        frontier start back by one interval: it counts against the host's rate."""
+        host = host_key(request.url)
+        interval = self._intervals.get(host, default_host_policy(self._settings).interval)
+        while (wait := self._last_start.get(host, -math.inf) + interval - time.monotonic()) > 0:
+            await asyncio.sleep(wait)
+        self._last_start[host] = time.monotonic()
+        if interval:
+            await self._frontier.throttle(host, pause=interval)
+
     def page_fetched(self, request: Request) -> None:
         self._pages[host_key(request.url)] += 1
+        self._stats.hosts = len(self._pages)
 
     async def answered(self, request: Request, fetched: Fetched, latency: float) -> float:
         """Learn from a response; return how long a retry of it must wait at least

@@ -12,9 +12,11 @@ from ._stats import Stats
 
 
 def progress_line(stats: Stats, status: FrontierStatus) -> str:
+    """``1,234 pages (410/s)  5,678 items  3 errors  9,876 queued  64 in flight  12 hosts``."""
     return (
         f"{stats.pages:,} pages ({stats.pages_per_second:,.0f}/s)  {stats.items:,} items  "
-        f"{stats.errors:,} errors  {status.pending:,} queued  {status.in_flight:,} in flight"
+        f"{stats.errors:,} errors  {status.pending:,} queued  {status.in_flight:,} in flight  "
+        f"{stats.hosts:,} hosts"
     )
 
 

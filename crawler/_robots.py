@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from protego import Protego
@@ -59,14 +59,15 @@ class SharedStore(Protocol):
 class RobotsRules:
     """The rules of one origin for our product token.
 
-    ``unreachable``: robots.txt could not be fetched; nothing is allowed until
-    ``retry_in`` seconds from now (``None``: given up for good)."""
+    ``unreachable``: robots.txt could not be fetched (``reason`` says why); nothing
+    is allowed until ``retry_in`` seconds from now (``None``: given up for good)."""
 
     parser: Protego | None = None
     token: str = "*"
     unreachable: bool = False
     retry_in: float | None = None
     sitemaps: tuple[str, ...] = field(default=())
+    reason: str = ""
 
     def allows(self, url: str) -> bool:
         if self.unreachable:
@@ -129,9 +130,7 @@ class RobotsCache:
         rules = state.rules
         assert rules is not None
         if rules.unreachable and rules.retry_in is not None:
-            return RobotsRules(
-                token=self._token, unreachable=True, retry_in=max(state.expires - self._clock(), 0.0)
-            )
+            return replace(rules, retry_in=max(state.expires - self._clock(), 0.0))
         return rules
 
     async def _load(self, origin: str, state: _Origin) -> RobotsRules:
@@ -178,10 +177,10 @@ class RobotsCache:
             log.warning(
                 "robots.txt of %s unreachable %d times (%s): giving up on it", origin, state.failures, reason
             )
-            return RobotsRules(token=self._token, unreachable=True), CACHE_SECONDS
+            return RobotsRules(token=self._token, unreachable=True, reason=reason), CACHE_SECONDS
         backoff = FIRST_BACKOFF * 2 ** (state.failures - 1)
         log.warning("robots.txt of %s unreachable (%s): not crawling it for %gs", origin, reason, backoff)
-        return RobotsRules(token=self._token, unreachable=True, retry_in=backoff), backoff
+        return RobotsRules(token=self._token, unreachable=True, retry_in=backoff, reason=reason), backoff
 
     def _rules_from(self, status: int, body: bytes) -> RobotsRules:
         if not 200 <= status < 300:

@@ -17,6 +17,8 @@ from ._errors import UsageError
 from ._version import __version__
 
 DEFAULT_USER_AGENT = f"crawler/{__version__} (+https://github.com/crawler-project/crawler)"
+# The HTTP cache does not keep server errors and rate limits: next run asks again.
+DEFAULT_CACHE_IGNORE_STATUS = (408, 429, 500, 502, 503, 504)
 
 
 def default_parse_workers() -> int:
@@ -49,6 +51,9 @@ class Settings:
     job: str | None = None
     frontier: str | None = None
     parse_timeout: float = 30.0
+    cache: str | None = None
+    cache_expiry: float = 0.0
+    cache_ignore_status: tuple[int, ...] = DEFAULT_CACHE_IGNORE_STATUS
 
     def __post_init__(self) -> None:
         if self.job is not None and self.frontier is not None:
@@ -68,6 +73,18 @@ class Settings:
             value = getattr(self, name)
             if value is not None:
                 _check_positive(name, value, allow_zero=True)
+        _check_cache(self.cache_expiry, self.cache_ignore_status)
+
+
+def _check_cache(expiry: float, ignore_status: tuple[int, ...]) -> None:
+    if not (_is_number(expiry) and expiry >= 0):
+        raise UsageError(f"cache_expiry must be zero or more seconds, not {expiry!r}")
+    if not (isinstance(ignore_status, tuple) and all(_is_status(code) for code in ignore_status)):
+        raise UsageError(f"cache_ignore_status must be HTTP status codes, not {ignore_status!r}")
+
+
+def _is_status(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599
 
 
 def _is_number(value: object) -> bool:
@@ -97,6 +114,8 @@ def resolve_settings(spider_cls: type, overrides: dict[str, Any]) -> Settings:
             values[name] = getattr(spider_cls, name)
     if values.get("allowed_domains") is not None:
         values["allowed_domains"] = tuple(values["allowed_domains"])
+    if isinstance(values.get("cache_ignore_status"), list | set | frozenset):  # a list on a spider
+        values["cache_ignore_status"] = tuple(values["cache_ignore_status"])
     try:
         return Settings(**values)
     except TypeError as exc:

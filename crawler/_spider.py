@@ -8,12 +8,12 @@ import importlib.util
 import inspect
 import sys
 import traceback
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ._errors import SpiderLoadError
+from ._errors import SpiderLoadError, UsageError
 from ._request import Request
 from ._response import Response
 from ._sitemaps import read_sitemap
@@ -58,7 +58,42 @@ class Spider:
             yield response.follow(url, callback=self.sitemap_callback)
 
     def parse(self, response: Response) -> Any:
+        """The default callback: called with each response of ``start_urls`` and of
+        requests without a ``callback``. Yield (or return) items and `Request` s."""
         raise NotImplementedError(f"{type(self).__name__}.parse is not defined")
+
+    async def fetch(self, target: str | Request, **fields: Any) -> Response:
+        """Fetch another page from inside an ``async def`` callback and return its
+        `Response` (of any HTTP status), for data a page needs from elsewhere::
+
+            async def parse_product(self, response):
+                api = await self.fetch(response.urljoin("/api/stock.json"))
+                return {"url": response.url, "stock": api.json()["stock"]}
+
+        ``target`` is an absolute URL or a `Request`; ``fields`` set `Request` fields
+        (``headers``, ``method``, ``body``, ...). The request is checked like a
+        crawled one (scope, robots.txt, address guard), follows redirects, is retried
+        on transient errors and counts against its host's rate. It is not
+        deduplicated and yields nothing by itself. A refusal or a failure raises a
+        `FetchError` (``RequestRefused`` for robots.txt, scope or a bad URL). Works in
+        ``async def`` callbacks only: they run in the crawl's own process.
+        """
+        fetch = self.__dict__.get(_FETCH_ATTRIBUTE)
+        if fetch is None:
+            raise RuntimeError(
+                "Spider.fetch works only inside an async def callback of a running crawl "
+                "(in tests: crawler.testing.run_callback(..., fetched={url: response}))"
+            )
+        response: Response = await fetch(target, **fields)
+        return response
+
+
+_FETCH_ATTRIBUTE = "_crawler_fetch"
+
+
+def bind_fetch(spider: Spider, fetch: Callable[..., Awaitable[Response]]) -> None:
+    """Give ``spider`` the function behind its ``fetch`` method."""
+    setattr(spider, _FETCH_ATTRIBUTE, fetch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +125,17 @@ class SpiderRef:
         for part in self.qualname.split("."):
             found = getattr(found, part)
         return found  # type: ignore[no-any-return]
+
+
+def parse_spider_args(pairs: Iterable[str]) -> dict[str, str]:
+    """``-a NAME=VALUE`` pairs as keyword arguments for the spider's constructor."""
+    args = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise UsageError(f"-a takes NAME=VALUE, not {pair!r}")
+        args[name] = value
+    return args
 
 
 def load_spider(path: str | Path, name: str | None = None) -> type[Spider]:

@@ -21,6 +21,7 @@ class Stats:
     started: float = field(default_factory=time.time)
     finished: float | None = None
     finish_reason: str = "running"
+    hosts: int = 0  # distinct hosts with a page fetched in this run
     _started_monotonic: float = field(default_factory=time.monotonic, repr=False)
     _elapsed: float | None = field(default=None, repr=False)
     _earlier_pages: int = field(default=0, repr=False)
@@ -81,6 +82,7 @@ class Stats:
                 result[key] = value
         result.update(
             max_depth=self.max_depth,
+            hosts=self.hosts,
             elapsed_seconds=round(self.elapsed, 3),
             pages_per_second=round(self.pages_per_second, 1),
             started=self.started,

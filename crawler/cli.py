@@ -24,16 +24,15 @@ from ._backends import refuse_overwriting_a_job
 from ._engine import Engine
 from ._errors import CrawlerError, OutputError, UsageError
 from ._formats import open_sink
+from ._logs import configure_logging
 from ._output import ItemSink, NullSink
 from ._settings import SETTING_NAMES
-from ._spider import Spider, load_spider
+from ._spider import Spider, load_spider, parse_spider_args
 from ._stats import Stats
 
 log = logging.getLogger("crawler")
 
 EXIT_INTERRUPTED = 130
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 @dataclass
@@ -46,6 +45,7 @@ class Invocation:
     spider_args: dict[str, str] = field(default_factory=dict)
     stats_path: Path | None = None
     progress: bool = True
+    json_logs: bool = False
 
 
 def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
@@ -109,14 +109,29 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
     ] = None,
     job: Annotated[Path | None, typer.Option(help="Keep crawl state in DIR to resume later.")] = None,
     frontier: Annotated[str | None, typer.Option(help="Shared frontier URL (redis://HOST:PORT/DB).")] = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option(metavar="DIR", help="Store responses in DIR and replay them on later runs [off]."),
+    ] = None,
+    cache_expiry: Annotated[
+        float | None,
+        typer.Option(metavar="SECONDS", help="Refetch cached responses older than this; 0: never [0]."),
+    ] = None,
+    cache_ignore_status: Annotated[
+        list[int] | None,
+        typer.Option(metavar="CODE", help="Status never cached (repeat it) [408 429 500 502 503 504]."),
+    ] = None,
     stats: Annotated[Path | None, typer.Option(help="Write the final statistics to this JSON file.")] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    log_format: Annotated[str, typer.Option(help="text, or json: one JSON object per line.")] = "text",
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No live progress line.")] = False,
 ) -> None:
     """Crawl with the spider in SPIDER.py."""
     settings = {name: value for name, value in locals().items() if name in SETTING_NAMES}
     settings["job"] = str(job) if job is not None else None
-    debug = _setup_logging(log_level)
+    settings["cache"] = str(cache) if cache is not None else None
+    settings["cache_ignore_status"] = tuple(cache_ignore_status) if cache_ignore_status else None
+    debug = _setup_logging(log_level, log_format)
     try:
         refuse_overwriting_a_job(job, overwrite_output is not None)
         invocation = _prepare(
@@ -128,6 +143,7 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
             settings=settings,
         )
         invocation.stats_path, invocation.progress = stats, not no_progress
+        invocation.json_logs = log_format == "json"
         code = _execute(invocation)
     except CrawlerError as exc:
         _report(exc, debug)
@@ -135,13 +151,13 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
     raise typer.Exit(code)
 
 
-def _setup_logging(level: str) -> bool:
-    name = level.upper()
-    if name not in LOG_LEVELS:
-        typer.echo(f"crawl: error: --log-level must be one of {', '.join(LOG_LEVELS)}", err=True)
-        raise typer.Exit(2)
-    logging.basicConfig(level=name, format=LOG_FORMAT, stream=sys.stderr, force=True)
-    return name == "DEBUG"
+def _setup_logging(level: str, log_format: str) -> bool:
+    try:
+        configure_logging(level, log_format)
+    except UsageError as exc:
+        typer.echo(f"crawl: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    return level.upper() == "DEBUG"
 
 
 def _report(exc: BaseException, debug: bool) -> None:
@@ -168,16 +184,6 @@ def _prepare(
     return Invocation(spider_cls, sink, {k: v for k, v in settings.items() if v is not None}, args)
 
 
-def parse_spider_args(pairs: list[str]) -> dict[str, str]:
-    args = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.isidentifier():
-            raise UsageError(f"-a takes NAME=VALUE, not {pair!r}")
-        args[name] = value
-    return args
-
-
 def _execute(invocation: Invocation) -> int:
     stats_file = _open_stats_file(invocation.stats_path)
     from ._progress import Progress  # noqa: PLC0415  (rich loads only when there is a terminal to draw on)
@@ -197,7 +203,10 @@ def _execute(invocation: Invocation) -> int:
         if progress:
             progress.close()
         _write_stats(stats_file, engine.stats)
-    Progress.print_summary(stats)
+    if invocation.json_logs:
+        log.info("crawl %s", stats.finish_reason, extra={"stats": stats.to_dict()})
+    else:
+        Progress.print_summary(stats)
     return EXIT_INTERRUPTED if interrupted else 0
 
 
@@ -246,9 +255,12 @@ def _make_app() -> typer.Typer:
 
 
 SUBCOMMANDS: dict[str, str] = {
+    "bench": "crawler._benchcmd",
     "demo": "crawler.demo.cli",
     "job": "crawler._jobinfo",
     "new": "crawler._newspider",
+    "parse": "crawler._parsecmd",
+    "shell": "crawler._shellcmd",
 }
 
 

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from ._callbacks import CallbackRunner, LinkRules, ParseTask, is_async_callback
+from ._errors import FetchError
 from ._request import Request
 from ._response import Response
 from ._settings import Settings
-from ._spider import Spider
+from ._spider import Spider, bind_fetch
 from ._urls import default_allowed_domains
 
 __all__ = ["CallbackOutput", "fake_response", "response_from_file", "run_callback"]
@@ -104,6 +105,7 @@ def run_callback(
     callback: str | None = None,
     *,
     raise_errors: bool = False,
+    fetched: Mapping[str, Response | str | bytes] | None = None,
 ) -> CallbackOutput:
     """Run the callback of ``response.request`` (or the one named by ``callback``) on
     ``response``, and vet what it yields as a crawl would.
@@ -116,23 +118,34 @@ def run_callback(
 
         out = run_callback(CatalogSpider(), listing_response, "parse_listing")
         assert [r.callback for r in out.requests][-1] == "parse_listing"
+
+    ``fetched`` answers the callback's ``await self.fetch(url)`` calls offline: a
+    `Response`, or a body for `fake_response`, per absolute URL. Fetching any other
+    URL raises ``FetchError``.
     """
     request = response.request
     if callback is not None:
         request = dataclasses.replace(request, callback=callback)
         response = response.replace(request=request)
+    bind_fetch(spider, _canned_fetch(fetched or {}))
     runner = CallbackRunner(spider, _rules_for(spider, response.url))
     task = ParseTask(request, response.url, response.status, response.headers, response.body)
     run_async = is_async_callback(spider, request)
     result = asyncio.run(runner.run_async(task)) if run_async else runner.run(task)
     if raise_errors and result.errors:
         raise AssertionError(f"callback {request.callback or 'parse'!r} failed:\n{result.errors[0]}")
-    dropped = {
-        key.removeprefix("dropped/"): count
-        for key, count in result.counts.items()
-        if key.startswith("dropped/")
-    }
-    return CallbackOutput(list(result.items), list(result.requests), list(result.errors), dropped)
+    return CallbackOutput(list(result.items), list(result.requests), list(result.errors), result.dropped())
+
+
+def _canned_fetch(responses: Mapping[str, Response | str | bytes]) -> Any:
+    async def fetch(target: str | Request, **fields: Any) -> Response:
+        url = target.url if isinstance(target, Request) else target
+        answer = responses.get(url)
+        if answer is None:
+            raise FetchError(f"no response for {url} in run_callback(fetched=...)")
+        return answer if isinstance(answer, Response) else fake_response(answer, url)
+
+    return fetch
 
 
 def _rules_for(spider: Spider, url: str) -> LinkRules:

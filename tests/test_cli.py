@@ -52,9 +52,11 @@ def site(serve):
     return serve({f"/{i}": html(f"page {i}", [f"/{i + 1}"] if i < 4 else []) for i in range(5)})
 
 
-def crawl(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def crawl(
+    *args: str, cwd: Path | None = None, timeout: float = 60, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [CRAWL, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False
+        [CRAWL, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False, input=input
     )
 
 
@@ -204,7 +206,8 @@ def test_progress_line_is_drawn_on_a_terminal(spider_file, serve, tmp_path):
     os.close(secondary)
     seen = _read_all(primary)
     assert process.wait(timeout=30) == 0
-    assert "pages (" in seen and "queued" in seen  # the live line: pages, rate, items, errors, queue
+    # the live line: pages, rate, items, errors, queue, hosts
+    assert "pages (" in seen and "queued" in seen and "1 hosts" in seen
     assert "crawl finished" in seen
 
 

@@ -1,0 +1,159 @@
+"""Single fetches outside the frontier, checked as the crawl checks its own.
+
+``Spider.fetch`` (an ``async def`` callback awaiting an extra request), ``crawl
+parse`` and ``crawl shell`` fetch one request to the end and get a `Response`
+back. The request goes through the same gates as a crawled one: its URL is
+canonicalised and vetted, every hop must be in scope and allowed by robots.txt
+(and the per-host page cap and the circuit breaker), redirects are followed hop
+by hop with credentials dropped across origins, transient errors and 408/429/5xx
+answers are retried with backoff (honouring Retry-After up to ``max_crawl_delay``),
+and the address guard sits in the fetcher itself.
+
+Politeness: a single fetch waits for its host's interval (``rate`` or Crawl-delay)
+after the host's last start, and pauses the host in the frontier for one interval,
+so it counts against the host's rate like any other request. It does not take one
+of the host's concurrency slots: it is rare, and awaited by a callback that holds
+no slot either. What refuses a request raises `RequestRefused` (a `FetchError`);
+an HTTP error status is a response, not an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from ._callbacks import LinkRules, vet_url
+from ._errors import RequestRefused, TransientFetchError
+from ._http import REDIRECT_STATUSES, RETRY_STATUSES, backoff, follow_redirect
+from ._memory_frontier import MemoryFrontier
+from ._politeness import Admission, Politeness, default_host_policy
+from ._request import Request
+from ._response import Response
+from ._robots import ROBOTS_TIMEOUT, RobotsCache
+from ._settings import Settings
+from ._stats import Stats
+from ._throttle import retry_after_seconds
+from ._urls import in_scope, join_url
+
+if TYPE_CHECKING:
+    from ._fetcher import Fetched
+
+Fetch = Callable[[Request], Awaitable["Fetched"]]
+
+REFUSALS: Mapping[str, str] = {
+    "robots": "robots.txt disallows it",
+    "robots_unreachable": "its robots.txt cannot be fetched",
+    "host_failing": "its host keeps failing",
+    "host_page_limit": "its host reached max_pages_per_host",
+}
+
+
+class DirectFetcher:
+    """Fetches single requests under ``settings`` through ``politeness``; ``scope``
+    (the allowed domains) applies to every hop, ``None`` allows any host."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        fetch: Fetch,
+        politeness: Politeness,
+        *,
+        scope: tuple[str, ...] | None = None,
+        on_response: Callable[[Fetched], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._fetch = fetch
+        self._politeness = politeness
+        self._scope = scope
+        self._on_response = on_response
+        self._rules = LinkRules(
+            (), None, settings.max_url_length, strip_session_ids=settings.strip_session_ids
+        )
+
+    async def fetch(self, target: str | Request, **fields: Any) -> Response:
+        """Fetch ``target`` (an absolute URL, or a `Request`; ``fields`` set other
+        `Request` fields such as ``headers`` or ``method``) and follow its redirects."""
+        request = replace(target, **fields) if isinstance(target, Request) else Request(target, **fields)
+        request = replace(request, url=self._vetted(request.url))
+        for _ in range(self._settings.max_redirects + 1):
+            await self._admit(request)
+            fetched = await self._attempts(request)
+            location = fetched.headers.get("location")
+            if fetched.status not in REDIRECT_STATUSES or not location:
+                return Response(fetched.url, fetched.status, fetched.headers, fetched.body, request)
+            url = self._vetted(join_url(request.url, location))
+            request = follow_redirect(request, fetched.status, url)
+        raise RequestRefused(f"{request.url}: more than {self._settings.max_redirects} redirects")
+
+    def _vetted(self, url: str) -> str:
+        verdict, canonical = vet_url(url, self._rules)
+        if verdict is not None:
+            raise RequestRefused(f"{url!r} refused: {verdict.replace('_', ' ')}")
+        if self._scope is not None and not in_scope(canonical, self._scope):
+            raise RequestRefused(f"{canonical} refused: off-site (allowed: {', '.join(self._scope)})")
+        return canonical
+
+    async def _admit(self, request: Request) -> None:
+        admission = await self._politeness.admit(request)
+        if not admission.allowed:
+            raise RequestRefused(f"{request.url} refused: {_reason(admission)}")
+
+    async def _attempts(self, request: Request) -> Fetched:
+        attempt = 0
+        while True:
+            try:
+                fetched = await self._once(request)
+            except TransientFetchError:
+                if attempt >= self._settings.retries:
+                    raise
+                await asyncio.sleep(backoff(attempt))
+            else:
+                if fetched.status not in RETRY_STATUSES or attempt >= self._settings.retries:
+                    return fetched
+                await asyncio.sleep(max(backoff(attempt), self._retry_after(fetched)))
+            attempt += 1
+
+    async def _once(self, request: Request) -> Fetched:
+        await self._politeness.pace(request)
+        fetched = await self._fetch(request)
+        if self._on_response is not None:
+            self._on_response(fetched)
+        return fetched
+
+    def _retry_after(self, fetched: Fetched) -> float:
+        wait = retry_after_seconds(fetched.headers.get("retry-after"), time.time()) or 0.0
+        return min(wait, self._settings.max_crawl_delay)
+
+
+def _reason(admission: Admission) -> str:
+    drop = "robots_unreachable" if admission.retry_in is not None else admission.drop or ""
+    reason = REFUSALS.get(drop, drop or "refused")
+    return f"{reason} ({admission.detail})" if admission.detail else reason
+
+
+@contextlib.asynccontextmanager
+async def standalone_fetcher(
+    settings: Settings, named_hosts: Iterable[str], scope: tuple[str, ...] | None = None
+) -> AsyncIterator[DirectFetcher]:
+    """A `DirectFetcher` with its own network stack, robots.txt cache and politeness,
+    outside any crawl (``crawl parse``, ``crawl shell``). ``named_hosts`` are exempt
+    from the address guard, as a crawl's start hosts are."""
+    from ._addressguard import AddressGuard  # noqa: PLC0415  (aiohttp loads only when needed)
+    from ._fetcher import Fetcher  # noqa: PLC0415
+    from ._httpcache import open_http_cache  # noqa: PLC0415
+
+    stats = Stats()
+    cache = open_http_cache(settings, stats)
+    fetcher = Fetcher(settings, guard=AddressGuard(tuple(named_hosts), allow_private=settings.allow_private))
+    try:
+        fetch = fetcher.fetch if cache is None else cache.wrap(fetcher.fetch)
+        timeout = min(settings.timeout, ROBOTS_TIMEOUT)
+        robots = RobotsCache(fetch, settings.user_agent, timeout=timeout)
+        politeness = Politeness(settings, MemoryFrontier(default_host_policy(settings)), robots, stats)
+        yield DirectFetcher(settings, fetch, politeness, scope=scope)
+    finally:
+        await fetcher.close()

@@ -1,0 +1,181 @@
+"""``crawl shell URL [SPIDER.py]``: try selectors on a live page.
+
+Opens an interactive Python shell (IPython when it is installed, the standard one
+otherwise) with the page fetched as a crawl would fetch it::
+
+    response            the current `Response` (``response.css("h1")``, ``.json()``)
+    fetch(url)          fetch another page (or a `Request`), make it ``response``
+    css(selector)       ``response.css(selector)``; ``css_first`` likewise
+    text(selector)      the stripped text of the first match, or None
+    spider, run(name)   with SPIDER.py: the spider, and its callback ``name`` run
+                        on ``response`` (a `crawler.testing.CallbackOutput`)
+
+``-c CODE`` runs CODE in that namespace instead, prints the value of an
+expression, and exits (1 if it raised): for scripts and quick checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import code
+import contextlib
+import importlib
+import pprint
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from ._callbacks import ParseResult
+from ._direct import standalone_fetcher
+from ._errors import CrawlerError
+from ._logs import configure_logging
+from ._parsecmd import add_fetch_options, checked_url, fetch_settings, run_on, scope_for
+from ._request import Request
+from ._response import Response
+from ._settings import Settings
+from ._spider import Spider, bind_fetch, load_spider, parse_spider_args
+from ._urls import hostname
+from .testing import CallbackOutput
+
+PROG = "crawl shell"
+
+
+class ShellSession:
+    """The shell's namespace and the event loop its fetches run on. Every URL typed
+    into ``fetch`` is one the user named, so the address guard lets its host
+    through; redirects elsewhere are guarded as in a crawl."""
+
+    def __init__(self, settings: Settings, spider: Spider | None) -> None:
+        self.settings = settings
+        self.spider = spider
+        self.loop = asyncio.new_event_loop()
+        self.namespace: dict[str, Any] = {
+            "fetch": self.fetch,
+            "css": self.css,
+            "css_first": self.css_first,
+            "text": self.text,
+            "Request": Request,
+            "spider": spider,
+        }
+        if spider is not None:
+            self.namespace["run"] = self.run
+
+    @property
+    def response(self) -> Response:
+        response: Response = self.namespace["response"]
+        return response
+
+    def fetch(self, target: str | Request, **fields: Any) -> Response:
+        """Fetch ``target`` (checked as in a crawl); it becomes ``response``."""
+        response = self.loop.run_until_complete(self._fetch(target, fields))
+        self.namespace["response"] = response
+        return response
+
+    async def _fetch(self, target: str | Request, fields: dict[str, Any]) -> Response:
+        url = target.url if isinstance(target, Request) else target
+        async with standalone_fetcher(self.settings, [hostname(url)], None) as direct:
+            return await direct.fetch(target, **fields)
+
+    def css(self, selector: str) -> list[Any]:
+        """``response.css(selector)`` of the current response."""
+        return self.response.css(selector)
+
+    def css_first(self, selector: str) -> Any:
+        """``response.css_first(selector)`` of the current response."""
+        return self.response.css_first(selector)
+
+    def text(self, selector: str) -> str | None:
+        """The stripped text of the first element matching ``selector``, or None."""
+        node = self.response.css_first(selector)
+        return node.text(strip=True) if node is not None else None
+
+    def run(self, callback: str = "parse") -> CallbackOutput:
+        """Run the spider's ``callback`` on ``response``, vetted as a crawl would
+        vet it; ``await self.fetch(...)`` in it fetches for real."""
+        response = self.response
+        response = response.replace(request=replace(response.request, callback=callback))
+        result = self.loop.run_until_complete(self._run(response))
+        for error in result.errors:
+            print(f"callback {callback} failed:\n{error}", file=sys.stderr)
+        return CallbackOutput(result.items, result.requests, result.errors, result.dropped())
+
+    async def _run(self, response: Response) -> ParseResult:
+        assert self.spider is not None
+        scope = scope_for(self.spider, self.settings, response.url)
+        async with standalone_fetcher(self.settings, scope, scope) as direct:
+            bind_fetch(self.spider, direct.fetch)
+            return await run_on(self.spider, self.settings, scope, response)
+
+    def close(self) -> None:
+        self.loop.close()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Fetch a page and explore it in Python.")
+    parser.add_argument("url", metavar="URL")
+    parser.add_argument("spider_file", metavar="SPIDER.py", nargs="?", help="a spider to try callbacks of")
+    parser.add_argument("-c", dest="code", metavar="CODE", help="run CODE, print its value, and exit")
+    parser.add_argument(
+        "--no-ipython", action="store_true", help="the standard Python shell, even with IPython"
+    )
+    add_fetch_options(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        configure_logging(args.log_level, args.log_format)
+        session = _open_session(args)
+    except CrawlerError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    try:
+        if args.code is not None:
+            return run_code(args.code, session.namespace)
+        interact(session.namespace, use_ipython=not args.no_ipython)
+        return 0
+    finally:
+        session.close()
+
+
+def _open_session(args: argparse.Namespace) -> ShellSession:
+    spider_cls: type[Any] = Spider
+    spider = None
+    if args.spider_file is not None:
+        spider_cls = load_spider(args.spider_file, args.spider_name)
+        spider = spider_cls(**parse_spider_args(args.spider_args))
+    session = ShellSession(fetch_settings(spider_cls, args), spider)
+    session.fetch(checked_url(args.url))
+    return session
+
+
+def run_code(source: str, namespace: dict[str, Any]) -> int:
+    """Evaluate an expression and print its value, or execute statements."""
+    try:
+        try:
+            compiled = compile(source, "<crawl shell -c>", "eval")
+        except SyntaxError:
+            exec(compile(source, "<crawl shell -c>", "exec"), namespace)
+            return 0
+        value = eval(compiled, namespace)
+    except Exception:
+        traceback.print_exc()
+        return 1
+    if value is not None:
+        pprint.pprint(value, width=100, sort_dicts=False)
+    return 0
+
+
+def interact(namespace: dict[str, Any], *, use_ipython: bool) -> None:
+    banner = f"crawl shell: {namespace['response']!r}\n" + (__doc__ or "").split("::")[1].split("``-c")[0]
+    if use_ipython:
+        with contextlib.suppress(ImportError):
+            ipython = importlib.import_module("IPython")
+            print(banner)
+            ipython.start_ipython(argv=["--no-banner"], user_ns=namespace)
+            return
+    code.interact(banner=banner, local=namespace, exitmsg="")
