@@ -8,6 +8,7 @@ from pathlib import Path
 
 import crawler
 from crawler.demo import DEMO_PRODUCT_COUNT, demo_product_urls, serve_demo
+from crawler.demo.site import catalog
 
 from .conftest import read_jsonl
 
@@ -27,6 +28,8 @@ def test_crawl_demo_writes_one_item_per_product(tmp_path):
     for item in items:
         assert item["title"] and item["currency"] == "£" and item["price"] > 0
         assert isinstance(item["in_stock"], bool) and item["category"]
+    in_stock = {product.sku: product.stock > 0 for product in catalog()}
+    assert {item["sku"]: item["in_stock"] for item in items} == in_stock
 
 
 def test_catalog_example_spider_finds_every_product_and_respects_robots(tmp_path):

@@ -31,6 +31,9 @@ def is_html(page: Page) -> bool:
 
 HTML_PAGES = {path: page for path, page in SITE.items() if is_html(page)}
 PRODUCT_PATHS = sorted(path for path in SITE if path.startswith("/product/"))
+RECORDS = json.loads(SITE["/api/products.json"].body)
+MANUAL = "http://example.invalid/manual.pdf"
+BROKEN_LINKS = {BASE + "/delivery/", BASE + "/old-sale/", MANUAL}  # for link checkers
 
 
 def canonical(page_path: str, href: str) -> str:
@@ -66,11 +69,27 @@ def test_every_product_link_resolves_to_a_product_route() -> None:
     assert {url.removeprefix(BASE) for url in product_links} == set(PRODUCT_PATHS)
 
 
-def test_every_internal_link_resolves_to_a_route() -> None:
-    for path in HTML_PAGES:
-        for href, url in links(path):
-            assert url.startswith(BASE), (path, href)
-            assert url.removeprefix(BASE) in SITE, (path, href)
+def serves_a_page(url: str) -> bool:
+    page = SITE.get(url.removeprefix(BASE)) if url.startswith(BASE + "/") else None
+    return page is not None and page.status == 200
+
+
+def test_every_link_resolves_to_a_page_except_the_broken_ones() -> None:
+    unserved = {url for path in HTML_PAGES for _, url in links(path) if not serves_a_page(url)}
+    assert unserved == BROKEN_LINKS
+
+
+def referrers(url: str) -> set[str]:
+    return {path for path in HTML_PAGES for _, link in links(path) if link == url}
+
+
+def test_broken_links_are_where_the_docstring_says() -> None:
+    assert referrers(BASE + "/delivery/") == set(HTML_PAGES)  # every footer
+    assert referrers(BASE + "/old-sale/") == {"/category/kitchen/"}
+    assert referrers(MANUAL) == {"/product/enamel-casserole.html"}  # KT-0001
+    moved = SITE["/old-sale/"]
+    assert (moved.status, dict(moved.headers)["Location"]) == (301, "/sale/")
+    assert "/sale/" not in SITE and "/delivery/" not in SITE
 
 
 @pytest.mark.parametrize(
@@ -100,10 +119,17 @@ def test_product_page_has_one_of_each_field(path: str) -> None:
     assert len(tree.css("section.related li a")) >= 3
 
 
+def test_product_pages_show_availability_but_not_the_stock_count() -> None:
+    for record in RECORDS:
+        tree = Selectolax(SITE[record["url"].removeprefix(BASE)].body.decode())
+        availability = tree.css_first("p.availability").text()  # type: ignore[union-attr]
+        assert availability == ("In stock" if record["stock"] else "Out of stock")
+    assert {record["stock"] > 0 for record in RECORDS} == {True, False}
+
+
 def test_pagination_reaches_every_product_of_a_category() -> None:
-    records = json.loads(SITE["/api/products.json"].body)
     for slug in ("coffee-tea", "books", "kitchen"):
-        expected = [record["url"] for record in records if record["category"] == slug]
+        expected = [record["url"] for record in RECORDS if record["category"] == slug]
         assert follow_pages(f"/category/{slug}/") == expected
 
 
@@ -143,9 +169,18 @@ def test_sitemap_lists_exactly_the_product_urls() -> None:
 
 
 def test_json_api_lists_every_product() -> None:
-    records = json.loads(SITE["/api/products.json"].body)
-    assert [record["url"] for record in records] == demo_product_urls(BASE)
-    assert {"sku", "name", "price", "stock", "rating", "category"} <= set(records[0])
+    assert [record["url"] for record in RECORDS] == demo_product_urls(BASE)
+    assert {"sku", "name", "price", "stock", "rating", "category"} <= set(RECORDS[0])
+
+
+def test_json_api_has_each_product_with_its_reviews() -> None:
+    for record in RECORDS:
+        page = SITE[f"/api/products/{record['sku']}.json"]
+        detail = json.loads(page.body)
+        assert detail == {**record, "reviews": detail["reviews"]}
+        assert isinstance(detail["reviews"], int) and 0 <= detail["reviews"] <= 120
+        assert dict(page.headers)["Content-Type"].startswith("application/json")
+    assert len({json.loads(SITE[f"/api/products/{r['sku']}.json"].body)["reviews"] for r in RECORDS}) > 10
 
 
 def test_disallowed_pages_exist() -> None:
@@ -196,6 +231,9 @@ def test_served_demo_uses_the_real_url() -> None:
         tree = Selectolax(httpx.get(first).text)
         assert tree.css_first("span.sku").text() == "CT-0001"  # type: ignore[union-attr]
         assert httpx.get(server.url + "/nope").status_code == 404
+        gone = httpx.get(server.url + "/old-sale/", follow_redirects=True)
+        assert gone.status_code == 404 and [r.status_code for r in gone.history] == [301]
+        assert gone.url == server.url + "/sale/"
     finally:
         server.stop()
     assert server.hits_for("/robots.txt")

@@ -6,13 +6,20 @@ Routes built by `build_demo_site`:
     /category/<slug>/              first page of a category, 10 products per page
     /category/<slug>/page/<n>/     later pages; pages link rel="next" and rel="prev"
     /product/<slug>.html           one product: exactly one each of h1.title, p.price,
-                                   p.availability, span.sku; div.description,
+                                   p.availability ("In stock" or "Out of stock": the
+                                   count is only in the API), span.sku; div.description,
                                    breadcrumbs, related products, add-to-cart link
     /robots.txt                    disallows /cart/ and /admin/; names the sitemap
     /sitemap.xml                   every product URL
     /api/products.json             the catalog as JSON
+    /api/products/<sku>.json       one product's record, plus its number of ``reviews``
     /cart/, /cart/add?sku=<sku>, /admin/
                                    exist (200), for crawlers that ignore robots.txt
+    /old-sale/                     301 to /sale/, which is gone (404)
+
+Broken links, for link checkers: every page's footer links to /delivery/, which
+does not exist (404); the first Kitchen listing page links to /old-sale/; the
+description of product KT-0001 links off-site to http://example.invalid/manual.pdf.
 
 Product links are spelled in equivalent ways (root-relative, ``../`` and ``./``
 relative, absolute, absolute with an upper-case scheme and host, with a
@@ -48,6 +55,10 @@ PAGE_SIZE = 10
 _TEXT = (("Content-Type", "text/plain; charset=utf-8"),)
 _XML = (("Content-Type", "application/xml; charset=utf-8"),)
 _JSON = (("Content-Type", "application/json; charset=utf-8"),)
+_MOVED = (("Location", "/sale/"), ("Content-Type", "text/plain; charset=utf-8"))
+_SALE_CATEGORY = "kitchen"  # its first listing page links to /old-sale/
+_MANUAL_SKU = "KT-0001"  # its description links off-site
+_MANUAL_URL = "http://example.invalid/manual.pdf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +91,7 @@ class Product:
     stock: int
     rating: int
     description: str
+    reviews: int
 
     @property
     def path(self) -> str:
@@ -92,7 +104,7 @@ class Product:
 
     @property
     def availability(self) -> str:
-        return f"In stock ({self.stock} available)" if self.stock else "Out of stock"
+        return "In stock" if self.stock else "Out of stock"
 
 
 CATEGORIES = (
@@ -158,8 +170,9 @@ def _products(category: Category, rng: random.Random) -> list[Product]:
 
 def _product(category: Category, index: int, name: str, rng: random.Random) -> Product:
     stock = 0 if rng.random() < 0.15 else rng.randint(1, 25)
+    sku = f"{category.sku_prefix}-{index:04d}"
     return Product(
-        sku=f"{category.sku_prefix}-{index:04d}",
+        sku=sku,
         name=name,
         slug=_slugify(name),
         category=category,
@@ -167,6 +180,7 @@ def _product(category: Category, index: int, name: str, rng: random.Random) -> P
         stock=stock,
         rating=rng.randint(1, 5),
         description=_describe(name, rng),
+        reviews=random.Random(sku).randint(0, 120),  # its own generator: the catalog stays as it was
     )
 
 
@@ -196,6 +210,7 @@ def build_demo_site(base_url: str = "http://127.0.0.1:8000") -> dict[str, Page]:
         routes.update(_listings(category, _in(category, products), base))
     for product in products:
         routes[product.path] = _html(product.name, _product_page(product, base))
+        routes[f"/api/products/{product.sku}.json"] = Page(_json(_detail(product, base)), headers=_JSON)
         routes[f"/cart/add?sku={product.sku}"] = _html("Basket", _added(product))
     routes.update(_service_routes(products, base))
     return routes
@@ -209,9 +224,10 @@ def _service_routes(products: Sequence[Product], base: str) -> dict[str, Page]:
     return {
         "/robots.txt": Page(_robots(base).encode(), headers=_TEXT),
         "/sitemap.xml": Page(_sitemap(products, base).encode(), headers=_XML),
-        "/api/products.json": Page(_products_json(products, base), headers=_JSON),
+        "/api/products.json": Page(_json([_record(p, base) for p in products]), headers=_JSON),
         "/cart/": _html("Basket", "<h1>Your basket</h1>\n<p>Your basket is empty.</p>"),
         "/admin/": _html("Staff", "<h1>Staff area</h1>\n<p>Staff only.</p>"),
+        "/old-sale/": Page(b"moved to /sale/", 301, _MOVED),
     }
 
 
@@ -228,7 +244,8 @@ def _html(title: str, main: str) -> Page:
 <main>
 {main}
 </main>
-<footer><p>© Demo Shop · prices in £ · <a href="/admin/">Staff</a></p></footer>
+<footer><p>© Demo Shop · prices in £ · <a href="/delivery/">Delivery</a>
+· <a href="/admin/">Staff</a></p></footer>
 </body>
 </html>
 """
@@ -301,11 +318,18 @@ def _listing(
         for i, product in enumerate(products, number)
     )
     return f"""{_breadcrumbs(category)}
-<h1>{escape(category.name)}</h1>
+<h1>{escape(category.name)}</h1>{_sale_banner(category, number)}
 <ol class="products">
 {items}
 </ol>
 {_pager(category, number)}"""
+
+
+def _sale_banner(category: Category, number: int) -> str:
+    """A stale promotion on one listing page: its link redirects to a page that is gone."""
+    if category.slug != _SALE_CATEGORY or number != 1:
+        return ""
+    return '\n<p class="promo"><a href="/old-sale/">Summer sale: up to 30% off</a></p>'
 
 
 def _pager(category: Category, number: int) -> str:
@@ -335,7 +359,7 @@ def _product_page(product: Product, base: str) -> str:
 <p class="price">{product.price}</p>
 <p class="availability">{product.availability}</p>
 <p>SKU: <span class="sku">{product.sku}</span></p>
-<div class="description"><p>{escape(product.description)}</p></div>
+<div class="description"><p>{escape(product.description)}</p>{_manual(product)}</div>
 <p><a class="add-to-cart" rel="nofollow" href="/cart/add?sku={product.sku}">Add to basket</a>
 <a href="#reviews">Reviews</a></p>
 <section id="reviews"><h2>Reviews</h2>
@@ -343,6 +367,13 @@ def _product_page(product: Product, base: str) -> str:
 </section>
 </article>
 {_related(product, base)}"""
+
+
+def _manual(product: Product) -> str:
+    """An off-site link in one product's description."""
+    if product.sku != _MANUAL_SKU:
+        return ""
+    return f'\n<p><a class="manual" href="{_MANUAL_URL}">Care guide (PDF)</a></p>'
 
 
 def _related(product: Product, base: str) -> str:
@@ -378,9 +409,8 @@ def _sitemap(products: Sequence[Product], base: str) -> str:
 """
 
 
-def _products_json(products: Sequence[Product], base: str) -> bytes:
-    records = [_record(product, base) for product in products]
-    return json.dumps(records, ensure_ascii=False, indent=2).encode()
+def _json(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, indent=2).encode()
 
 
 def _record(product: Product, base: str) -> dict[str, object]:
@@ -395,3 +425,8 @@ def _record(product: Product, base: str) -> dict[str, object]:
         "description": product.description,
         "url": base + product.path,
     }
+
+
+def _detail(product: Product, base: str) -> dict[str, object]:
+    """``/api/products/<sku>.json``: the catalog record and the number of reviews."""
+    return {**_record(product, base), "reviews": product.reviews}

@@ -13,7 +13,6 @@ from typing import Any
 from crawler import Request, Response, Spider
 
 PRICE = re.compile(r"([£$€])\s*([0-9]+(?:\.[0-9]+)?)")
-STOCK = re.compile(r"\((\d+) available\)")
 
 
 class CatalogSpider(Spider):
@@ -37,7 +36,6 @@ class CatalogSpider(Spider):
     def parse_product(self, response: Response) -> Iterator[dict[str, Any]]:
         """One item per product page."""
         price = PRICE.search(text_of(response, "p.price"))
-        stock = STOCK.search(text_of(response, "p.availability"))
         crumbs = response.css("nav.breadcrumb a")
         yield {
             "url": response.url,
@@ -45,8 +43,7 @@ class CatalogSpider(Spider):
             "sku": text_of(response, "span.sku"),
             "price": float(price[2]) if price else None,
             "currency": price[1] if price else None,
-            "in_stock": stock is not None,
-            "stock": int(stock[1]) if stock else 0,
+            "in_stock": text_of(response, "p.availability") == "In stock",  # the count is only in the API
             "category": crumbs[-1].text(strip=True) if crumbs else None,
             "rating": int(attribute_of(response, "p.rating", "data-rating") or 0),
         }
