@@ -32,19 +32,21 @@ class CrawlerError(Exception):
 
 
 class UsageError(CrawlerError):
+    """A bad setting or option value."""
+
     exit_code = 2
 
 
 class SpiderLoadError(CrawlerError):
-    pass
+    """A spider file that is missing, does not import, or holds no (or several) spiders."""
 
 
 class OutputError(CrawlerError):
-    pass
+    """The output (or stats file, or cache directory) cannot be opened or written."""
 
 
 class FrontierError(CrawlerError):
-    pass
+    """The frontier backend (a job's database, Redis) is unreachable, locked or corrupt."""
 
 
 class FetchError(CrawlerError):
@@ -86,8 +88,10 @@ class BlockedAddress(FetchError):
 
 
 class RequestRefused(FetchError):
+    """A single fetch the crawl's rules forbid: robots.txt, scope, a bad URL, too many redirects."""
+
     kind = "refused"
 
 
 class NotHtmlError(CrawlerError):
-    pass
+    """``Response.css`` on a body that is not HTML: use ``.text`` or ``.json()``."""

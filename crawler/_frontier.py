@@ -48,6 +48,7 @@ class FrontierStatus:
 
     @property
     def finished(self) -> bool:
+        """Nothing pending and nothing in flight: the crawl is over."""
         return self.pending == 0 and self.in_flight == 0
 
 

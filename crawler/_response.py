@@ -43,10 +43,12 @@ class Response:
 
     @property
     def meta(self) -> Mapping[str, Any]:
+        """The ``meta`` of the request: data a callback handed to the next one."""
         return self.request.meta
 
     @property
     def depth(self) -> int:
+        """Link distance of this page from a start URL (0 for a start URL)."""
         return self.request.depth
 
     @property
@@ -60,13 +62,16 @@ class Response:
 
     @property
     def text(self) -> str:
+        """The body decoded: BOM, then Content-Type charset, then ``<meta charset>``, then sniffing."""
         return self._decoded[0]
 
     @property
     def encoding(self) -> str:
+        """The name of the encoding ``text`` was decoded with."""
         return self._decoded[1]
 
     def json(self) -> Any:
+        """The body parsed as JSON (``json.JSONDecodeError`` if it is not)."""
         return json.loads(self.text)
 
     @cached_property
@@ -93,12 +98,17 @@ class Response:
         return self.url
 
     def css(self, selector: str) -> list[LexborNode]:
+        """Every element matching the CSS ``selector`` (selectolax lexbor nodes: ``.text()``,
+        ``.attributes``, ``.css()``); the page is parsed once, on the first call.
+        Raises `NotHtmlError` when the body is not HTML."""
         return self._tree.css(selector)
 
     def css_first(self, selector: str) -> LexborNode | None:
+        """The first element matching ``selector``, or ``None``."""
         return self._tree.css_first(selector)
 
     def urljoin(self, href: str) -> str:
+        """``href`` made absolute against this page (its ``<base href>`` if it has one)."""
         return join_url(self.base_url, href)
 
     def follow(self, target: str | LexborNode, callback: Any = None, **kwargs: Any) -> Request:

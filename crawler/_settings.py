@@ -29,6 +29,9 @@ def default_parse_workers() -> int:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """Every setting of a crawl with its default; the README's settings table says
+    what each does. Invalid values raise `UsageError` on construction."""
+
     concurrency: int = 64
     per_host: int = 8
     rate: float | None = None

@@ -27,6 +27,7 @@ class Stats:
     _earlier_pages: int = field(default=0, repr=False)
 
     def inc(self, key: str, amount: int = 1) -> None:
+        """Add ``amount`` to the counter ``key`` (``"pages"``, ``"errors/timeout"``, ...)."""
         if amount:  # a zero would still create the key and show up in reports
             self.counts[key] += amount
 
@@ -42,26 +43,31 @@ class Stats:
         return {"counts": dict(self.counts), "max_depth": self.max_depth}
 
     def finish(self, reason: str) -> None:
+        """Stop the clock: the crawl ended because of ``reason`` (``finished``, ``max_pages``, ...)."""
         self.finished = time.time()
         self._elapsed = time.monotonic() - self._started_monotonic
         self.finish_reason = reason
 
     @property
     def elapsed(self) -> float:
+        """Seconds this run took (so far, while it runs)."""
         if self._elapsed is not None:
             return self._elapsed
         return time.monotonic() - self._started_monotonic
 
     @property
     def pages(self) -> int:
+        """Pages fetched (responses other than redirects), earlier runs of a job included."""
         return self.counts["pages"]
 
     @property
     def items(self) -> int:
+        """Items written."""
         return self.counts["items"]
 
     @property
     def errors(self) -> int:
+        """Failures of every kind: the sum of the ``errors/...`` counters."""
         return sum(n for key, n in self.counts.items() if key.startswith("errors/"))
 
     @property
@@ -73,6 +79,8 @@ class Stats:
         return self.counts[key]
 
     def to_dict(self) -> dict[str, Any]:
+        """Every counter as JSON-ready values, ``status/``, ``errors/`` and ``dropped/``
+        nested (what ``--stats PATH`` writes)."""
         result: dict[str, Any] = {name: {} for name in NAMESPACES}
         for key, value in sorted(self.counts.items()):
             namespace, _, name = key.partition("/")

@@ -54,3 +54,22 @@ def test_library_settings_have_the_same_names_as_cli_options():
     help_text = CliRunner().invoke(_make_app(), ["--help"]).output
     for field in dataclasses.fields(crawler.Settings):
         assert "--" + field.name.replace("_", "-") in help_text, field.name
+
+
+def test_public_classes_functions_and_methods_have_docstrings():
+    import crawler.testing
+
+    missing = []
+    for module in (crawler, crawler.testing):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+                continue
+            if obj.__doc__ is None:
+                missing.append(name)
+            members = vars(obj).items() if inspect.isclass(obj) else ()
+            for attr, value in members:
+                documented = not (inspect.isfunction(value) or isinstance(value, property)) or value.__doc__
+                if not attr.startswith("_") and not documented:
+                    missing.append(f"{name}.{attr}")
+    assert missing == []
