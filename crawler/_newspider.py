@@ -54,9 +54,14 @@ class {class_name}(Spider):
         # Or send some pages to another callback:
         # yield from response.follow_all("li.product h3 a", callback=self.parse_product)
 
-    # An `async def` callback runs on the main event loop, for callbacks that await I/O:
+    # An `async def` callback runs in the crawl's own process and may await an extra
+    # request (checked against robots.txt and scope, and paced like any other):
     # async def parse_product(self, response: Response) -> dict[str, Any]:
-    #     return {{"url": response.url, "title": response.css_first("h1").text(strip=True)}}
+    #     api = await self.fetch(response.urljoin("/api/products.json"))
+    #     return {{"url": response.url, "products": len(api.json())}}
+
+    # Try a callback on one page:   crawl parse URL {filename} --callback parse
+    # Explore a page's selectors:   crawl shell URL
 
 
 # class DropEmptyTitles:

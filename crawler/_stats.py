@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 NAMESPACES = ("status", "errors", "dropped")
+OPTIONAL_NAMESPACES = ("cache",)  # nested like the others, left out when empty
 
 
 @dataclass
@@ -81,13 +82,16 @@ class Stats:
     def to_dict(self) -> dict[str, Any]:
         """Every counter as JSON-ready values, ``status/``, ``errors/`` and ``dropped/``
         nested (what ``--stats PATH`` writes)."""
-        result: dict[str, Any] = {name: {} for name in NAMESPACES}
+        result: dict[str, Any] = {name: {} for name in NAMESPACES + OPTIONAL_NAMESPACES}
         for key, value in sorted(self.counts.items()):
             namespace, _, name = key.partition("/")
             if name and namespace in result:
                 result[namespace][name] = value
             else:
                 result[key] = value
+        for name in OPTIONAL_NAMESPACES:
+            if not result[name]:
+                del result[name]
         result.update(
             max_depth=self.max_depth,
             hosts=self.hosts,
