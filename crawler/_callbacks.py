@@ -111,6 +111,13 @@ class CallbackRunner:
         self._sent: set[int] = set()
         self._vetted: dict[str, tuple[str | None, str, int]] = {}
 
+    def mark_seen(self, request: Request) -> None:
+        """Treat ``request`` (and the URLs it was redirected from) as queued already,
+        as a crawl's frontier would: a link back to it is a duplicate."""
+        self._already_sent(request.fingerprint)
+        for url in request.redirects:
+            self._already_sent(fingerprint_canonical("GET", url))
+
     def run(self, task: ParseTask) -> ParseResult:
         result = ParseResult()
         try:

@@ -157,6 +157,7 @@ async def run_on(
     rules = LinkRules(scope, settings.depth, settings.max_url_length, False, settings.strip_session_ids)
     runner = CallbackRunner(spider, rules)
     request = response.request
+    runner.mark_seen(request)
     task = ParseTask(request, response.url, response.status, response.headers, response.body)
     result = await runner.run_async(task) if is_async_callback(spider, request) else runner.run(task)
     for item in result.items:

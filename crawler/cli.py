@@ -250,9 +250,21 @@ def _write_stats(stats_file: Any, stats: Stats) -> None:
 
 def _make_app() -> typer.Typer:
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
-    app.command(context_settings={"help_option_names": ["-h", "--help"]})(crawl_command)
+    settings = {"help_option_names": ["-h", "--help"]}
+    app.command(context_settings=settings, epilog=OTHER_COMMANDS)(crawl_command)
     return app
 
+
+OTHER_COMMANDS = """Other commands (each has --help):
+
+\b
+  crawl new NAME [URL]             write a spider template that runs as written
+  crawl shell URL [SPIDER.py]      explore a page in Python
+  crawl parse URL SPIDER.py        run one callback on one page, print its output
+  crawl bench                      pages/s and CPU per page on a local site
+  crawl job DIR                    what a job holds, without running it
+  crawl demo [--serve]             crawl (or serve) the demo shop
+"""
 
 SUBCOMMANDS: dict[str, str] = {
     "bench": "crawler._benchcmd",

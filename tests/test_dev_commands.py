@@ -44,7 +44,9 @@ def shop(serve):
     product = Page(b'<html><title>Kettle</title><h1>Kettle</h1><p class="price">oops</p></html>')
     return serve(
         {
-            "/": html("Home", ["/p/1", "/p/1#reviews", "/admin/", "http://other.test/x", "mailto:a@b.c"]),
+            "/": html(
+                "Home", ["/", "/p/1", "/p/1#reviews", "/admin/", "http://other.test/x", "mailto:a@b.c"]
+            ),
             "/p/1": Page(b'<html><title>Kettle</title><h1>Kettle</h1><p class="price">12.5</p></html>'),
             "/p/2": product,
             "/old": Page(b"", 301, (("Location", "/p/1"),)),
@@ -62,7 +64,7 @@ def test_parse_prints_items_and_the_requests_a_crawl_would_queue(spider_file, sh
     assert '"title": "Home"' in out
     assert f"GET {shop.url}/p/1 -> parse (depth 1)" in out
     assert f"GET {shop.url}/admin/ -> parse (depth 1)" in out  # robots.txt is checked when it is fetched
-    assert "1 duplicate" in out and "1 offsite" in out and "1 unsupported_scheme" in out
+    assert "2 duplicate" in out and "1 offsite" in out and "1 unsupported_scheme" in out
 
 
 def test_parse_json_runs_the_named_callback_after_redirects(spider_file, shop):
@@ -169,3 +171,13 @@ def test_a_bad_log_format_is_a_usage_error(spider_file):
     result = crawl(str(spider_file), "--log-format", "xml")
     assert result.returncode == 2
     assert result.stderr.strip() == "crawl: error: --log-format must be one of text, json, not 'xml'"
+
+
+def test_help_names_every_subcommand_and_each_has_help():
+    from crawler.cli import SUBCOMMANDS
+
+    listing = crawl("--help").stdout
+    for name in SUBCOMMANDS:
+        assert f"crawl {name}" in listing, name
+        result = crawl(name, "--help")
+        assert result.returncode == 0 and "usage" in result.stdout.lower(), name
