@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bench.site import DEFAULT_PAGES, DEFAULT_SEED, PRIVATE_PREFIX, build_site
+from bench.site import DEFAULT_PAGES, DEFAULT_SEED, PRIVATE_PREFIX, serve_site
 from crawler._siteserver import Hit, Page, SiteServer
 
 EXAMPLES = 20  # targets listed per problem in the summary
@@ -24,14 +24,7 @@ EXAMPLES = 20  # targets listed per problem in the summary
 def main(argv: list[str] | None = None) -> None:
     args = _parse_args(argv)
     server = SiteServer(record_hits=True)
-
-    def on_ready(server: SiteServer) -> None:
-        site = build_site(args.pages, server.url, seed=args.seed)
-        server.routes = site.routes
-        ready = {"url": server.url, "pages": site.pages, "reachable": site.reachable()}
-        print(json.dumps({**ready, "html_bytes": site.html_bytes}), flush=True)
-
-    server.serve_forever(on_ready=on_ready)
+    serve_site(server, args.pages, args.seed)
     summary = summarize(server.hits, server.routes)
     args.summary.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
