@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import fcntl
 import logging
 import multiprocessing
@@ -55,12 +56,25 @@ def _worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
+    _die_with_parent()
     spider_cls = source.load() if isinstance(source, SpiderRef) else source
     runner = CallbackRunner(spider_cls(**args), rules)
     outbox.send_bytes(b"ready")
     while payload := inbox.recv_bytes():
         tasks: list[ParseTask] = pickle.loads(payload)
         outbox.send_bytes(pickle.dumps([runner.run(task) for task in tasks], pickle.HIGHEST_PROTOCOL))
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when the process that started it dies, even by
+    ``kill -9``. Waiting for the end of the inbox pipe is not enough: a forked worker
+    inherits the crawl's end of its own inbox (and of the other workers' pipes), so
+    it would never see the pipe close and would wait forever."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 PIPE_SIZE = 1 << 20

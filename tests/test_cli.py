@@ -252,3 +252,28 @@ def test_new_writes_a_spider_that_runs(tmp_path, site):
     assert len(read_jsonl(out)) == 5
     again = crawl("new", "quick-shop", "--dir", str(tmp_path))
     assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_parse_workers_die_with_a_crawl_killed_by_sigkill(spider_file, serve):
+    slow = serve({f"/{i}": Page(html(f"p{i}", [f"/{i + 1}"]).body, delay=0.3) for i in range(50)})
+    args = [str(spider_file), "-a", f"start={slow.url}/0", "--no-obey-robots", "--parse-workers", "2"]
+    process = subprocess.Popen([CRAWL, *args, "--no-progress"], stderr=subprocess.DEVNULL)
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    deadline = time.monotonic() + 20
+    while len(workers := children.read_text().split()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(workers) == 2
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 5
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in workers if _running(pid)]  # no orphan waits on its pipe forever
+
+
+def _running(pid: str) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
