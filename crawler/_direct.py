@@ -118,7 +118,8 @@ class DirectFetcher:
             attempt += 1
 
     async def _once(self, request: Request) -> Fetched:
-        await self._politeness.pace(request)
+        if not self._politeness.paces_network:  # else the fetch function paces what is not cached
+            await self._politeness.pace(request)
         fetched = await self._fetch(request)
         if self._on_response is not None:
             self._on_response(fetched)

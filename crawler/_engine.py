@@ -142,11 +142,17 @@ class Engine:
         named = (*self._start_hosts, *(self.settings.allowed_domains or ()))
         guard = AddressGuard(named, allow_private=self.settings.allow_private)
         self._fetcher = Fetcher(self.settings, self._transport, guard=guard)
-        self._fetch = self._fetcher.fetch if cache is None else cache.wrap(self._fetcher.fetch)
+        self._fetch = self._fetcher.fetch if cache is None else cache.wrap(self._paced_network_fetch)
         shared = self._frontier if isinstance(self._frontier, SharedStore) else None
         timeout = min(self.settings.timeout, ROBOTS_TIMEOUT)
         robots = RobotsCache(self._fetch, self.settings.user_agent, timeout=timeout, shared=shared)
         self._politeness = Politeness(self.settings, self._frontier, robots, self.stats)
+
+    async def _paced_network_fetch(self, request: Request) -> Fetched:
+        """With the HTTP cache on, what a miss does: wait for the host's interval, fetch."""
+        await self._politeness.pace(request)
+        assert self._fetcher is not None
+        return await self._fetcher.fetch(request)
 
     def _offer_single_fetches(self) -> None:
         """``Spider.fetch`` for ``async def`` callbacks, through this crawl's gates."""

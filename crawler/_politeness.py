@@ -54,15 +54,29 @@ class Admission:
 ADMITTED = Admission(True)
 
 
+def rate_interval(settings: Settings) -> float:
+    """Seconds between two starts on one host that ``rate`` asks for (0: no cap)."""
+    return SPACING_MARGIN / settings.rate if settings.rate else 0.0
+
+
 def default_host_policy(settings: Settings) -> HostPolicy:
     """A new host's policy: ``per_host`` in flight (one at first when the adaptive
-    throttle is on: it grows with healthy answers), ``1 / rate`` between starts."""
-    interval = SPACING_MARGIN / settings.rate if settings.rate else 0.0
+    throttle is on: it grows with healthy answers), ``1 / rate`` between starts.
+    With the HTTP cache on, the frontier does not space starts: a cache hit costs the
+    site nothing, so `Politeness.pace` spaces the requests that reach the network."""
+    interval = 0.0 if settings.cache else rate_interval(settings)
     return HostPolicy(1 if settings.autothrottle else settings.per_host, interval)
 
 
 class Politeness:
+    """The politeness decisions of one crawl (or of one single-fetch session).
+
+    ``paces_network``: with the HTTP cache on, a host's interval (``rate``,
+    Crawl-delay) is kept here, by `pace` before each fetch that reaches the network,
+    instead of by the frontier before each start, so replayed pages do not wait."""
+
     def __init__(self, settings: Settings, frontier: Frontier, robots: RobotsCache, stats: Stats) -> None:
+        self.paces_network = settings.cache is not None
         self._settings = settings
         self._frontier = frontier
         self._robots = robots
@@ -81,10 +95,12 @@ class Politeness:
         if cap is not None and self._pages[host] >= cap:
             return Admission(False, drop="host_page_limit")
         if not self._settings.obey_robots:
+            if host not in self._intervals:
+                await self._set_interval(host, None)
             return ADMITTED
         rules = await self._robots.rules_for(origin(request.url))
         if host not in self._intervals:
-            await self._apply_crawl_delay(host, rules.crawl_delay)
+            await self._set_interval(host, rules.crawl_delay)
         if rules.unreachable:
             return await self._robots_unreachable(host, rules.retry_in, rules.reason)
         return ADMITTED if rules.allows(request.url) else Admission(False, drop="robots")
@@ -95,8 +111,10 @@ class Politeness:
         await self._frontier.throttle(host, pause=retry_in)
         return Admission(False, retry_in=retry_in, detail=reason)
 
-    async def _apply_crawl_delay(self, host: str, delay: float | None) -> None:
-        interval = default_host_policy(self._settings).interval
+    async def _set_interval(self, host: str, delay: float | None) -> None:
+        """On first sight of a host: its interval from ``rate`` and Crawl-delay, told
+        to the frontier (which may hold an older policy from an earlier run of a job)."""
+        interval = rate_interval(self._settings)
         if delay:
             if delay > self._settings.max_crawl_delay:
                 log.warning(
@@ -105,26 +123,32 @@ class Politeness:
                 delay = self._settings.max_crawl_delay
             interval = max(interval, delay * SPACING_MARGIN)  # an explicit slower rate wins
         self._intervals[host] = interval
-        if delay:
-            await self._frontier.throttle(host, policy=HostPolicy(self._concurrency(host), interval))
+        await self._frontier.throttle(host, policy=HostPolicy(self._concurrency(host), self._spacing(host)))
+
+    def _spacing(self, host: str) -> float:
+        """The interval the frontier keeps between starts on ``host``."""
+        return 0.0 if self.paces_network else self._intervals.get(host, rate_interval(self._settings))
 
     def _concurrency(self, host: str) -> int:
         return self._throttle.concurrency(host) if self._throttle else self._settings.per_host
 
     def started(self, request: Request) -> None:
         """A frontier request of this host is starting now (for ``pace``)."""
-        self._last_start[host_key(request.url)] = time.monotonic()
+        if not self.paces_network:
+            self._last_start[host_key(request.url)] = time.monotonic()
 
     async def pace(self, request: Request) -> None:
-        """Hold a single fetch (one made outside the frontier) until its host's
-        interval has passed since the host's last start, then push the host's next
-        frontier start back by one interval: it counts against the host's rate."""
+        """Hold a fetch until its host's interval has passed since the host's last
+        start: a single fetch (one made outside the frontier), or with
+        ``paces_network`` any fetch that reaches the network. A single fetch also
+        pushes the host's next frontier start back by one interval, so it counts
+        against the host's rate."""
         host = host_key(request.url)
-        interval = self._intervals.get(host, default_host_policy(self._settings).interval)
+        interval = self._intervals.get(host, rate_interval(self._settings))
         while (wait := self._last_start.get(host, -math.inf) + interval - time.monotonic()) > 0:
             await asyncio.sleep(wait)
         self._last_start[host] = time.monotonic()
-        if interval:
+        if interval and not self.paces_network:
             await self._frontier.throttle(host, pause=interval)
 
     def page_fetched(self, request: Request) -> None:
@@ -157,8 +181,8 @@ class Politeness:
 
     async def _adjust(self, host: str, adjustment: Adjustment) -> None:
         if adjustment.concurrency is not None:
-            interval = self._intervals.get(host, default_host_policy(self._settings).interval)
-            await self._frontier.throttle(host, policy=HostPolicy(adjustment.concurrency, interval))
+            policy = HostPolicy(adjustment.concurrency, self._spacing(host))
+            await self._frontier.throttle(host, policy=policy)
         if adjustment.give_up and host not in self._given_up:
             self._given_up.add(host)
             log.warning("%s keeps failing after %d pauses: giving up on it", host, BREAKER_TRIPS)

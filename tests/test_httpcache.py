@@ -4,6 +4,7 @@ server on 127.0.0.1 replayed from the cache, then the ``crawl`` command."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -319,6 +320,21 @@ def test_a_second_crawl_replays_the_first_with_the_server_gone(serve, crawl_item
     assert stats["cache/hit"] == 6 and stats["cache/miss"] == 0 and stats.errors == 0
     assert stats["dropped/robots"] == 1  # robots.txt was replayed too: /private stays out
     assert len(server.hits) == seen and not server.hits_for("/private")
+
+
+def test_crawl_delay_spaces_the_network_fetches_but_not_the_replay(serve, crawl_items, tmp_path):
+    routes = chain_site(5)
+    routes["/robots.txt"] = robots("User-agent: *\nDisallow: /private\nCrawl-delay: 0.4\n")
+    server = serve(routes)
+    cache = str(tmp_path / "cache")
+    _, live = crawl_items(TitleSpider, [server.url + "/0"], cache=cache)
+    starts = [hit.time for hit in server.hits if hit.target != "/robots.txt"]
+    assert len(starts) == 5
+    assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.38  # misses wait for Crawl-delay
+    server.stop()
+    _, replay = crawl_items(TitleSpider, [server.url + "/0"], cache=cache)
+    assert replay["cache/hit"] == 6
+    assert replay.elapsed < 4 * 0.4 <= live.elapsed  # hits do not wait: the site is not asked
 
 
 def test_ignored_statuses_are_asked_again_and_the_rest_replayed(serve, crawl_items, tmp_path):
