@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import pytest
 import crawler
 from crawler._siteserver import SiteServer
 from crawler.demo import serve_demo
-from crawler.demo.site import CATEGORIES, catalog
+from crawler.demo.site import CATEGORIES, Product, catalog
 
 from .conftest import read_jsonl
 
@@ -50,23 +50,31 @@ def by_sku(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(items, key=lambda item: str(item["sku"]))
 
 
+def products(shop: SiteServer, **fields: Callable[[Product], Any]) -> list[dict[str, Any]]:
+    """The catalog as items: ``url``, ``sku``, ``name``, then ``fields`` in order."""
+    return [
+        {
+            "url": shop.url + product.path,
+            "sku": product.sku,
+            "name": product.name,
+            **{name: value(product) for name, value in fields.items()},
+        }
+        for product in catalog()
+    ]
+
+
 def fetched(shop: SiteServer) -> set[str]:
     return {hit.target for hit in shop.hits}
 
 
 def test_listing_follows_pagination_to_every_product(shop: SiteServer, tmp_path: Path) -> None:
     items = crawl_cli("listing", shop, tmp_path / "products.jsonl")
-    expected = [
-        {
-            "url": shop.url + product.path,
-            "sku": product.sku,
-            "name": product.name,
-            "price": product.price,
-            "in_stock": product.stock > 0,
-            "category": product.category.name,
-        }
-        for product in catalog()
-    ]
+    expected = products(
+        shop,
+        price=lambda p: p.price,
+        in_stock=lambda p: p.stock > 0,
+        category=lambda p: p.category.name,
+    )
     assert by_sku(items) == by_sku(expected)
     listings = {target for target in fetched(shop) if target.startswith("/category/")}
     assert listings == {cat.listing_path(n) for cat in CATEGORIES for n in range(1, cat.pages() + 1)}
@@ -74,43 +82,26 @@ def test_listing_follows_pagination_to_every_product(shop: SiteServer, tmp_path:
 
 def test_sitemap_fetches_only_the_pages_it_lists(shop: SiteServer, tmp_path: Path) -> None:
     items = crawl_run("sitemap", shop, tmp_path / "products.jsonl")
-    expected = [
-        {"url": shop.url + product.path, "sku": product.sku, "name": product.name, "price": product.price}
-        for product in catalog()
-    ]
+    expected = products(shop, price=lambda p: p.price)
     assert by_sku(items) == by_sku(expected)
     assert fetched(shop) == {"/robots.txt", "/sitemap.xml", *PRODUCT_PATHS}
 
 
 def test_api_reads_the_catalog_in_one_request(shop: SiteServer, tmp_path: Path) -> None:
     items = crawl_run("api", shop, tmp_path / "products.jsonl")
-    expected = [
-        {
-            "url": shop.url + product.path,
-            "sku": product.sku,
-            "name": product.name,
-            "category": product.category.slug,
-            "price": product.price_pence / 100,
-            "stock": product.stock,
-        }
-        for product in catalog()
-    ]
+    expected = products(
+        shop,
+        category=lambda p: p.category.slug,
+        price=lambda p: p.price_pence / 100,
+        stock=lambda p: p.stock,
+    )
     assert items == expected  # one response: the records in order
     assert fetched(shop) == {"/robots.txt", "/api/products.json"}
 
 
 def test_stock_awaits_the_api_record_of_each_product(shop: SiteServer, tmp_path: Path) -> None:
     items = crawl_cli("stock", shop, tmp_path / "stock.jsonl")
-    expected = [
-        {
-            "url": shop.url + product.path,
-            "sku": product.sku,
-            "name": product.name,
-            "stock": product.stock,
-            "reviews": product.reviews,
-        }
-        for product in catalog()
-    ]
+    expected = products(shop, stock=lambda p: p.stock, reviews=lambda p: p.reviews)
     assert by_sku(items) == by_sku(expected)
     api_calls = [hit.target for hit in shop.hits if hit.target.startswith("/api/products/")]
     assert sorted(api_calls) == sorted(f"/api/products/{product.sku}.json" for product in catalog())
