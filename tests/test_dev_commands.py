@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from crawler._siteserver import Page
 
 from .conftest import html, robots
-from .test_cli import crawl
+from .test_cli import CRAWL, crawl
 
 SPIDER = """
 from crawler import Spider
@@ -52,6 +54,7 @@ def shop(serve):
             "/old": Page(b"", 301, (("Location", "/p/1"),)),
             "/api/stock.json": Page(b'{"stock": 7}', headers=(("Content-Type", "application/json"),)),
             "/robots.txt": robots("User-agent: *\nDisallow: /admin/\n"),
+            "/admin/": html("Staff"),
         }
     )
 
@@ -181,3 +184,48 @@ def test_help_names_every_subcommand_and_each_has_help():
         assert f"crawl {name}" in listing, name
         result = crawl(name, "--help")
         assert result.returncode == 0 and "usage" in result.stdout.lower(), name
+
+
+TWO_SPIDERS = """
+from crawler import Spider
+
+class First(Spider):
+    name = "first"
+
+class Second(Spider):
+    name = "second"
+    note = "default"
+
+    def parse(self, response):
+        yield {"note": self.note, "title": response.css_first("title").text()}
+"""
+
+
+def test_parse_options_choose_the_spider_and_how_to_fetch(tmp_path, shop):
+    spider = tmp_path / "two.py"
+    spider.write_text(TWO_SPIDERS)
+    url = shop.url + "/admin/"
+    args = ["--spider", "second", "-a", "note=from -a", "--no-obey-robots", "--user-agent", "tester/1.0"]
+    result = crawl("parse", url, str(spider), *args, "--json", "--timeout", "5")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["items"] == [{"note": "from -a", "title": "Staff"}]
+    assert shop.hits_for("/admin/")[0].headers["user-agent"] == "tester/1.0"
+    several = crawl("parse", url, str(spider))
+    assert "several spiders (First, Second); choose one with --spider NAME" in several.stderr
+
+
+def test_shell_opens_ipython_when_it_is_installed(tmp_path, shop):
+    fake = tmp_path / "IPython"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "def start_ipython(argv, user_ns):\n"
+        "    print('ipython', argv, sorted(k for k in user_ns if not k.startswith('_')))\n"
+        "    print(user_ns['response'].status)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run(
+        [CRAWL, "shell", shop.url + "/"], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    names = "['Request', 'css', 'css_first', 'fetch', 'response', 'spider', 'text']"
+    assert f"ipython ['--no-banner'] {names}\n200\n" in result.stdout

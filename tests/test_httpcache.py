@@ -411,6 +411,27 @@ def test_the_crawl_command_replays_from_its_cache(spider_file, serve, tmp_path):
     assert len(server.hits) == 5
 
 
+def test_the_crawl_command_refetches_expired_entries(spider_file, serve, tmp_path):
+    server = serve(chain_site(2))
+    args = [str(spider_file), "-a", f"start={server.url}/0", "--cache", str(tmp_path / "cache")]
+    stats_path = tmp_path / "stats.json"
+    for _ in range(2):
+        result = crawl(*args, "--cache-expiry", "0.001", "--stats", str(stats_path), "--no-progress")
+        assert result.returncode == 0, result.stderr
+    assert json.loads(stats_path.read_text())["cache"] == {"expired": 3, "miss": 3, "stored": 3}
+    assert len(server.hits_for("/0")) == 2
+
+
+def test_parse_replays_from_the_cache(spider_file, serve, tmp_path):
+    server = serve(chain_site(2))
+    args = ["parse", server.url + "/0", str(spider_file), "--cache", str(tmp_path / "cache"), "--json"]
+    first = crawl(*args)
+    server.stop()
+    again = crawl(*args)
+    assert first.returncode == again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["items"] == json.loads(first.stdout)["items"] != []
+
+
 @pytest.mark.parametrize(
     ("option", "code", "message"),
     [
