@@ -28,7 +28,7 @@ from ._response import Response
 from ._settings import Settings
 from ._spider import Spider
 from ._stats import Stats
-from .cli import EXIT_INTERRUPTED, _run_with_signals
+from .cli import EXIT_INTERRUPTED, run_with_signals
 
 DEFAULT_PAGES = 2000
 MB = 1024 * 1024
@@ -162,7 +162,7 @@ def crawl_site(site: BenchSite, settings: dict[str, Any]) -> BenchResult:
     start = {"start_urls": [site.url + "/"]}
     engine = build_engine(BenchSpider, NullSink(), spider_args=start, allow_private=True, **settings)
     cpu_before, started = _cpu_seconds(), time.perf_counter()
-    stats, interrupted = asyncio.run(_run_with_signals(engine))
+    stats, interrupted = asyncio.run(run_with_signals(engine))
     if interrupted:
         raise KeyboardInterrupt  # the crawl stopped cleanly; main exits with 130
     seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_before

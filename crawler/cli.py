@@ -198,7 +198,7 @@ def _execute(invocation: Invocation) -> int:
         **invocation.settings,
     )
     try:
-        stats, interrupted = asyncio.run(_run_with_signals(engine))
+        stats, interrupted = asyncio.run(run_with_signals(engine))
     finally:
         if progress:
             progress.close()
@@ -210,7 +210,7 @@ def _execute(invocation: Invocation) -> int:
     return EXIT_INTERRUPTED if interrupted else 0
 
 
-async def _run_with_signals(engine: Engine) -> tuple[Stats, bool]:
+async def run_with_signals(engine: Engine) -> tuple[Stats, bool]:
     """Ctrl-C (or SIGTERM) stops cleanly; a second one gives up at once."""
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
