@@ -95,8 +95,6 @@ class Politeness:
         if cap is not None and self._pages[host] >= cap:
             return Admission(False, drop="host_page_limit")
         if not self._settings.obey_robots:
-            if host not in self._intervals:
-                await self._set_interval(host, None)
             return ADMITTED
         rules = await self._robots.rules_for(origin(request.url))
         if host not in self._intervals:
@@ -112,8 +110,9 @@ class Politeness:
         return Admission(False, retry_in=retry_in, detail=reason)
 
     async def _set_interval(self, host: str, delay: float | None) -> None:
-        """On first sight of a host: its interval from ``rate`` and Crawl-delay, told
-        to the frontier (which may hold an older policy from an earlier run of a job)."""
+        """On first sight of a host: its interval from ``rate`` and Crawl-delay; the
+        frontier hears of it only if Crawl-delay changes it (a round trip to the
+        frontier would delay the host's first request)."""
         interval = rate_interval(self._settings)
         if delay:
             if delay > self._settings.max_crawl_delay:
@@ -123,7 +122,9 @@ class Politeness:
                 delay = self._settings.max_crawl_delay
             interval = max(interval, delay * SPACING_MARGIN)  # an explicit slower rate wins
         self._intervals[host] = interval
-        await self._frontier.throttle(host, policy=HostPolicy(self._concurrency(host), self._spacing(host)))
+        if delay:
+            policy = HostPolicy(self._concurrency(host), self._spacing(host))
+            await self._frontier.throttle(host, policy=policy)
 
     def _spacing(self, host: str) -> float:
         """The interval the frontier keeps between starts on ``host``."""

@@ -61,6 +61,10 @@ class Settings:
     def __post_init__(self) -> None:
         if self.job is not None and self.frontier is not None:
             raise UsageError("use --job (one machine) or --frontier (shared), not both")
+        if self.cache is not None and (self.job is not None or self.frontier is not None):
+            # A job's or a shared frontier keeps per-host policies across runs, and with
+            # the cache their intervals are 0 (the cache paces what reaches the network).
+            raise UsageError("--cache is for development runs: it does not mix with --job or --frontier")
         _check_positive("concurrency", self.concurrency)
         _check_positive("per_host", self.per_host)
         _check_positive("max_redirects", self.max_redirects, allow_zero=True)

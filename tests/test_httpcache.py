@@ -337,6 +337,12 @@ def test_crawl_delay_spaces_the_network_fetches_but_not_the_replay(serve, crawl_
     assert replay.elapsed < 4 * 0.4 <= live.elapsed  # hits do not wait: the site is not asked
 
 
+@pytest.mark.parametrize("durable", [{"job": "crawls/x"}, {"frontier": "redis://127.0.0.1:6379/0"}])
+def test_the_cache_does_not_mix_with_a_job_or_a_shared_frontier(durable):
+    with pytest.raises(UsageError, match="does not mix with --job or --frontier"):
+        Settings(cache="cache", **durable)
+
+
 def test_ignored_statuses_are_asked_again_and_the_rest_replayed(serve, crawl_items, tmp_path):
     routes = chain_site(3)
     routes["/busy"] = Page(b"try later", status=503)
