@@ -149,7 +149,11 @@ def _open_session(args: argparse.Namespace) -> ShellSession:
         spider_cls = load_spider(args.spider_file, args.spider_name)
         spider = spider_cls(**parse_spider_args(args.spider_args))
     session = ShellSession(fetch_settings(spider_cls, args), spider)
-    session.fetch(checked_url(args.url))
+    try:
+        session.fetch(checked_url(args.url))
+    except BaseException:
+        session.close()
+        raise
     return session
 
 
