@@ -76,8 +76,8 @@ import redis
 
 from bench.distributed_spider import URLS_ENV, DistributedSpider
 from bench.fairness import Options, _start_servers, min_gap, page_path, window_counts
+from bench.measure import RESULTS, save_report
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SPIDER = Path(__file__).resolve().parent / "distributed_spider.py"
 MIN_SPEEDUP = 2.5
 MIN_GAP_SHARE = 0.5
@@ -106,8 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = [_run(settings, 1, "one"), _run(settings, settings.nodes, "many")]
     report = _report(settings, runs)
     _print_report(report)
-    (RESULTS / "distributed.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote {RESULTS / 'distributed.json'}")
+    save_report("distributed", report)
     return 0 if report["passed"] else 1
 
 

@@ -49,11 +49,14 @@ from typing import Any
 
 import psutil
 
+if __package__ in (None, ""):  # run as a script: make the bench package importable
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
 import crawler
+from bench.measure import RESULTS, save_report
 from crawler import Request, Response, Spider
 from crawler._siteserver import Page, SiteServer
 
-RESULTS = Path(__file__).resolve().parent / "results"
 MIN_EFFICIENCY = 0.90
 WINDOW_S = 1.0
 SEED = 2026
@@ -96,8 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         served = servers.stop()
     report = _analyse(options, crawl, served)
     _print_report(report)
-    (RESULTS / "fairness.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote {RESULTS / 'fairness.json'}")
+    save_report("fairness", report)
     return 0 if report["passed"] else 1
 
 

@@ -14,6 +14,7 @@ cross-check.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import time
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import IO
 
 import psutil
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 INTERVAL = 0.05
 MB = 1024 * 1024
@@ -154,3 +157,10 @@ def _has_exited(pid: int) -> bool:
     """Whether ``pid`` has exited, leaving it unreaped (WNOWAIT)."""
     result = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     return result is not None
+
+
+def save_report(name: str, report: Mapping[str, object]) -> None:
+    """Write ``report`` to ``bench/results/NAME.json`` and say where."""
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {path}")

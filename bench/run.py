@@ -33,12 +33,11 @@ if __package__ in (None, ""):  # run as a script: import the package, not bench/
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench.fields import FIELD_NAMES, URL_ENV
-from bench.measure import MB, Measurement, run_measured
+from bench.measure import MB, RESULTS, Measurement, run_measured, save_report
 from bench.site import DEFAULT_PAGES, page_path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-RESULTS = BENCH / "results"
 CRAWLERS = ("ours", "scrapy")
 CONCURRENCY = 64
 STDERR_TAIL = 25  # lines shown when a crawler fails
@@ -82,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = [_run_one(name, rep, options) for rep in range(options.repeat) for name in _order(options, rep)]
     report = _report(options, runs, started)
     _print_report(report)
-    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote {RESULTS / 'latest.json'}")
+    save_report("latest", report)
     return 1 if any(run["problems"] for run in runs) else 0
 
 
