@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import json
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -26,13 +25,14 @@ from ._output import NullSink
 from ._request import Request
 from ._response import Response
 from ._settings import Settings
+from ._siteserver import child_server
 from ._spider import Spider
 from ._stats import Stats
 from .cli import EXIT_INTERRUPTED, run_with_signals
 
 DEFAULT_PAGES = 2000
 MB = 1024 * 1024
-SITE_COMMAND = ("-m", "crawler._benchsite", "--port", "0", "--stop-with-parent")
+SITE_MODULE = ("crawler._benchsite", "--port", "0", "--stop-with-parent")
 RSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in bytes on macOS, KiB on Linux
 
 
@@ -139,13 +139,8 @@ def bench_site(pages: int) -> Iterator[BenchSite]:
 
     In a session of its own, so that Ctrl-C stops the crawl cleanly while the site
     still answers; it stops when we end it, or soon after we die."""
-    command = [sys.executable, *SITE_COMMAND, "--pages", str(pages)]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True) as server:
-        try:
-            assert server.stdout is not None
-            yield _announced_site(server.stdout.readline())
-        finally:
-            server.terminate()
+    with child_server([*SITE_MODULE, "--pages", str(pages)], own_session=True) as announced:
+        yield _announced_site(announced)
 
 
 def _announced_site(line: str) -> BenchSite:

@@ -24,9 +24,12 @@ import asyncio
 import http
 import logging
 import signal
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Self
 
@@ -401,3 +404,19 @@ class SiteServer:
                 self._cache.clear()
             encoded = self._cache[id(page)] = _encode(page)
         return encoded
+
+
+@contextmanager
+def child_server(module_args: Sequence[str], *, own_session: bool = False) -> Iterator[str]:
+    """Run ``python -m MODULE ARGS...``, a server that prints one line once it listens,
+    as a child process (so its CPU is not the caller's); yield that line; stop it at
+    the end. ``own_session`` keeps Ctrl-C in the terminal from reaching it."""
+    command = [sys.executable, "-m", *module_args]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, text=True, start_new_session=own_session
+    ) as server:
+        try:
+            assert server.stdout is not None
+            yield server.stdout.readline()
+        finally:
+            server.terminate()

@@ -9,13 +9,12 @@ serves it in the foreground until Ctrl-C, for your own spiders.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from .._siteserver import SiteServer
+from .._siteserver import SiteServer, child_server
 from . import install_demo
 
 SPIDER = Path(__file__).with_name("spider.py")
@@ -51,13 +50,7 @@ def _announce(server: SiteServer) -> None:
 @contextmanager
 def demo_site() -> Iterator[str]:
     """The shop in a child process on a free port; yields its URL."""
-    command = [sys.executable, "-m", "crawler.demo", "--port", "0"]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as server:
-        try:
-            assert server.stdout is not None
-            announced = server.stdout.readline()
-            if " serving at " not in announced:
-                raise SystemExit("crawl: error: the demo shop did not start")
-            yield announced.split(" serving at ", 1)[1].split()[0].rstrip("/")
-        finally:
-            server.terminate()
+    with child_server(["crawler.demo", "--port", "0"]) as announced:
+        if " serving at " not in announced:
+            raise SystemExit("crawl: error: the demo shop did not start")
+        yield announced.split(" serving at ", 1)[1].split()[0].rstrip("/")
