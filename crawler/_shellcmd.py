@@ -29,7 +29,7 @@ from dataclasses import replace
 from typing import Any
 
 from ._callbacks import ParseResult
-from ._direct import standalone_fetcher
+from ._direct import DirectFetcher, standalone_fetcher
 from ._errors import CrawlerError
 from ._logs import configure_logging
 from ._parsecmd import add_fetch_options, checked_url, fetch_settings, run_on, scope_for
@@ -46,12 +46,16 @@ PROG = "crawl shell"
 class ShellSession:
     """The shell's namespace and the event loop its fetches run on. Every URL typed
     into ``fetch`` is one the user named, so the address guard lets its host
-    through; redirects elsewhere are guarded as in a crawl."""
+    through; redirects elsewhere are guarded as in a crawl. The fetchers stay open
+    for the whole session (one per named host, one per spider scope), so robots.txt
+    is fetched once per origin and repeated fetches keep the host's pace."""
 
     def __init__(self, settings: Settings, spider: Spider | None) -> None:
         self.settings = settings
         self.spider = spider
         self.loop = asyncio.new_event_loop()
+        self._open = contextlib.AsyncExitStack()
+        self._fetchers: dict[tuple[tuple[str, ...], tuple[str, ...] | None], DirectFetcher] = {}
         self.namespace: dict[str, Any] = {
             "fetch": self.fetch,
             "css": self.css,
@@ -76,8 +80,16 @@ class ShellSession:
 
     async def _fetch(self, target: str | Request, fields: dict[str, Any]) -> Response:
         url = target.url if isinstance(target, Request) else target
-        async with standalone_fetcher(self.settings, [hostname(url)], None) as direct:
-            return await direct.fetch(target, **fields)
+        direct = await self._fetcher((hostname(url),), None)
+        return await direct.fetch(target, **fields)
+
+    async def _fetcher(self, named: tuple[str, ...], scope: tuple[str, ...] | None) -> DirectFetcher:
+        """The session's fetcher for these named hosts and this scope, opened once."""
+        key = (named, scope)
+        if key not in self._fetchers:
+            fetcher = standalone_fetcher(self.settings, named, scope)
+            self._fetchers[key] = await self._open.enter_async_context(fetcher)
+        return self._fetchers[key]
 
     def css(self, selector: str) -> list[Any]:
         """``response.css(selector)`` of the current response."""
@@ -105,11 +117,12 @@ class ShellSession:
     async def _run(self, response: Response) -> ParseResult:
         assert self.spider is not None
         scope = scope_for(self.spider, self.settings, response.url)
-        async with standalone_fetcher(self.settings, scope, scope) as direct:
-            bind_fetch(self.spider, direct.fetch)
-            return await run_on(self.spider, self.settings, scope, response)
+        direct = await self._fetcher(scope, scope)
+        bind_fetch(self.spider, direct.fetch)
+        return await run_on(self.spider, self.settings, scope, response)
 
     def close(self) -> None:
+        self.loop.run_until_complete(self._open.aclose())
         self.loop.close()
 
 

@@ -143,6 +143,7 @@ def test_shell_reads_commands_from_stdin_and_fetch_replaces_the_response(shop):
     result = crawl("shell", shop.url + "/", "--no-ipython", input=commands)
     assert result.returncode == 0, result.stderr
     assert result.stdout.replace(">>>", "").split() == ["200", "7"]  # prompts go to stdout too
+    assert len(shop.hits_for("/robots.txt")) == 1  # one fetcher per host for the whole session
 
 
 def test_shell_code_that_raises_exits_1_with_its_traceback(shop):
