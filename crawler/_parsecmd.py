@@ -160,9 +160,7 @@ async def run_on(
     runner.mark_seen(request)
     task = ParseTask(request, response.url, response.status, response.headers, response.body)
     result = await runner.run_async(task) if is_async_callback(spider, request) else runner.run(task)
-    for item in result.items:
-        _, failures = encode_items([item])
-        result.errors.extend(failures)
+    result.errors.extend(encode_items(result.items)[1])
     return result
 
 
