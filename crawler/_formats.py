@@ -11,6 +11,7 @@ import csv
 import dataclasses
 import gzip
 import io
+import logging
 import os
 import zlib
 from collections.abc import Mapping
@@ -20,10 +21,13 @@ import orjson
 
 from ._errors import OutputError
 from ._output import FileSink, ItemSink, JsonLinesSink
+from ._stats import Stats
 
 GZIP_SUFFIXES = (".jsonl.gz", ".ndjson.gz")
 CSV_SUFFIX = ".csv"
 _CHUNK = 1 << 16
+
+log = logging.getLogger("crawler.output")
 
 
 def open_sink(target: str, *, overwrite: bool) -> ItemSink:
@@ -34,6 +38,12 @@ def open_sink(target: str, *, overwrite: bool) -> ItemSink:
     if target != "-" and lowered.endswith(CSV_SUFFIX):
         return CsvSink(target, overwrite=overwrite)
     return JsonLinesSink(target, overwrite=overwrite)
+
+
+def count_dropped_fields(sink: ItemSink, stats: Stats) -> None:
+    """Add the values a CSV sink had no column for to ``dropped/csv_field``."""
+    if isinstance(sink, CsvSink):
+        stats.inc("dropped/csv_field", sink.dropped_fields)
 
 
 class GzipJsonLinesSink(JsonLinesSink):
@@ -76,9 +86,13 @@ def _complete_members_end(fd: int, size: int) -> int:
 
 class CsvSink(FileSink):
     """Items (dicts or dataclasses) as CSV rows, UTF-8. The header is the first item's
-    keys, or the existing header when appending to a non-empty file; keys outside it
-    are dropped and counted in ``dropped_fields``, missing ones are empty cells, and
-    lists and dicts are JSON-encoded into their cell."""
+    keys, or the existing header when appending to a non-empty file; missing keys are
+    empty cells, and lists and dicts are JSON-encoded into their cell.
+
+    Appending items with keys the existing header lacks is refused (`OutputError`,
+    nothing written): their values would have no column. A key that a later item
+    adds to a file this crawl started cannot get a column either: its values are
+    left out, a warning names the key once, and ``dropped_fields`` counts them."""
 
     wants_lines = False
 
@@ -86,6 +100,7 @@ class CsvSink(FileSink):
         super().__init__(target, overwrite=overwrite)
         self.dropped_fields = 0
         self._fieldnames: list[str] | None = None
+        self._unknown: set[str] = set()
 
     async def write(self, lines: bytes, items: list[Any]) -> None:
         if not items:
@@ -94,15 +109,40 @@ class CsvSink(FileSink):
         text = io.StringIO()
         writer = csv.writer(text)
         if self._fieldnames is None:
-            self._fieldnames = self._existing_header()
-            if self._fieldnames is None:
-                self._fieldnames = list(rows[0])
+            self._fieldnames = self._header_for(rows[0])
+            if self._good_size == 0:
                 writer.writerow(self._fieldnames)
         known = set(self._fieldnames)
         for row in rows:
-            self.dropped_fields += sum(1 for key in row if key not in known)
+            self._count_unknown(row, known)
             writer.writerow([_cell(row.get(name)) for name in self._fieldnames])
         self._buffer += text.getvalue().encode("utf-8")
+
+    def _header_for(self, first: Mapping[str, Any]) -> list[str]:
+        existing = self._existing_header()
+        if existing is None:
+            return list(first)
+        extra = [key for key in first if key not in existing]
+        if extra:
+            raise OutputError(
+                f"cannot append to {self.target}: its columns are {', '.join(existing)}, and these "
+                f"items add {', '.join(extra)}; write them to another file, or replace it with -O"
+            )
+        return existing
+
+    def _count_unknown(self, row: Mapping[str, Any], known: set[str]) -> None:
+        for key in row:
+            if key not in known:
+                self.dropped_fields += 1
+                if key not in self._unknown:
+                    self._unknown.add(key)
+                    log.warning(
+                        "%s: key %r is not in the CSV header (%s), which the first item set: "
+                        "its values are left out (counted in dropped/csv_field)",
+                        self.target,
+                        key,
+                        ", ".join(known),
+                    )
 
     def _existing_header(self) -> list[str] | None:
         if self._fd is None or self._good_size == 0:
@@ -113,10 +153,6 @@ class CsvSink(FileSink):
             return next(csv.reader(io.StringIO(text, newline="")), None) or None
         except csv.Error as exc:
             raise OutputError(f"cannot read the CSV header of {self.target}: {exc}") from None
-
-    def _after_failure(self) -> None:
-        if self._good_size == 0:  # the header went with the failed write
-            self._fieldnames = None
 
     def repair(self) -> int:
         """Cut a partial last row off the file; return how many bytes went."""

@@ -35,6 +35,27 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class _Mode:
+    json = False  # --log-format json: errors printed outside logging are JSON too
+
+
+def print_error(prog: str, message: str) -> None:
+    """One line on stderr, ``PROG: error: MESSAGE``: a JSON object in JSON mode."""
+    line = f"{prog}: error: {message}"
+    if _Mode.json:
+        record = logging.makeLogRecord({"name": "crawler", "levelname": "ERROR", "levelno": 40, "msg": line})
+        line = JsonFormatter().format(record)
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def wants_json_logs(argv: list[str]) -> bool:
+    """Whether a command line asks for ``--log-format json`` (read before parsing it,
+    so that even a usage error is reported as JSON)."""
+    pairs = zip(argv, [*argv[1:], ""], strict=True)
+    return any(arg == "--log-format=json" or (arg, value) == ("--log-format", "json") for arg, value in pairs)
+
+
 def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
     """Send the crawler's logs to stderr at ``level`` in ``log_format``; a bad value
     raises `UsageError`."""
@@ -43,6 +64,7 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
         raise UsageError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
     if log_format not in LOG_FORMATS:
         raise UsageError(f"--log-format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
+    _Mode.json = log_format == "json"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=name, handlers=[handler], force=True)

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from ._errors import CrawlerError
 from ._spider import Spider
 from ._stats import Stats
 
@@ -23,6 +24,14 @@ async def _call(obj: Any, name: str, *args: Any) -> Any:
     return await result if inspect.isawaitable(result) else result
 
 
+class PipelineError(CrawlerError):
+    """A pipeline's ``open`` or ``close`` raised: the crawl cannot go on (exit 1)."""
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 class Pipelines:
     def __init__(self, pipelines: Sequence[Any], spider: Spider, stats: Stats) -> None:
         self._pipelines = [p() if isinstance(p, type) else p for p in pipelines]
@@ -33,12 +42,28 @@ class Pipelines:
         return bool(self._pipelines)
 
     async def open(self) -> None:
+        """Open each pipeline in order; one that fails stops the crawl (`PipelineError`)."""
         for pipeline in self._pipelines:
-            await _call(pipeline, "open", self._spider)
+            await self._call_hook(pipeline, "open")
 
     async def close(self) -> None:
+        """Close every pipeline, even after one failed; then raise the first failure."""
+        failures = []
         for pipeline in self._pipelines:
-            await _call(pipeline, "close", self._spider)
+            try:
+                await self._call_hook(pipeline, "close")
+            except PipelineError as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+
+    async def _call_hook(self, pipeline: Any, name: str) -> None:
+        try:
+            await _call(pipeline, name, self._spider)
+        except Exception as exc:
+            log.debug("pipeline %s.%s() failed", type(pipeline).__name__, name, exc_info=True)
+            what = f"{type(pipeline).__name__}.{name}()"
+            raise PipelineError(f"pipeline {what} failed: {_describe(exc)}") from exc
 
     async def process(self, items: list[Any], url: str) -> list[Any]:
         """Items that went through every pipeline; dropped and failed ones are counted."""
@@ -55,13 +80,8 @@ class Pipelines:
                 item = await _call(pipeline, "process_item", item, self._spider)
             except Exception as exc:
                 self._stats.inc("errors/pipeline")
-                log.error(
-                    "pipeline %s failed on an item of %s: %s: %s",
-                    type(pipeline).__name__,
-                    url,
-                    type(exc).__name__,
-                    exc,
-                )
+                name = type(pipeline).__name__
+                log.error("pipeline %s failed on an item of %s: %s", name, url, _describe(exc))
                 return None
             if item is None:
                 self._stats.inc("dropped/pipeline")

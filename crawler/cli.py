@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import json
 import logging
 import signal
 import sys
@@ -22,13 +21,14 @@ import typer
 from ._api import build_engine
 from ._backends import refuse_overwriting_a_job
 from ._engine import Engine
-from ._errors import CrawlerError, OutputError, UsageError
-from ._formats import open_sink
-from ._logs import configure_logging
+from ._errors import CrawlerError, UsageError
+from ._formats import count_dropped_fields, open_sink
+from ._logs import configure_logging, print_error
 from ._output import ItemSink, NullSink
 from ._settings import SETTING_NAMES
 from ._spider import Spider, load_spider, parse_spider_args
 from ._stats import Stats
+from ._statsfile import check_stats_target, write_stats
 
 log = logging.getLogger("crawler")
 
@@ -43,7 +43,7 @@ class Invocation:
     sink: ItemSink
     settings: dict[str, Any]
     spider_args: dict[str, str] = field(default_factory=dict)
-    stats_path: Path | None = None
+    stats_path: str | None = None
     progress: bool = True
     json_logs: bool = False
 
@@ -121,7 +121,9 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
         list[int] | None,
         typer.Option(metavar="CODE", help="Status never cached (repeat it) [408 429 500 502 503 504]."),
     ] = None,
-    stats: Annotated[Path | None, typer.Option(help="Write the final statistics to this JSON file.")] = None,
+    stats: Annotated[
+        str | None, typer.Option(metavar="PATH", help="Write the final statistics as JSON ('-': stdout).")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
     log_format: Annotated[str, typer.Option(help="text, or json: one JSON object per line.")] = "text",
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No live progress line.")] = False,
@@ -134,6 +136,7 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
     debug = _setup_logging(log_level, log_format)
     try:
         refuse_overwriting_a_job(job, overwrite_output is not None)
+        check_stats_target(stats, output or overwrite_output)
         invocation = _prepare(
             spider_file,
             spider_name=spider_name,
@@ -155,7 +158,7 @@ def _setup_logging(level: str, log_format: str) -> bool:
     try:
         configure_logging(level, log_format)
     except UsageError as exc:
-        typer.echo(f"crawl: error: {exc}", err=True)
+        print_error("crawl", str(exc))
         raise typer.Exit(2) from None
     return level.upper() == "DEBUG"
 
@@ -163,7 +166,7 @@ def _setup_logging(level: str, log_format: str) -> bool:
 def _report(exc: BaseException, debug: bool) -> None:
     if debug:
         log.exception("fatal error")
-    typer.echo(f"crawl: error: {exc}", err=True)
+    print_error("crawl", str(exc))
 
 
 def _prepare(
@@ -185,7 +188,14 @@ def _prepare(
 
 
 def _execute(invocation: Invocation) -> int:
-    stats_file = _open_stats_file(invocation.stats_path)
+    try:
+        return _run(invocation)
+    finally:
+        invocation.sink.close()  # after a failed start-up: removes a temporary file, keeps the old one
+
+
+def _run(invocation: Invocation) -> int:
+    """Crawl; the summary and ``--stats`` are written even when the crawl fails."""
     from ._progress import Progress  # noqa: PLC0415  (rich loads only when there is a terminal to draw on)
 
     show_progress = invocation.progress and sys.stderr.isatty()
@@ -198,16 +208,25 @@ def _execute(invocation: Invocation) -> int:
         **invocation.settings,
     )
     try:
-        stats, interrupted = asyncio.run(run_with_signals(engine))
+        interrupted = asyncio.run(run_with_signals(engine))[1]
     finally:
         if progress:
             progress.close()
-        _write_stats(stats_file, engine.stats)
+        _finish(invocation, engine.stats)
+    return EXIT_INTERRUPTED if interrupted else 0
+
+
+def _finish(invocation: Invocation, stats: Stats) -> None:
+    if stats.finish_reason == "running":  # start-up failed: there is nothing to sum up
+        return
+    count_dropped_fields(invocation.sink, stats)
+    write_stats(invocation.stats_path, stats)
     if invocation.json_logs:
         log.info("crawl %s", stats.finish_reason, extra={"stats": stats.to_dict()})
     else:
+        from ._progress import Progress  # noqa: PLC0415
+
         Progress.print_summary(stats)
-    return EXIT_INTERRUPTED if interrupted else 0
 
 
 async def run_with_signals(engine: Engine) -> tuple[Stats, bool]:
@@ -230,22 +249,6 @@ async def run_with_signals(engine: Engine) -> tuple[Stats, bool]:
     except asyncio.CancelledError:
         stats = engine.stats
     return stats, bool(signals_seen)
-
-
-def _open_stats_file(path: Path | None) -> Any:
-    if path is None:
-        return None
-    try:
-        return path.open("w", encoding="utf-8")
-    except OSError as exc:
-        raise OutputError(f"cannot write stats to {path}: {exc.strerror or exc}") from None
-
-
-def _write_stats(stats_file: Any, stats: Stats) -> None:
-    if stats_file is not None:
-        with stats_file:
-            json.dump(stats.to_dict(), stats_file, indent=2)
-            stats_file.write("\n")
 
 
 def _make_app() -> typer.Typer:
