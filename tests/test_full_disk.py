@@ -21,8 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from crawler._siteserver import Page
-
 from .conftest import html
 
 CRAWL = str(Path(sys.executable).parent / "crawl")
