@@ -17,11 +17,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ._backends import ClusterStats, Job, open_frontier
-from ._callbacks import LinkRules, ParseResult, ParseTask, encode_items, vet_url
+from ._callbacks import LinkRules, ParseResult, ParseTask, vet_url
 from ._direct import DirectFetcher
 from ._errors import CrawlerError, FetchError, OutputError, TransientFetchError, UsageError
 from ._frontier import Frontier, FrontierStatus
 from ._http import REDIRECT_STATUSES, RETRY_STATUSES, backoff, follow_redirect
+from ._itemjson import encode_items
 from ._output import FLUSH_BYTES, ItemSink
 from ._pipelines import Pipelines
 from ._politeness import Admission, Politeness, default_host_policy

@@ -17,21 +17,48 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
-from ._errors import OutputError
+from ._errors import OutputError, UsageError
+from ._itemjson import encode_value
 from ._output import FileSink, ItemSink, JsonLinesSink
 from ._stats import Stats
 
-GZIP_SUFFIXES = (".jsonl.gz", ".ndjson.gz")
+GZIP_SUFFIXES = (".jsonl.gz", ".ndjson.gz", ".jl.gz")
 CSV_SUFFIX = ".csv"
 _CHUNK = 1 << 16
 
 log = logging.getLogger("crawler.output")
 
 
+# Names that promise a format these sinks do not write: refused rather than filled with
+# JSON Lines. Any other name (``items.txt``, ``/dev/null``) gets JSON Lines.
+UNSUPPORTED = {
+    ".json": "a .json file would have to hold one JSON array; name it .jsonl for JSON Lines",
+    ".csv.gz": "CSV is written uncompressed; name it .csv, or .jsonl.gz for compressed JSON Lines",
+    ".gz": "only JSON Lines are written compressed; name it .jsonl.gz",
+    ".bz2": "only gzip compression is supported (.jsonl.gz)",
+    ".xz": "only gzip compression is supported (.jsonl.gz)",
+    ".zst": "only gzip compression is supported (.jsonl.gz)",
+    ".zip": "only gzip compression is supported (.jsonl.gz)",
+    ".xml": "items are written as JSON Lines (.jsonl) or CSV (.csv)",
+    ".tsv": "items are written as JSON Lines (.jsonl) or CSV (.csv)",
+    ".xlsx": "items are written as JSON Lines (.jsonl) or CSV (.csv)",
+    ".parquet": "items are written as JSON Lines (.jsonl) or CSV (.csv)",
+}
+
+
+def check_output_name(target: str) -> None:
+    """Refuse a name whose ending promises a format that would not be written."""
+    lowered = target.lower()
+    if target == "-" or lowered.endswith(GZIP_SUFFIXES):
+        return
+    for suffix, advice in UNSUPPORTED.items():
+        if lowered.endswith(suffix):
+            raise UsageError(f"cannot write items to {target}: {advice}")
+
+
 def open_sink(target: str, *, overwrite: bool) -> ItemSink:
     """The sink for ``-o/-O target``, chosen by how the path ends (case-insensitive)."""
+    check_output_name(target)
     lowered = target.lower()
     if target != "-" and lowered.endswith(GZIP_SUFFIXES):
         return GzipJsonLinesSink(target, overwrite=overwrite)
@@ -41,9 +68,11 @@ def open_sink(target: str, *, overwrite: bool) -> ItemSink:
 
 
 def count_dropped_fields(sink: ItemSink, stats: Stats) -> None:
-    """Add the values a CSV sink had no column for to ``dropped/csv_field``."""
+    """Count what a CSV sink left out: values it had no column for, items it refused."""
     if isinstance(sink, CsvSink):
         stats.inc("dropped/csv_field", sink.dropped_fields)
+        stats.inc("errors/item", sink.refused_items)
+        stats.inc("items", -sink.refused_items)
 
 
 class GzipJsonLinesSink(JsonLinesSink):
@@ -99,6 +128,7 @@ class CsvSink(FileSink):
     def __init__(self, target: str, *, overwrite: bool = False) -> None:
         super().__init__(target, overwrite=overwrite)
         self.dropped_fields = 0
+        self.refused_items = 0
         self._fieldnames: list[str] | None = None
         self._unknown: set[str] = set()
 
@@ -115,8 +145,19 @@ class CsvSink(FileSink):
         known = set(self._fieldnames)
         for row in rows:
             self._count_unknown(row, known)
-            writer.writerow([_cell(row.get(name)) for name in self._fieldnames])
+            self._write_row(writer, row)
         self._buffer += text.getvalue().encode("utf-8")
+
+    def _write_row(self, writer: Any, row: Mapping[str, Any]) -> None:
+        """One row; an item whose nested value JSON cannot carry is refused and counted."""
+        assert self._fieldnames is not None
+        try:
+            cells = [_cell(row.get(name)) for name in self._fieldnames]
+        except ValueError as exc:
+            self.refused_items += 1
+            log.error("%s: item not written: %s", self.target, exc)
+            return
+        writer.writerow(cells)
 
     def _header_for(self, first: Mapping[str, Any]) -> list[str]:
         existing = self._existing_header()
@@ -192,9 +233,6 @@ def _as_row(item: Any) -> Mapping[str, Any]:
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
-    if isinstance(value, (list, tuple, dict)):
-        try:
-            return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
-        except TypeError as exc:
-            raise OutputError(f"item value is not JSON-serialisable: {exc}") from None
+    if isinstance(value, list | tuple | dict | set | frozenset):
+        return encode_value(value).decode("utf-8")
     return value

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
 from ._errors import UsageError
 
+EXIT_CLOSED_PIPE = 128 + 13  # 128 + SIGPIPE, what a shell reports for `yes | head -1`
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -47,6 +49,17 @@ def print_error(prog: str, message: str) -> None:
         line = JsonFormatter().format(record)
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
+
+
+def exit_quietly_on_a_closed_pipe() -> int:
+    """Output to a pipe whose reader went away (``crawl job DIR | head -1``) ends
+    quietly, as other Unix tools do: no message, the exit code of a process killed
+    by SIGPIPE. Stdout is pointed at /dev/null so the interpreter's last flush at
+    exit does not complain either."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_CLOSED_PIPE
 
 
 def wants_json_logs(argv: list[str]) -> bool:

@@ -12,8 +12,8 @@ import sys
 import tempfile
 from typing import Any, Protocol
 
-from ._callbacks import encode_items
 from ._errors import OutputError
+from ._itemjson import encode_items
 
 FLUSH_BYTES = 256 * 1024
 

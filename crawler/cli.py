@@ -22,13 +22,14 @@ from ._api import build_engine
 from ._backends import refuse_overwriting_a_job
 from ._engine import Engine
 from ._errors import CrawlerError, UsageError
-from ._formats import count_dropped_fields, open_sink
-from ._logs import configure_logging, print_error
+from ._formats import check_output_name, count_dropped_fields, open_sink
+from ._logs import configure_logging, print_error, wants_json_logs
 from ._output import ItemSink, NullSink
 from ._settings import SETTING_NAMES
 from ._spider import Spider, load_spider, parse_spider_args
 from ._stats import Stats
 from ._statsfile import check_stats_target, write_stats
+from ._version import __version__
 
 log = logging.getLogger("crawler")
 
@@ -53,10 +54,12 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
         Path, typer.Argument(metavar="SPIDER.py", help="Python file with a Spider subclass.")
     ],
     output: Annotated[
-        str | None, typer.Option("-o", "--output", help="Append items as JSON Lines ('-': stdout).")
+        list[str] | None,
+        typer.Option("-o", "--output", help="Append items: .jsonl, .jsonl.gz or .csv ('-': stdout)."),
     ] = None,
     overwrite_output: Annotated[
-        str | None, typer.Option("-O", "--overwrite-output", help="Write items, replacing the file.")
+        list[str] | None,
+        typer.Option("-O", "--overwrite-output", help="Write items, replacing the file once the crawl ends."),
     ] = None,
     spider_arg: Annotated[
         list[str] | None, typer.Option("-a", help="Set a spider attribute: NAME=VALUE.")
@@ -135,13 +138,14 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
     settings["cache_ignore_status"] = tuple(cache_ignore_status) if cache_ignore_status else None
     debug = _setup_logging(log_level, log_format)
     try:
-        refuse_overwriting_a_job(job, overwrite_output is not None)
-        check_stats_target(stats, output or overwrite_output)
+        target, overwrite = _output_target(output or [], overwrite_output or [])
+        refuse_overwriting_a_job(job, overwrite)
+        check_stats_target(stats, target)
         invocation = _prepare(
             spider_file,
             spider_name=spider_name,
-            output=output,
-            overwrite_output=overwrite_output,
+            target=target,
+            overwrite=overwrite,
             spider_args=spider_arg or [],
             settings=settings,
         )
@@ -169,21 +173,30 @@ def _report(exc: BaseException, debug: bool) -> None:
     print_error("crawl", str(exc))
 
 
+def _output_target(append: list[str], overwrite: list[str]) -> tuple[str | None, bool]:
+    """The one output of ``-o`` or ``-O``, and whether it replaces the file."""
+    if append and overwrite:
+        raise UsageError("use -o (append) or -O (overwrite), not both")
+    targets = append or overwrite
+    if len(targets) > 1:
+        raise UsageError(f"one output per crawl, not {len(targets)}: {', '.join(targets)}")
+    if targets:
+        check_output_name(targets[0])  # before the spider file is even loaded
+    return (targets[0] if targets else None), bool(overwrite)
+
+
 def _prepare(
     spider_file: Path,
     *,
     spider_name: str | None,
-    output: str | None,
-    overwrite_output: str | None,
+    target: str | None,
+    overwrite: bool,
     spider_args: list[str],
     settings: dict[str, Any],
 ) -> Invocation:
-    if output is not None and overwrite_output is not None:
-        raise UsageError("use -o (append) or -O (overwrite), not both")
     args = parse_spider_args(spider_args)
     spider_cls = load_spider(spider_file, spider_name)
-    target = output if output is not None else overwrite_output
-    sink: ItemSink = open_sink(target, overwrite=overwrite_output is not None) if target else NullSink()
+    sink: ItemSink = open_sink(target, overwrite=overwrite) if target else NullSink()
     return Invocation(spider_cls, sink, {k: v for k, v in settings.items() if v is not None}, args)
 
 
@@ -267,6 +280,7 @@ OTHER_COMMANDS = """Other commands (each has --help):
   crawl bench                      pages/s and CPU per page on a local site
   crawl job DIR                    what a job holds, without running it
   crawl demo [--serve]             crawl (or serve) the demo shop
+  crawl --version                  print the version
 """
 
 SUBCOMMANDS: dict[str, str] = {
@@ -283,10 +297,39 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point. ``crawl demo ...`` and other subcommands dispatch by name;
     anything else is ``crawl SPIDER.py ...``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["--version"], ["-V"]):
+        print(f"crawl {__version__}")
+        return
     if argv and argv[0] in SUBCOMMANDS:
         module = importlib.import_module(SUBCOMMANDS[argv[0]])
         code = module.main(argv[1:])  # an exit code, or None for 0
         if code:
             raise SystemExit(code)
         return
+    if wants_json_logs(argv):
+        _run_with_json_usage_errors(argv)
+        return
     _make_app()(argv, prog_name="crawl")
+
+
+def _run_with_json_usage_errors(argv: list[str]) -> None:
+    """``--log-format json``: a usage error is a JSON line too, not click's text."""
+    click_exception = _click_exceptions().ClickException
+    try:
+        code = _make_app()(argv, prog_name="crawl", standalone_mode=False)
+    except click_exception as exc:
+        configure_logging("INFO", "json")
+        print_error("crawl", exc.format_message())
+        code = exc.exit_code
+    except typer.Abort:
+        code = EXIT_INTERRUPTED
+    if code:
+        raise SystemExit(code)
+
+
+def _click_exceptions() -> Any:
+    """click's exceptions: typer 0.2x carries its own copy of click, older ones use click."""
+    try:
+        return importlib.import_module("typer._click.exceptions")
+    except ImportError:
+        return importlib.import_module("click.exceptions")

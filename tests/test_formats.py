@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from crawler import OutputError
+from crawler import OutputError, UsageError
 from crawler._formats import CsvSink, GzipJsonLinesSink, open_sink
 from crawler._output import JsonLinesSink
 
@@ -51,10 +51,10 @@ def fail_half_way(monkeypatch: pytest.MonkeyPatch, sink: Any, partial: int) -> N
     ("name", "kind"),
     [
         ("items.jsonl", JsonLinesSink),
-        ("items.json", JsonLinesSink),
+        ("items.ndjson", JsonLinesSink),
         ("items.txt", JsonLinesSink),
-        ("items.gz", JsonLinesSink),
         ("items.jsonl.gz", GzipJsonLinesSink),
+        ("items.jl.gz", GzipJsonLinesSink),
         ("items.NDJSON.GZ", GzipJsonLinesSink),
         ("items.csv", CsvSink),
         ("items.CSV", CsvSink),
@@ -67,6 +67,13 @@ def test_sink_is_chosen_by_suffix(tmp_path: Path, name: str, kind: type) -> None
         assert type(sink) is kind
     finally:
         sink.close()
+
+
+@pytest.mark.parametrize("name", ["items.json", "items.JSON", "items.gz", "items.csv.gz", "items.xml"])
+def test_a_name_that_promises_another_format_is_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(UsageError, match=f"cannot write items to .*{name}: "):
+        open_sink(str(tmp_path / name), overwrite=True)
+    assert not list(tmp_path.iterdir())
 
 
 def test_dash_is_json_lines_on_stdout() -> None:
@@ -136,7 +143,7 @@ def test_gzip_file_is_valid_after_every_flush(tmp_path: Path) -> None:
 def test_gzip_unencodable_item_raises(tmp_path: Path) -> None:
     sink = GzipJsonLinesSink(str(tmp_path / "items.jsonl.gz"))
     sink.begin(durable=False)
-    with pytest.raises(OutputError, match="not JSON-serialisable"):
+    with pytest.raises(OutputError, match="field 'bad' is of type object"):
         write(sink, items=[{"bad": object()}])
     sink.close()
 
