@@ -82,6 +82,20 @@ class GzipJsonLinesSink(JsonLinesSink):
     def _encode_unit(self, data: bytes) -> bytes:
         return gzip.compress(data, mtime=0)
 
+    def _count_items(self, offset: int) -> int:
+        """Lines in the members from ``offset`` (where a member starts) to the end."""
+        assert self._fd is not None
+        count, position = 0, offset
+        member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        while position < self._good_size and (chunk := os.pread(self._fd, _CHUNK, position)):
+            position += len(chunk)
+            while chunk:
+                count += member.decompress(chunk).count(b"\n")
+                chunk = member.unused_data
+                if member.eof:
+                    member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        return count
+
     def repair(self) -> int:
         """Cut a partial or corrupt trailing member off the file; return how many bytes went."""
         if self._fd is None or self._good_size == 0:
@@ -184,6 +198,13 @@ class CsvSink(FileSink):
                         key,
                         ", ".join(known),
                     )
+
+    def _count_items(self, offset: int) -> int:
+        """Rows from ``offset`` (where a row starts) to the end, less the header."""
+        assert self._fd is not None
+        data = os.pread(self._fd, self._good_size - offset, offset)
+        rows = sum(1 for _ in csv.reader(io.StringIO(data.decode("utf-8", errors="replace"), newline="")))
+        return rows - 1 if offset == 0 and rows else rows
 
     def _existing_header(self) -> list[str] | None:
         if self._fd is None or self._good_size == 0:

@@ -33,6 +33,15 @@ class ItemSink(Protocol):
 
     def repair(self) -> int: ...
 
+    @property
+    def size(self) -> int:
+        """Bytes of whole items in the output."""
+        ...
+
+    def items_after(self, offset: int) -> int:
+        """How many items the output holds past ``offset`` (a ``size`` of earlier)."""
+        ...
+
     def begin(self, *, durable: bool) -> None:
         """Start-up succeeded: the crawl is under way (see `FileSink`)."""
         ...
@@ -73,6 +82,24 @@ class FileSink:
     @property
     def buffered(self) -> int:
         return len(self._buffer)
+
+    @property
+    def size(self) -> int:
+        return self._good_size
+
+    def items_after(self, offset: int) -> int:
+        if self._fd is None or self.target == "-" or not 0 <= offset <= self._good_size:
+            return 0
+        return self._count_items(offset)
+
+    def _count_items(self, offset: int) -> int:
+        """Items from ``offset`` to the end; JSON Lines: one newline per item."""
+        assert self._fd is not None
+        count, position = 0, offset
+        while position < self._good_size and (chunk := os.pread(self._fd, 1 << 20, position)):
+            count += chunk.count(b"\n")
+            position += len(chunk)
+        return count
 
     def _encode_unit(self, data: bytes) -> bytes:
         """What one flush writes for the buffered ``data``."""
@@ -253,8 +280,12 @@ class _NoFile:
     """The file-keeping part of a sink that has no file."""
 
     buffered = 0
+    size = 0
 
     def repair(self) -> int:
+        return 0
+
+    def items_after(self, offset: int) -> int:
         return 0
 
     def begin(self, *, durable: bool) -> None:
