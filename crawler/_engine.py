@@ -130,6 +130,8 @@ class Engine:
                 log.info("nothing left to crawl: this crawl has finished already")
             self.sink.begin(durable=self._durable)  # start-up succeeded: the output may change now
             await self._crawl()
+        except CrawlerError as exc:  # a pipeline's open(), the frontier: the crawl failed
+            self._fail(exc)
         finally:
             await self._shut_down()
         if self._fatal is not None:
