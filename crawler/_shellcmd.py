@@ -126,10 +126,10 @@ class ShellSession:
     def close(self) -> None:
         """Close the fetchers; a fetch that Ctrl-C interrupted is cancelled first."""
         try:
-            pending = asyncio.all_tasks(self.loop)
-            for task in pending:
-                task.cancel()
-            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            if pending := asyncio.all_tasks(self.loop):
+                for task in pending:
+                    task.cancel()
+                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self.loop.run_until_complete(self._open.aclose())
         finally:
             self.loop.close()
