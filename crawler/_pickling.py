@@ -88,7 +88,7 @@ def restore(cls: type[T], version: int, fields: dict[str, Any]) -> T:
 
 def rebuild(cls: type[T], values: tuple[Any, ...]) -> T:
     """Read format 1: the slot values in the order of ``cls._format1_fields``."""
-    names: tuple[str, ...] = getattr(cls, "_format1_fields", cls._pickled_fields)  # type: ignore[attr-defined]
+    names: tuple[str, ...] = getattr(cls, "_format1_fields", None) or cls._pickled_fields  # type: ignore[attr-defined]
     if len(values) != len(names):
         raise ValueError(f"a stored {cls.__name__} has {len(values)} fields, format 1 had {len(names)}")
     return restore(cls, 1, dict(zip(names, values, strict=True)))
