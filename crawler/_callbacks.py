@@ -97,9 +97,9 @@ def callback_of(spider: Spider, request: Request) -> Any:
     return method
 
 
-def call_callback(spider: Spider, task: ParseTask) -> Any:
-    """The callback of ``task``'s request called with its response and ``cb_kwargs``."""
-    return callback_of(spider, task.request)(make_response(task), **task.request.cb_kwargs)
+def call_callback(spider: Spider, response: Response) -> Any:
+    """The callback of the response's request, called with the response and ``cb_kwargs``."""
+    return callback_of(spider, response.request)(response, **response.request.cb_kwargs)
 
 
 def is_async_callback(spider: Spider, request: Request) -> bool:
@@ -132,11 +132,12 @@ class CallbackRunner:
 
     def run(self, task: ParseTask) -> ParseResult:
         result = ParseResult()
+        response = make_response(task)
         try:
-            outputs = call_callback(self.spider, task)
+            outputs = call_callback(self.spider, response)
             self._collect(task.request, _as_iterable(outputs), result)
         except Exception as exc:
-            _count_callback_error(exc, result)
+            _count_callback_error(exc, result, response)
         if self._watch is not None:
             self._watch.check(task.request.callback or "parse")
         return self._finish(result)
@@ -144,15 +145,16 @@ class CallbackRunner:
     async def run_async(self, task: ParseTask) -> ParseResult:
         """Run an ``async def`` callback (or async generator) on the current loop."""
         result = ParseResult()
+        response = make_response(task)
         try:
-            outputs = call_callback(self.spider, task)
+            outputs = call_callback(self.spider, response)
             if inspect.isawaitable(outputs):
                 outputs = await outputs
             if isinstance(outputs, AsyncIterable):
                 outputs = [output async for output in outputs]
             self._collect(task.request, _as_iterable(outputs), result)
         except Exception as exc:
-            _count_callback_error(exc, result)
+            _count_callback_error(exc, result, response)
         return self._finish(result)
 
     def _collect(self, parent: Request, outputs: Iterable[Any], result: ParseResult) -> None:
@@ -264,8 +266,9 @@ def _is_dataclass_instance(value: Any) -> bool:
     return dataclasses.is_dataclass(value) and not isinstance(value, type)
 
 
-def _count_callback_error(exc: Exception, result: ParseResult) -> None:
-    result.errors.append(_describe(exc))
+def _count_callback_error(exc: Exception, result: ParseResult, response: Response) -> None:
+    hint = response.explain(exc)
+    result.errors.append(_describe(exc) + (f"\nhint: {hint}" if hint else ""))
     result.counts["errors/not_html" if isinstance(exc, NotHtmlError) else "errors/callback"] += 1
 
 
