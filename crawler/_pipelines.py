@@ -1,15 +1,19 @@
 """Item pipelines: objects with ``process_item(item, spider)`` (sync or async)
 returning the item, a changed item, or ``None`` to drop it; optional ``open(spider)``
-and ``close(spider)``. They run in the main process, in order."""
+and ``close(spider)`` (Scrapy's ``open_spider`` and ``close_spider`` too). They run
+in the main process, in order: the spider's ``pipelines``, or else the classes its
+``custom_settings["ITEM_PIPELINES"]`` names, by their order numbers (as in Scrapy)."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._spider import Spider
+from ._errors import SpiderLoadError
+from ._spider import Spider, import_spider_file
 from ._stats import Stats
 
 log = logging.getLogger("crawler.pipelines")
@@ -23,8 +27,36 @@ async def _call(obj: Any, name: str, *args: Any) -> Any:
     return await result if inspect.isawaitable(result) else result
 
 
+async def _call_first(obj: Any, names: tuple[str, str], *args: Any) -> Any:
+    """Our hook name, or else Scrapy's."""
+    return await _call(obj, names[0] if hasattr(obj, names[0]) else names[1], *args)
+
+
+def scrapy_pipelines(spider: Spider) -> list[Any]:
+    """The classes ``custom_settings["ITEM_PIPELINES"]`` names (``{"module.Class": 300}``),
+    lowest number first. A module named like the spider's file is that file."""
+    custom = getattr(spider, "custom_settings", None) or {}
+    named: Mapping[str, int] = custom.get("ITEM_PIPELINES") or {}
+    ordered = sorted(named.items(), key=lambda pair: pair[1])
+    return [_import_pipeline(type(spider), path) for path, _ in ordered]
+
+
+def _import_pipeline(spider_cls: type, path: str) -> Any:
+    module_name, _, class_name = path.rpartition(".")
+    spider_file = getattr(spider_cls, "__crawler_path__", None)
+    try:
+        if spider_file is not None and module_name == spider_file.rsplit("/", 1)[-1].removesuffix(".py"):
+            module = import_spider_file(spider_file)
+        else:
+            module = importlib.import_module(module_name)
+        return getattr(module, class_name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise SpiderLoadError(f"ITEM_PIPELINES: cannot load {path!r}: {exc}") from None
+
+
 class Pipelines:
     def __init__(self, pipelines: Sequence[Any], spider: Spider, stats: Stats) -> None:
+        pipelines = pipelines or scrapy_pipelines(spider)
         self._pipelines = [p() if isinstance(p, type) else p for p in pipelines]
         self._spider = spider
         self._stats = stats
@@ -34,11 +66,11 @@ class Pipelines:
 
     async def open(self) -> None:
         for pipeline in self._pipelines:
-            await _call(pipeline, "open", self._spider)
+            await _call_first(pipeline, ("open", "open_spider"), self._spider)
 
     async def close(self) -> None:
         for pipeline in self._pipelines:
-            await _call(pipeline, "close", self._spider)
+            await _call_first(pipeline, ("close", "close_spider"), self._spider)
 
     async def process(self, items: list[Any], url: str) -> list[Any]:
         """Items that went through every pipeline; dropped and failed ones are counted."""

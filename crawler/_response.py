@@ -181,7 +181,25 @@ class Response:
         `Request` fields (``meta``, ``cb_kwargs``, ``priority``, ...)."""
         href = target if isinstance(target, str) else _required_link(target)
         kwargs.setdefault("depth", self.depth + 1)
-        return Request(self.urljoin(href), callback=callback, **kwargs)
+        url = self.urljoin(href)
+        kwargs["headers"] = self._with_referer(url, kwargs.get("headers"))
+        return Request(url, callback=callback, **kwargs)
+
+    @cached_property
+    def _referer(self) -> Mapping[str, str]:
+        # One mapping shared by every request this page yields: pickled once per batch.
+        return {"Referer": self.url}
+
+    def _with_referer(self, url: str, headers: Mapping[str, str] | None) -> Mapping[str, str]:
+        """The headers of a followed link: ``Referer`` is this page, as browsers and
+        Scrapy send it, except from https to http (no-referrer-when-downgrade)."""
+        if url.startswith("http:") and self.url.startswith("https:"):
+            return headers or {}
+        if headers is None:
+            return self._referer
+        if any(name.lower() == "referer" for name in headers):
+            return headers
+        return {**self._referer, **headers}
 
     def follow_all(
         self,

@@ -259,6 +259,11 @@ def _pick_spider(path: Path, found: list[type[Spider]], name: str | None) -> typ
     return found[0]
 
 
+def import_spider_file(path: str | Path) -> Any:
+    """The module of a spider file, imported as ``crawl`` imports it (once per process)."""
+    return _import_file(Path(path))
+
+
 def _import_file(path: Path) -> Any:
     """Import a file as a module (once per process), translating every failure."""
     path = path.resolve()

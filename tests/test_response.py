@@ -280,7 +280,23 @@ def test_empty_base_href_is_ignored() -> None:
 )
 def test_follow_a_url(target: str, expected: str) -> None:
     request = make(request=Request(URL, depth=2)).follow(target)
-    assert request == Request(expected, depth=3)
+    assert request == Request(expected, depth=3, headers={"Referer": URL})
+
+
+@pytest.mark.parametrize(
+    ("page", "target", "headers", "sent"),
+    [
+        ("http://a.test/", "/x", None, {"Referer": "http://a.test/"}),
+        ("https://a.test/", "https://b.test/", {"X": "1"}, {"Referer": "https://a.test/", "X": "1"}),
+        ("http://a.test/", "/x", {"referer": "mine"}, {"referer": "mine"}),
+        ("https://a.test/", "http://a.test/", None, {}),  # no referer on a downgrade to http
+    ],
+)
+def test_followed_links_carry_the_page_as_referer(
+    page: str, target: str, headers: dict[str, str] | None, sent: dict[str, str]
+) -> None:
+    response = make(request=Request(page)).replace(url=page)
+    assert response.follow(target, headers=headers).headers == sent
 
 
 def test_follow_an_anchor_node() -> None:
