@@ -30,7 +30,7 @@ from ._pool import ParsePool
 from ._request import Request
 from ._robots import ROBOTS_TIMEOUT, RobotsCache, SharedStore
 from ._settings import Settings
-from ._spider import Spider, bind_fetch
+from ._spider import Spider, bind_fetch, call_hook
 from ._stats import Stats
 from ._urls import default_allowed_domains, host_key, in_scope, join_url
 
@@ -125,6 +125,7 @@ class Engine:
             self._open_network()
             self._offer_single_fetches()
             await self._pipelines.open()
+            await call_hook(self.spider, "open")
             self.stats.inc("start_requests", await self._frontier.add(start))
             if (await self._frontier.status()).finished:
                 log.info("nothing left to crawl: this crawl has finished already")
@@ -372,6 +373,10 @@ class Engine:
             return None
         await self._frontier.fetched(request)
         self._count_response(fetched)
+        if log.isEnabledFor(logging.DEBUG):
+            referer = request.headers.get("Referer")
+            status, method = fetched.status, request.method
+            log.debug("Crawled (%d) <%s %s> (referer: %s)", status, method, request.url, referer)
         wait = await self._politeness.answered(request, fetched, time.monotonic() - started)
         if fetched.status in REDIRECT_STATUSES and "location" in fetched.headers:
             await self._redirect(request, fetched)
@@ -387,6 +392,7 @@ class Engine:
             await self._frontier.retry(request, admission.retry_in)
             return
         self.stats.inc(f"dropped/{admission.drop}")
+        log.debug("Dropped <%s %s> (%s)", request.method, request.url, admission.drop)
         await self._frontier.done(request)
 
     def _count_response(self, fetched: Fetched) -> None:
@@ -433,6 +439,9 @@ class Engine:
             verdict = "offsite"
         if verdict is not None:
             self.stats.inc("dropped/redirect_" + verdict)
+            log.debug(
+                "Dropped redirect of <%s %s> to %s (redirect_%s)", request.method, request.url, url, verdict
+            )
             return None
         return follow_redirect(request, fetched.status, url)
 
@@ -442,6 +451,7 @@ class Engine:
         self.stats.max_depth = max(self.stats.max_depth, request.depth)
         if not self._wants_status(fetched.status):
             self.stats.inc("dropped/http_status")
+            log.debug("Dropped <%d %s> (http_status: not handled by the spider)", fetched.status, request.url)
             await self._frontier.done(request)
             return None
         return request, fetched
@@ -485,6 +495,7 @@ class Engine:
         try:
             await self._pipelines.close()
         finally:
+            await call_hook(self.spider, "closed", self.stats.finish_reason)
             await self._flush_and_ack()
             self.stats.finish(self.stats.finish_reason)
             await self._save_progress()
