@@ -57,7 +57,7 @@ def _formats(when: float) -> tuple[str, str, str]:
         # issue 14: delay-seconds are ASCII digits; other Unicode digits are garbage
         ("²", None),
         ("١٢٠", None),
-        ("１２０", None),
+        ("\uff11\uff12\uff10", None),  # fullwidth 120
         ("12²", None),
         ("9" * 400, MAX_RETRY_AFTER),
         ("Sun Nov 6 08:49:37 1994", None),  # asctime pads the day with a space
