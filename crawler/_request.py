@@ -21,6 +21,11 @@ class Request:
     ``priority``: higher runs first within its host. ``depth``: link distance from a
     start URL. ``dont_filter`` skips duplicate filtering. ``retries`` and
     ``redirects`` are the engine's bookkeeping (attempts so far, URLs redirected from).
+    ``render``: load the page in a browser and hand the callback the DOM once the
+    page settled (``None``: the spider's ``render`` setting); ``wait_for`` says when
+    it settled: ``"networkidle"``, ``"load"``, ``"domcontentloaded"``, a number of
+    seconds after load, or a CSS selector that must appear (``None``: the spider's
+    ``wait_for`` setting).
     """
 
     url: str
@@ -34,6 +39,8 @@ class Request:
     dont_filter: bool = False
     retries: int = 0
     redirects: tuple[str, ...] = ()
+    render: bool | None = None
+    wait_for: str | float | None = None
     _fingerprint: int | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

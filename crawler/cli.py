@@ -121,6 +121,22 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
         list[int] | None,
         typer.Option(metavar="CODE", help="Status never cached (repeat it) [408 429 500 502 503 504]."),
     ] = None,
+    render: Annotated[
+        bool | None,
+        typer.Option("--render/--no-render", help="Render pages in a browser [off]."),
+    ] = None,
+    wait_for: Annotated[
+        str | None,
+        typer.Option(metavar="WHEN", help="Page settled: networkidle, load, SECONDS, a selector."),
+    ] = None,
+    browser_pages: Annotated[int | None, typer.Option(help="Browser pages rendering at once [4].")] = None,
+    browser_path: Annotated[
+        str | None, typer.Option(help="Chromium to drive [chromium on PATH, or Playwright's].")
+    ] = None,
+    render_resources: Annotated[
+        list[str] | None,
+        typer.Option(metavar="TYPE", help="Resource type a page may load (repeat it) [no image/font/media]."),
+    ] = None,
     stats: Annotated[Path | None, typer.Option(help="Write the final statistics to this JSON file.")] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
     log_format: Annotated[str, typer.Option(help="text, or json: one JSON object per line.")] = "text",
@@ -131,6 +147,7 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
     settings["job"] = str(job) if job is not None else None
     settings["cache"] = str(cache) if cache is not None else None
     settings["cache_ignore_status"] = tuple(cache_ignore_status) if cache_ignore_status else None
+    settings["render_resources"] = tuple(render_resources) if render_resources else None
     debug = _setup_logging(log_level, log_format)
     try:
         refuse_overwriting_a_job(job, overwrite_output is not None)
