@@ -35,17 +35,17 @@ from typing import TYPE_CHECKING, Any
 
 from ._encoding import is_html
 from ._errors import BrowserUnavailable
-from ._request import Request
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # _request imports this module, for parse_wait
     from ._browser import Renderer
     from ._fetcher import Fetched
     from ._httpcache import HttpCache
     from ._politeness import Politeness
+    from ._request import Request
     from ._settings import Settings
     from ._stats import Stats
 
-Fetch = Callable[[Request], Awaitable["Fetched"]]
+Fetch = Callable[["Request"], Awaitable["Fetched"]]
 
 INSTALL_HINT = "pip install 'crawler[browser]'"
 LOAD_EVENTS = ("networkidle", "load", "domcontentloaded")

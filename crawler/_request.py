@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._pickling import fast_pickle, rebuild
+from ._render import parse_wait
 from ._urls import fingerprint_canonical
 
 
@@ -53,6 +54,8 @@ class Request:
             object.__setattr__(self, "callback", name)
         if not self.method.isupper():
             object.__setattr__(self, "method", self.method.upper())
+        if self.render is not None or self.wait_for is not None:
+            _check_rendering(self.render, self.wait_for)
 
     @property
     def fingerprint(self) -> int:
@@ -63,6 +66,13 @@ class Request:
             value = fingerprint_canonical(self.method, self.url, self.body)
             object.__setattr__(self, "_fingerprint", value)
         return value
+
+
+def _check_rendering(render: object, wait_for: str | float | None) -> None:
+    if render is not None and not isinstance(render, bool):
+        raise TypeError(f"Request render must be True, False or None, not {render!r}")
+    if wait_for is not None:
+        parse_wait(wait_for)  # a ValueError names what it takes
 
 
 def relocated(request: Request, url: str, depth: int, fingerprint: int | None = None) -> Request:

@@ -90,6 +90,13 @@ def test_bad_render_settings_are_usage_errors(settings: dict[str, Any], message:
         Settings(**settings)
 
 
+def test_a_request_with_a_bad_wait_for_or_render_is_refused_at_once() -> None:
+    with pytest.raises(ValueError, match="wait_for"):
+        Request("http://a.test/", render=True, wait_for=-1)
+    with pytest.raises(TypeError, match="render"):
+        Request("http://a.test/", render="yes")  # type: ignore[arg-type]
+
+
 def test_fonts_media_and_images_are_blocked_by_default() -> None:
     assert {"image", "media", "font"}.isdisjoint(DEFAULT_RENDER_RESOURCES)
     assert {"document", "script", "xhr", "fetch", "stylesheet"} <= set(DEFAULT_RENDER_RESOURCES)
