@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 from ._backends import ClusterStats, Job, open_frontier
 from ._callbacks import LinkRules, ParseResult, ParseTask, vet_url
 from ._direct import DirectFetcher
-from ._errors import CrawlerError, FetchError, OutputError, TransientFetchError, UsageError
+from ._errors import (
+    BrowserUnavailable,
+    CrawlerError,
+    FetchError,
+    OutputError,
+    TransientFetchError,
+    UsageError,
+)
 from ._frontier import Frontier, FrontierStatus
 from ._http import REDIRECT_STATUSES, RETRY_STATUSES, backoff, follow_redirect
 from ._itemjson import encode_items
@@ -27,6 +34,7 @@ from ._output import FLUSH_BYTES, ItemSink
 from ._pipelines import Pipelines
 from ._politeness import Admission, Politeness, default_host_policy
 from ._pool import ParsePool
+from ._render import RenderStep
 from ._request import Request
 from ._robots import ROBOTS_TIMEOUT, RobotsCache, SharedStore
 from ._settings import Settings
@@ -95,6 +103,7 @@ class Engine:
         self._unwritten_items = 0
         self._scope: tuple[str, ...] = ()
         self._fetcher: Fetcher | None = None
+        self._render: RenderStep | None = None
 
     def stop(self) -> None:
         """Stop cleanly: no new requests; in-flight ones get a few seconds."""
@@ -148,11 +157,17 @@ class Engine:
         named = (*self._start_hosts, *(self.settings.allowed_domains or ()))
         guard = AddressGuard(named, allow_private=self.settings.allow_private)
         self._fetcher = Fetcher(self.settings, self._transport, guard=guard)
-        self._fetch = self._fetcher.fetch if cache is None else cache.wrap(self._paced_network_fetch)
+        network = self._fetcher.fetch if cache is None else self._paced_network_fetch
+        plain = network if cache is None else cache.wrap(network)
         shared = self._frontier if isinstance(self._frontier, SharedStore) else None
         timeout = min(self.settings.timeout, ROBOTS_TIMEOUT)
-        robots = RobotsCache(self._fetch, self.settings.user_agent, timeout=timeout, shared=shared)
+        robots = RobotsCache(plain, self.settings.user_agent, timeout=timeout, shared=shared)
         self._politeness = Politeness(self.settings, self._frontier, robots, self.stats)
+        # Requests that ask to be rendered go through a browser after their fetch.
+        self._render = RenderStep(self.settings, self.stats, self._politeness, self._fetcher.fetch)
+        if self.settings.render:
+            self._render.check()  # no browser: one clear error before the crawl starts
+        self._fetch = self._render.hook(network, cache)
 
     async def _paced_network_fetch(self, request: Request) -> Fetched:
         """With the HTTP cache on, what a miss does: wait for the host's interval, fetch."""
@@ -344,7 +359,7 @@ class Engine:
         """Run one stage for ``request``; a bug in it ends the request, not the crawl."""
         try:
             return await stage
-        except OutputError as exc:
+        except (OutputError, BrowserUnavailable) as exc:
             self._fail(exc)
         except Exception:
             self.stats.inc("errors/internal")
@@ -502,6 +517,8 @@ class Engine:
             closing = [self._pool.close(), self._frontier.close()]
             if self._fetcher is not None:
                 closing.append(self._fetcher.close())
+            if self._render is not None:
+                closing.append(self._render.close())
             await asyncio.gather(*closing)
             try:
                 self.sink.close()

@@ -128,6 +128,22 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
         list[int] | None,
         typer.Option(metavar="CODE", help="Status never cached (repeat it) [408 429 500 502 503 504]."),
     ] = None,
+    render: Annotated[
+        bool | None,
+        typer.Option("--render/--no-render", help="Render pages in a browser [off]."),
+    ] = None,
+    wait_for: Annotated[
+        str | None,
+        typer.Option(metavar="WHEN", help="Page settled: networkidle, load, SECONDS, a selector."),
+    ] = None,
+    browser_pages: Annotated[int | None, typer.Option(help="Browser pages rendering at once [4].")] = None,
+    browser_path: Annotated[
+        str | None, typer.Option(help="Chromium to drive [chromium on PATH, or Playwright's].")
+    ] = None,
+    render_resources: Annotated[
+        list[str] | None,
+        typer.Option(metavar="TYPE", help="Resource type a page may load (repeat it) [no image/font/media]."),
+    ] = None,
     stats: Annotated[
         str | None, typer.Option(metavar="PATH", help="Write the final statistics as JSON ('-': stdout).")
     ] = None,
@@ -143,6 +159,7 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
     settings["cache_ignore_status"] = tuple(cache_ignore_status) if cache_ignore_status else None
     flags_logging = {"LOG_LEVEL": log_level, "LOG_FILE": str(logfile) if logfile else None}
     debug = _setup_logging(log_level or "INFO", None, log_format)
+    settings["render_resources"] = tuple(render_resources) if render_resources else None
     try:
         target, overwrite = _output_target(output or [], overwrite_output or [])
         check_stats_target(stats, target)
