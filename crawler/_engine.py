@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 from ._backends import ClusterStats, Job, open_frontier
 from ._callbacks import LinkRules, ParseResult, ParseTask, vet_url
 from ._direct import DirectFetcher
-from ._errors import CrawlerError, FetchError, OutputError, TransientFetchError, UsageError
+from ._errors import (
+    BrowserUnavailable,
+    CrawlerError,
+    FetchError,
+    OutputError,
+    TransientFetchError,
+    UsageError,
+)
 from ._frontier import Frontier, FrontierStatus
 from ._http import REDIRECT_STATUSES, RETRY_STATUSES, backoff, follow_redirect
 from ._itemjson import encode_items
@@ -27,10 +34,11 @@ from ._output import FLUSH_BYTES, ItemSink
 from ._pipelines import Pipelines
 from ._politeness import Admission, Politeness, default_host_policy
 from ._pool import ParsePool
+from ._render import RenderStep
 from ._request import Request
 from ._robots import ROBOTS_TIMEOUT, RobotsCache, SharedStore
 from ._settings import Settings
-from ._spider import Spider, bind_fetch
+from ._spider import Spider, bind_fetch, call_hook
 from ._stats import Stats
 from ._urls import default_allowed_domains, host_key, in_scope, join_url
 
@@ -95,6 +103,7 @@ class Engine:
         self._unwritten_items = 0
         self._scope: tuple[str, ...] = ()
         self._fetcher: Fetcher | None = None
+        self._render: RenderStep | None = None
 
     def stop(self) -> None:
         """Stop cleanly: no new requests; in-flight ones get a few seconds."""
@@ -125,6 +134,7 @@ class Engine:
             self._open_network()
             self._offer_single_fetches()
             await self._pipelines.open()
+            await call_hook(self.spider, "open")
             self.stats.inc("start_requests", await self._frontier.add(start))
             if (await self._frontier.status()).finished:
                 log.info("nothing left to crawl: this crawl has finished already")
@@ -149,11 +159,17 @@ class Engine:
         named = (*self._start_hosts, *(self.settings.allowed_domains or ()))
         guard = AddressGuard(named, allow_private=self.settings.allow_private)
         self._fetcher = Fetcher(self.settings, self._transport, guard=guard)
-        self._fetch = self._fetcher.fetch if cache is None else cache.wrap(self._paced_network_fetch)
+        network = self._fetcher.fetch if cache is None else self._paced_network_fetch
+        plain = network if cache is None else cache.wrap(network)
         shared = self._frontier if isinstance(self._frontier, SharedStore) else None
         timeout = min(self.settings.timeout, ROBOTS_TIMEOUT)
-        robots = RobotsCache(self._fetch, self.settings.user_agent, timeout=timeout, shared=shared)
+        robots = RobotsCache(plain, self.settings.user_agent, timeout=timeout, shared=shared)
         self._politeness = Politeness(self.settings, self._frontier, robots, self.stats)
+        # Requests that ask to be rendered go through a browser after their fetch.
+        self._render = RenderStep(self.settings, self.stats, self._politeness, self._fetcher.fetch)
+        if self.settings.render:
+            self._render.check()  # no browser: one clear error before the crawl starts
+        self._fetch = self._render.hook(network, cache)
 
     async def _paced_network_fetch(self, request: Request) -> Fetched:
         """With the HTTP cache on, what a miss does: wait for the host's interval, fetch."""
@@ -345,7 +361,7 @@ class Engine:
         """Run one stage for ``request``; a bug in it ends the request, not the crawl."""
         try:
             return await stage
-        except OutputError as exc:
+        except (OutputError, BrowserUnavailable) as exc:
             self._fail(exc)
         except Exception:
             self.stats.inc("errors/internal")
@@ -374,6 +390,10 @@ class Engine:
             return None
         await self._frontier.fetched(request)
         self._count_response(fetched)
+        if log.isEnabledFor(logging.DEBUG):
+            referer = request.headers.get("Referer")
+            status, method = fetched.status, request.method
+            log.debug("Crawled (%d) <%s %s> (referer: %s)", status, method, request.url, referer)
         wait = await self._politeness.answered(request, fetched, time.monotonic() - started)
         if fetched.status in REDIRECT_STATUSES and "location" in fetched.headers:
             await self._redirect(request, fetched)
@@ -389,6 +409,7 @@ class Engine:
             await self._frontier.retry(request, admission.retry_in)
             return
         self.stats.inc(f"dropped/{admission.drop}")
+        log.debug("Dropped <%s %s> (%s)", request.method, request.url, admission.drop)
         await self._frontier.done(request)
 
     def _count_response(self, fetched: Fetched) -> None:
@@ -435,6 +456,9 @@ class Engine:
             verdict = "offsite"
         if verdict is not None:
             self.stats.inc("dropped/redirect_" + verdict)
+            log.debug(
+                "Dropped redirect of <%s %s> to %s (redirect_%s)", request.method, request.url, url, verdict
+            )
             return None
         return follow_redirect(request, fetched.status, url)
 
@@ -444,6 +468,7 @@ class Engine:
         self.stats.max_depth = max(self.stats.max_depth, request.depth)
         if not self._wants_status(fetched.status):
             self.stats.inc("dropped/http_status")
+            log.debug("Dropped <%d %s> (http_status: not handled by the spider)", fetched.status, request.url)
             await self._frontier.done(request)
             return None
         return request, fetched
@@ -487,12 +512,15 @@ class Engine:
         try:
             await self._pipelines.close()
         finally:
+            await call_hook(self.spider, "closed", self.stats.finish_reason)
             await self._flush_and_ack()
             self.stats.finish(self.stats.finish_reason)
             await self._save_progress()
             closing = [self._pool.close(), self._frontier.close()]
             if self._fetcher is not None:
                 closing.append(self._fetcher.close())
+            if self._render is not None:
+                closing.append(self._render.close())
             await asyncio.gather(*closing)
             try:
                 self.sink.close()

@@ -59,6 +59,13 @@ def add_fetch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user-agent", help="User-Agent header [crawler/VERSION]")
     parser.add_argument("--timeout", type=float, help="deadline per fetch attempt in seconds [30]")
     parser.add_argument("--cache", metavar="DIR", help="HTTP cache directory (see crawl --help)")
+    parser.add_argument(
+        "--render",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="render pages in a browser (needs crawler[browser]) [off, or the spider's setting]",
+    )
+    parser.add_argument("--wait-for", metavar="WHEN", help="when a rendered page settled (see crawl --help)")
     parser.add_argument(  # a failed fetch is reported as an error with its cause: no warnings first
         "--log-level", default="ERROR", choices=LOG_LEVELS, type=str.upper, help="[ERROR]"
     )
@@ -72,6 +79,8 @@ def fetch_settings(spider_cls: type[Spider] | type[Any], args: argparse.Namespac
         "user_agent": args.user_agent,
         "timeout": args.timeout,
         "cache": args.cache,
+        "render": args.render,
+        "wait_for": args.wait_for,
         "parse_workers": 0,
     }
     settings = resolve_settings(spider_cls, overrides)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 NAMESPACES = ("status", "errors", "dropped")
-OPTIONAL_NAMESPACES = ("cache",)  # nested like the others, left out when empty
+OPTIONAL_NAMESPACES = ("cache", "render")  # nested like the others, left out when empty
 
 
 @dataclass
@@ -102,6 +102,8 @@ class Stats:
         for name in OPTIONAL_NAMESPACES:
             if not result[name]:
                 del result[name]
+        if result.get("render", {}).get("pages"):  # time per render, from the total
+            result["render"]["ms_per_page"] = round(result["render"].get("ms", 0) / result["render"]["pages"])
         result.update(
             max_depth=self.max_depth,
             hosts=self.hosts,

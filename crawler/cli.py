@@ -21,11 +21,11 @@ import typer
 from ._api import build_engine
 from ._backends import refuse_overwriting_a_job
 from ._engine import Engine
-from ._errors import CrawlerError, UsageError
+from ._errors import CrawlerError, OutputError, UsageError
 from ._formats import check_output_name, count_dropped_fields, open_sink
 from ._logs import configure_logging, print_error, wants_json_logs
 from ._output import ItemSink, NullSink
-from ._settings import SETTING_NAMES
+from ._settings import SETTING_NAMES, command_line_settings, logging_settings, spider_settings
 from ._spider import Spider, load_spider, parse_spider_args
 from ._stats import Stats
 from ._statsfile import check_stats_target, write_stats
@@ -66,6 +66,10 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
     ] = None,
     spider_name: Annotated[
         str | None, typer.Option("--spider", help="Which spider, if the file has several.")
+    ] = None,
+    set_setting: Annotated[
+        list[str] | None,
+        typer.Option("-s", "--set", metavar="NAME=VALUE", help="A setting by our name or Scrapy's."),
     ] = None,
     concurrency: Annotated[int | None, typer.Option(help="Requests in flight in total [64].")] = None,
     per_host: Annotated[int | None, typer.Option(help="Requests in flight per host [8].")] = None,
@@ -124,10 +128,27 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
         list[int] | None,
         typer.Option(metavar="CODE", help="Status never cached (repeat it) [408 429 500 502 503 504]."),
     ] = None,
+    render: Annotated[
+        bool | None,
+        typer.Option("--render/--no-render", help="Render pages in a browser [off]."),
+    ] = None,
+    wait_for: Annotated[
+        str | None,
+        typer.Option(metavar="WHEN", help="Page settled: networkidle, load, SECONDS, a selector."),
+    ] = None,
+    browser_pages: Annotated[int | None, typer.Option(help="Browser pages rendering at once [4].")] = None,
+    browser_path: Annotated[
+        str | None, typer.Option(help="Chromium to drive [chromium on PATH, or Playwright's].")
+    ] = None,
+    render_resources: Annotated[
+        list[str] | None,
+        typer.Option(metavar="TYPE", help="Resource type a page may load (repeat it) [no image/font/media]."),
+    ] = None,
     stats: Annotated[
         str | None, typer.Option(metavar="PATH", help="Write the final statistics as JSON ('-': stdout).")
     ] = None,
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR [INFO].")] = None,
+    logfile: Annotated[Path | None, typer.Option(help="Write the log to this file, not stderr.")] = None,
     log_format: Annotated[str, typer.Option(help="text, or json: one JSON object per line.")] = "text",
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No live progress line.")] = False,
 ) -> None:
@@ -136,19 +157,24 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
     settings["job"] = str(job) if job is not None else None
     settings["cache"] = str(cache) if cache is not None else None
     settings["cache_ignore_status"] = tuple(cache_ignore_status) if cache_ignore_status else None
-    debug = _setup_logging(log_level, log_format)
+    flags_logging = {"LOG_LEVEL": log_level, "LOG_FILE": str(logfile) if logfile else None}
+    debug = _setup_logging(log_level or "INFO", None, log_format)
+    settings["render_resources"] = tuple(render_resources) if render_resources else None
     try:
         target, overwrite = _output_target(output or [], overwrite_output or [])
-        refuse_overwriting_a_job(job, overwrite)
         check_stats_target(stats, target)
+        overrides, pairs_logging = command_line_settings(set_setting or [])
+        debug = _setup_logging(*logging_settings(flags_logging, pairs_logging), log_format)
         invocation = _prepare(
             spider_file,
             spider_name=spider_name,
             target=target,
             overwrite=overwrite,
             spider_args=spider_arg or [],
-            settings=settings,
+            settings={**overrides, **{k: v for k, v in settings.items() if v is not None}},
         )
+        spider_custom = getattr(invocation.spider_cls, "custom_settings", None) or {}
+        debug = _setup_logging(*logging_settings(flags_logging, pairs_logging, spider_custom), log_format)
         invocation.stats_path, invocation.progress = stats, not no_progress
         invocation.json_logs = log_format == "json"
         code = _execute(invocation)
@@ -158,13 +184,26 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
     raise typer.Exit(code)
 
 
-def _setup_logging(level: str, log_format: str) -> bool:
+def _setup_logging(level: str, logfile: str | None, log_format: str) -> bool:
     try:
         configure_logging(level, log_format)
     except UsageError as exc:
         print_error("crawl", str(exc))
         raise typer.Exit(2) from None
+    if logfile is not None:
+        _log_to_file(logfile)
     return level.upper() == "DEBUG"
+
+
+def _log_to_file(path: str) -> None:
+    """``--logfile PATH`` (Scrapy's ``LOG_FILE``): the log goes to the end of PATH."""
+    try:
+        stream = open(path, "a", encoding="utf-8")  # noqa: SIM115  (logging owns it until exit)
+    except OSError as exc:
+        raise OutputError(f"cannot write the log to {path}: {exc.strerror or exc}") from None
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(stream)
 
 
 def _report(exc: BaseException, debug: bool) -> None:
@@ -196,6 +235,8 @@ def _prepare(
 ) -> Invocation:
     args = parse_spider_args(spider_args)
     spider_cls = load_spider(spider_file, spider_name)
+    job = settings.get("job") or spider_settings(spider_cls).get("job")
+    refuse_overwriting_a_job(job, overwrite)
     sink: ItemSink = open_sink(target, overwrite=overwrite) if target else NullSink()
     return Invocation(spider_cls, sink, {k: v for k, v in settings.items() if v is not None}, args)
 
@@ -280,7 +321,8 @@ OTHER_COMMANDS = """Other commands (each has --help):
   crawl bench                      pages/s and CPU per page on a local site
   crawl job DIR                    what a job holds, without running it
   crawl demo [--serve]             crawl (or serve) the demo shop
-  crawl --version                  print the version
+  crawl runspider SPIDER.py ...    the same as crawl SPIDER.py ... (as in Scrapy)
+  crawl version, crawl --version   print the version
 """
 
 SUBCOMMANDS: dict[str, str] = {
@@ -297,9 +339,11 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point. ``crawl demo ...`` and other subcommands dispatch by name;
     anything else is ``crawl SPIDER.py ...``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] in (["--version"], ["-V"]):
-        print(f"crawl {__version__}")
+    if argv[:1] in (["--version"], ["-V"], ["version"]):
+        print(f"crawler {__version__}")
         return
+    if argv[:1] == ["runspider"]:  # Scrapy's name for running a spider file
+        argv = argv[1:]
     if argv and argv[0] in SUBCOMMANDS:
         module = importlib.import_module(SUBCOMMANDS[argv[0]])
         code = module.main(argv[1:])  # an exit code, or None for 0

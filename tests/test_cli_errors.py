@@ -204,7 +204,7 @@ def test_demo_help_and_version():
     assert result.returncode == 0
     assert all(option in result.stdout for option in ("--serve", "--port", "--host"))
     result = crawl("--version")
-    assert result.returncode == 0 and result.stdout.startswith("crawl ")
+    assert result.returncode == 0 and result.stdout.startswith("crawler ")
 
 
 def test_catalog_honours_base_url(tmp_path):
