@@ -263,6 +263,13 @@ def test_a_closed_pipe_ends_job_and_parse_quietly(tmp_path, site):
         assert result.stderr == ""
 
 
+def test_a_closed_pipe_stops_a_crawl_to_stdout_quietly(tmp_path, serve):
+    pages = serve({f"/{i}": html(f"p{i}", [f"/{i + 1}"], "x" * 20_000) for i in range(300)})
+    result = closed_pipe_run([CRAWL, str(write_spider(tmp_path)), *start(pages), "-o", "-"])
+    assert result.returncode == 141, result.stderr
+    assert "error" not in result.stderr and "Traceback" not in result.stderr
+
+
 def test_shell_shows_a_syntax_error_once(site):
     result = crawl("shell", site.url + "/0", "-c", 'css("h1')
     assert result.returncode == 1
