@@ -90,11 +90,16 @@ def test_a_failed_start_leaves_the_old_file_whole(tmp_path, site, keep, failure)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.jsonl", "spider.py"]  # no temporary file
 
 
-def test_a_pipeline_whose_open_fails_leaves_the_file_and_is_named(tmp_path, site, keep):
-    pipeline = "\nclass Broken:\n    def open(self, spider):\n        raise OSError('no database')\n"
+def crawl_with_broken_pipeline(tmp_path, site, keep, hook: str, error: str):
+    """Crawl into ``keep`` (-O) with a pipeline whose ``hook`` raises ``error``."""
+    pipeline = f"\nclass Broken:\n    def {hook}(self, spider):\n        raise {error}\n"
     spider = write_spider(tmp_path, "\n    pipelines = [Broken]")
     spider.write_text(pipeline + spider.read_text())
-    result = crawl(str(spider), *start(site), "-O", str(keep))
+    return crawl(str(spider), *start(site), "-O", str(keep))
+
+
+def test_a_pipeline_whose_open_fails_leaves_the_file_and_is_named(tmp_path, site, keep):
+    result = crawl_with_broken_pipeline(tmp_path, site, keep, "open", "OSError('no database')")
     assert result.returncode == 1
     assert error_lines(result) == ["crawl: error: pipeline Broken.open() failed: OSError: no database"]
     assert "crawl failed" in result.stderr  # the summary is still printed
@@ -102,10 +107,7 @@ def test_a_pipeline_whose_open_fails_leaves_the_file_and_is_named(tmp_path, site
 
 
 def test_a_pipeline_whose_close_fails_is_named_after_the_summary(tmp_path, site, keep):
-    pipeline = "\nclass Broken:\n    def close(self, spider):\n        raise ValueError('flush')\n"
-    spider = write_spider(tmp_path, "\n    pipelines = [Broken]")
-    spider.write_text(pipeline + spider.read_text())
-    result = crawl(str(spider), *start(site), "-O", str(keep))
+    result = crawl_with_broken_pipeline(tmp_path, site, keep, "close", "ValueError('flush')")
     assert result.returncode == 1
     assert error_lines(result) == ["crawl: error: pipeline Broken.close() failed: ValueError: flush"]
     assert "pages" in result.stderr
