@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from crawler import Request, Response, SelectorError, Spider
+from crawler import Response, SelectorError, Spider
 from crawler.testing import fake_response, run_callback
 
 PAGE = """<html><head><title>Books</title></head><body>
