@@ -19,9 +19,8 @@ from collections.abc import AsyncIterable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from ._errors import NotHtmlError
+from ._itemjson import encode_items
 from ._pickling import fast_pickle
 from ._request import Request, relocated
 from ._response import Response
@@ -239,19 +238,6 @@ def vet_url(url: str, rules: LinkRules) -> tuple[str | None, str]:
     if is_too_long(canonical, rules.max_url_length):
         return "url_too_long", canonical
     return None, canonical
-
-
-def encode_items(items: Iterable[Any]) -> tuple[bytes, list[str]]:
-    """Encode items as JSON Lines (UTF-8, not ASCII-escaped). Items that cannot be
-    encoded are left out and described in the second element."""
-    lines: list[bytes] = []
-    failures: list[str] = []
-    for item in items:
-        try:
-            lines.append(orjson.dumps(item, option=orjson.OPT_NON_STR_KEYS))
-        except TypeError as exc:
-            failures.append(f"item is not JSON-serialisable: {exc}")
-    return (b"\n".join(lines) + b"\n" if lines else b""), failures
 
 
 def _as_iterable(outputs: Any) -> Iterable[Any]:

@@ -5,6 +5,7 @@
      +-- SpiderLoadError       a spider file that is missing, broken, or has no Spider (exit 1)
      +-- OutputError           the output cannot be opened or written (exit 1)
      +-- FrontierError         the frontier backend is unreachable or corrupt (exit 1)
+     +-- BrowserUnavailable    rendering asked for, but Playwright or Chromium is missing (exit 1)
      +-- FetchError            one fetch failed; counted per page, never fatal to a crawl
      |    +-- TransientFetchError  worth retrying (connection refused or reset)
      |    |    +-- FetchTimeout       no complete response within the deadline
@@ -48,6 +49,11 @@ class OutputError(CrawlerError):
 
 class FrontierError(CrawlerError):
     """The frontier backend (a job's database, Redis) is unreachable, locked or corrupt."""
+
+
+class BrowserUnavailable(CrawlerError):
+    """A request asks to be rendered, but Playwright or a Chromium to drive is missing
+    (or does not start): the message says what to install."""
 
 
 class FetchError(CrawlerError):

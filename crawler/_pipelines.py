@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._errors import SpiderLoadError
+from ._errors import CrawlerError, SpiderLoadError
 from ._spider import Spider, import_spider_file
 from ._stats import Stats
 
@@ -44,14 +44,16 @@ def _takes_spider(method: Any) -> bool:
         return True
     kinds = [p.kind for p in parameters]
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    name = getattr(method, "__name__", "")
-    wanted = 2 if name == "process_item" else 1
+    wanted = 2 if getattr(method, "__name__", "") == "process_item" else 1
     return inspect.Parameter.VAR_POSITIONAL in kinds or sum(k in positional for k in kinds) >= wanted
 
 
-async def _call_first(obj: Any, names: tuple[str, str], *args: Any) -> Any:
-    """Our hook name, or else Scrapy's."""
-    return await _call(obj, names[0] if hasattr(obj, names[0]) else names[1], *args)
+class PipelineError(CrawlerError):
+    """A pipeline's ``open`` or ``close`` raised: the crawl cannot go on (exit 1)."""
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def scrapy_pipelines(spider: Spider) -> list[Any]:
@@ -87,12 +89,30 @@ class Pipelines:
         return bool(self._pipelines)
 
     async def open(self) -> None:
+        """Open each pipeline in order; one that fails stops the crawl (`PipelineError`)."""
         for pipeline in self._pipelines:
-            await _call_first(pipeline, ("open", "open_spider"), self._spider)
+            await self._call_hook(pipeline, ("open", "open_spider"))
 
     async def close(self) -> None:
+        """Close every pipeline, even after one failed; then raise the first failure."""
+        failures = []
         for pipeline in self._pipelines:
-            await _call_first(pipeline, ("close", "close_spider"), self._spider)
+            try:
+                await self._call_hook(pipeline, ("close", "close_spider"))
+            except PipelineError as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+
+    async def _call_hook(self, pipeline: Any, names: tuple[str, str]) -> None:
+        """Our hook name, or else Scrapy's (``open_spider``, ``close_spider``)."""
+        name = names[0] if hasattr(pipeline, names[0]) else names[1]
+        try:
+            await _call(pipeline, name, self._spider)
+        except Exception as exc:
+            log.debug("pipeline %s.%s() failed", type(pipeline).__name__, name, exc_info=True)
+            what = f"{type(pipeline).__name__}.{name}()"
+            raise PipelineError(f"pipeline {what} failed: {_describe(exc)}") from exc
 
     async def process(self, items: list[Any], url: str) -> list[Any]:
         """Items that went through every pipeline; dropped and failed ones are counted."""
@@ -109,13 +129,8 @@ class Pipelines:
                 item = await _call(pipeline, "process_item", item, self._spider)
             except Exception as exc:
                 self._stats.inc("errors/pipeline")
-                log.error(
-                    "pipeline %s failed on an item of %s: %s: %s",
-                    type(pipeline).__name__,
-                    url,
-                    type(exc).__name__,
-                    exc,
-                )
+                name = type(pipeline).__name__
+                log.error("pipeline %s failed on an item of %s: %s", name, url, _describe(exc))
                 return None
             if item is None:
                 self._stats.inc("dropped/pipeline")

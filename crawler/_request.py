@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ._pickling import fast_pickle, from_slots
+from ._render import parse_wait
 from ._urls import fingerprint_canonical
 
 
@@ -22,6 +23,11 @@ class Request:
     start URL. ``dont_filter`` skips duplicate filtering. ``retries`` and
     ``redirects`` are the engine's bookkeeping (attempts so far, URLs redirected from).
     ``cb_kwargs`` are passed to the callback as keyword arguments (as in Scrapy).
+    ``render``: load the page in a browser and hand the callback the DOM once the
+    page settled (``None``: the spider's ``render`` setting); ``wait_for`` says when
+    it settled: ``"networkidle"``, ``"load"``, ``"domcontentloaded"``, a number of
+    seconds after load, or a CSS selector that must appear (``None``: the spider's
+    ``wait_for`` setting).
     """
 
     # The stored layout before fields were named (see crawler/_pickling.py).
@@ -42,6 +48,8 @@ class Request:
     retries: int = 0
     redirects: tuple[str, ...] = ()
     cb_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    render: bool | None = None
+    wait_for: str | float | None = None
     _fingerprint: int | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -56,6 +64,8 @@ class Request:
             raise TypeError("Request cb_kwargs must be a mapping of keyword arguments")
         if not self.method.isupper():
             object.__setattr__(self, "method", self.method.upper())
+        if self.render is not None or self.wait_for is not None:
+            _check_rendering(self.render, self.wait_for)
 
     @property
     def fingerprint(self) -> int:
@@ -66,6 +76,13 @@ class Request:
             value = fingerprint_canonical(self.method, self.url, self.body)
             object.__setattr__(self, "_fingerprint", value)
         return value
+
+
+def _check_rendering(render: object, wait_for: str | float | None) -> None:
+    if render is not None and not isinstance(render, bool):
+        raise TypeError(f"Request render must be True, False or None, not {render!r}")
+    if wait_for is not None:
+        parse_wait(wait_for)  # a ValueError names what it takes
 
 
 def relocated(request: Request, url: str, depth: int, fingerprint: int | None = None) -> Request:

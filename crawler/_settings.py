@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import UsageError
+from ._render import DEFAULT_RENDER_RESOURCES, RESOURCE_TYPES, parse_wait
 from ._scrapynames import LOGGING_SETTINGS, field_types, translate
 from ._version import __version__
 
@@ -64,6 +65,11 @@ class Settings:
     cache: str | None = None
     cache_expiry: float = 0.0
     cache_ignore_status: tuple[int, ...] = DEFAULT_CACHE_IGNORE_STATUS
+    render: bool = False
+    wait_for: str | float = "networkidle"
+    browser_pages: int = 4
+    browser_path: str | None = None
+    render_resources: tuple[str, ...] = DEFAULT_RENDER_RESOURCES
 
     def __post_init__(self) -> None:
         if self.job is not None and self.frontier is not None:
@@ -88,6 +94,19 @@ class Settings:
             if value is not None:
                 _check_positive(name, value, allow_zero=True)
         _check_cache(self.cache_expiry, self.cache_ignore_status)
+        _check_render(self)
+
+
+def _check_render(settings: Settings) -> None:
+    _check_positive("browser_pages", settings.browser_pages)
+    try:
+        parse_wait(settings.wait_for)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    resources = settings.render_resources
+    if not (isinstance(resources, tuple) and set(resources) <= RESOURCE_TYPES):
+        known = ", ".join(sorted(RESOURCE_TYPES))
+        raise UsageError(f"render_resources must be resource types ({known}), not {resources!r}")
 
 
 def _check_cache(expiry: float, ignore_status: tuple[int, ...]) -> None:
@@ -115,6 +134,12 @@ def _check_positive(name: str, value: object, allow_zero: bool = False) -> None:
 SETTING_NAMES = frozenset(f.name for f in dataclasses.fields(Settings))
 
 
+def _tuples_of_lists(values: dict[str, Any], names: tuple[str, ...]) -> None:
+    for name in names:
+        if isinstance(values.get(name), list | set | frozenset):  # a list on a spider
+            values[name] = tuple(values[name])
+
+
 def resolve_settings(spider_cls: type, overrides: dict[str, Any]) -> Settings:
     """Merge defaults, the spider's settings (class attributes, then its
     ``custom_settings``) and explicit overrides. Names may be ours or Scrapy's."""
@@ -128,8 +153,7 @@ def resolve_settings(spider_cls: type, overrides: dict[str, Any]) -> Settings:
             values[name] = spider_level[name]
     if values.get("allowed_domains") is not None:
         values["allowed_domains"] = tuple(values["allowed_domains"])
-    if isinstance(values.get("cache_ignore_status"), list | set | frozenset):  # a list on a spider
-        values["cache_ignore_status"] = tuple(values["cache_ignore_status"])
+    _tuples_of_lists(values, ("cache_ignore_status", "render_resources"))
     try:
         return Settings(**values)
     except TypeError as exc:

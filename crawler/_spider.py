@@ -18,7 +18,8 @@ from typing import Any, ClassVar
 from ._errors import SpiderLoadError, UsageError
 from ._request import Request
 from ._response import Response
-from ._sitemaps import read_sitemap
+from ._sitemaps import SitemapEntry, sitemap_entries
+from ._urls import join_url
 
 log = logging.getLogger("crawler.spider")
 
@@ -47,6 +48,7 @@ class Spider:
     handle_httpstatus_list: Sequence[int] = ()
     sitemap_max_size: int = 50 * 1024 * 1024  # the sitemaps.org limit for one sitemap
     custom_settings: Mapping[str, Any] | None = None
+    sitemap_alternate_links: bool = False
 
     def __init__(self, **kwargs: Any) -> None:
         for key, value in kwargs.items():
@@ -73,13 +75,32 @@ class Spider:
             yield Request(url, callback="parse_sitemap")
 
     def parse_sitemap(self, response: Response) -> Iterator[Request]:
-        """Follow a sitemap, a sitemap index (gzipped or not) or a robots.txt's
-        ``Sitemap:`` lines; listed pages go to ``sitemap_callback``."""
-        entries = read_sitemap(response.body, response.url, self.sitemap_max_size)
-        for url in entries.sitemaps:
-            yield response.follow(url, callback="parse_sitemap")
-        for url in entries.pages:
-            yield response.follow(url, callback=self.sitemap_callback)
+        """Follow a sitemap, a sitemap index (gzipped or not), a text sitemap or a
+        robots.txt's ``Sitemap:`` lines; the entries ``sitemap_filter`` keeps are
+        requested: listed pages for ``sitemap_callback`` (and their ``xhtml:link``
+        alternates with ``sitemap_alternate_links``), listed sitemaps for this."""
+        entries = sitemap_entries(response.body, response.url, self.sitemap_max_size)
+        for entry in self.sitemap_filter(entries):
+            if entry.kind == "sitemap":
+                yield _listed(response, entry.loc, "parse_sitemap")
+                continue
+            yield _listed(response, entry.loc, self.sitemap_callback)
+            for url in entry.alternates if self.sitemap_alternate_links else ():
+                yield _listed(response, url, self.sitemap_callback)
+
+    def sitemap_filter(self, entries: Iterable[SitemapEntry]) -> Iterable[SitemapEntry]:
+        """The sitemap entries to request, as in Scrapy: override it to skip some
+        before they are fetched, e.g. pages unchanged since a date::
+
+            def sitemap_filter(self, entries):
+                since = datetime(2024, 1, 1, tzinfo=UTC)
+                for entry in entries:
+                    if entry.kind == "sitemap" or (entry.lastmod_datetime or since) >= since:
+                        yield entry
+
+        It sees the entries of sitemap indexes (``kind="sitemap"``) and of sitemaps
+        (``kind="page"``). The default keeps them all."""
+        return entries
 
     def parse(self, response: Response) -> Any:
         """The default callback: called with each response of ``start_urls`` and of
@@ -178,6 +199,12 @@ def _size(value: Any) -> int:
         return len(value)
     except TypeError:
         return -1
+
+
+def _listed(response: Response, loc: str, callback: str) -> Request:
+    """A request for a URL a sitemap lists. Sitemap URLs are UTF-8 by the protocol,
+    whatever the sitemap's own encoding, so they are not joined as a page's links."""
+    return Request(join_url(response.url, loc), callback=callback, depth=response.depth + 1)
 
 
 def bind_fetch(spider: Spider, fetch: Callable[..., Awaitable[Response]]) -> None:
