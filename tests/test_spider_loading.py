@@ -291,7 +291,7 @@ def test_spider_allowed_domains_list_becomes_a_tuple() -> None:
 
 
 def test_unknown_setting_names_are_a_usage_error() -> None:
-    message = r"unknown setting\(s\) speed, concurency \(did you mean concurrency\?\); supported: allow_private"
+    message = r"unknown setting\(s\) speed, concurency \(did you mean concurrency\?\); supported: allow"
     with pytest.raises(UsageError, match=message):
         resolve_settings(Spider, {"speed": 1, "concurency": 2, "rate": 1})
 
