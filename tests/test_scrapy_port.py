@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from crawler import Settings
+from crawler._scrapynames import IGNORED, UNSUPPORTED, field_types, supported_names
 from crawler.demo import serve_demo
 
 from .conftest import read_jsonl
@@ -80,3 +83,22 @@ def test_scrapy_and_crawler_yield_the_same_items_from_the_same_file(shop: Any, t
     ours, _ = crawl_ported(shop, tmp_path)
     assert len(scrapy_items) == 60
     assert ours == scrapy_items
+
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_readmes_scrapy_spider_is_the_ported_file_with_scrapys_import() -> None:
+    match = re.search(r"<!-- porting: scrapy -->\n```python\n(.*?)```", README, re.S)
+    assert match is not None, "the README has no porting block"
+    body = PORTED.read_text(encoding="utf-8").split('"""', 2)[2].lstrip("\n")
+    scrapy_line = "from scrapy import Request, Spider"
+    assert match.group(1) == body.replace(OUR_IMPORT + "  # Scrapy: " + scrapy_line, scrapy_line)
+
+
+def test_the_porting_guide_names_every_scrapy_setting_the_code_knows() -> None:
+    guide = README.split("## Porting a Scrapy spider", 1)[1].split("\n## ", 1)[0]
+    fields = field_types(Settings)
+    names = {*supported_names(fields), *IGNORED, *UNSUPPORTED} - set(fields)
+    missing = sorted(name for name in names if f"`{name}`" not in guide)
+    assert missing == []
