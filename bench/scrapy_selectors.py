@@ -1,7 +1,10 @@
 """What Scrapy-style selectors (parsel, on lxml) cost per page against the fast
 selectolax path, on the same pages and the same fields.
 
-    python bench/selectors.py [--rounds 5] [--pages 40] [--real PATH]...
+    python bench/scrapy_selectors.py [--rounds 5] [--pages 40] [--real PATH]...
+
+(Not ``bench/selectors.py``: scripts run from ``bench/`` would import it as the
+standard library's ``selectors``.)
 
 For each page, three ways a callback can extract the same item and links, each
 from a fresh `Response` (so every way parses the page once, as in a crawl):
@@ -17,7 +20,7 @@ page, and real documentation pages (``--real``; by default two pages of Debian's
 ``python3.11-doc``: ``apt-get install python3.11-doc``). Rounds interleave the
 ways; the report gives the median milliseconds per page and each way's ratio to
 ``fast``, and the memory one parse worker gains when parsel and lxml load. Written to
-``bench/results/selectors.json``.
+``bench/results/scrapy_selectors.json``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: this file must not be the stdlib's `selectors`
+if __package__ in (None, ""):  # run as a script: import the package, not bench/site.py as "site"
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
@@ -175,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     memory = parsel_memory_kb()
     print(f"loading parsel and lxml in a process: +{memory / 1024:.1f} MB RSS")
     RESULTS.mkdir(exist_ok=True)
-    save_report("selectors", {"rounds": args.rounds, "pages": results, "parsel_load_rss_kb": memory})
+    save_report("scrapy_selectors", {"rounds": args.rounds, "pages": results, "parsel_load_rss_kb": memory})
 
 
 if __name__ == "__main__":
