@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,7 @@ from ._render import RenderStep
 from ._request import Request
 from ._robots import ROBOTS_TIMEOUT, RobotsCache, SharedStore
 from ._settings import Settings
-from ._spider import Spider, bind_fetch, call_hook
+from ._spider import Spider, bind_fetch, call_hook, start_requests_of
 from ._stats import Stats
 from ._urls import default_allowed_domains, host_key, in_scope, join_url
 
@@ -198,7 +198,7 @@ class Engine:
     async def _start_requests(self) -> list[Request]:
         start: list[Request] = []
         try:
-            for request in _iterate(self.spider.start_requests()):
+            async for request in start_requests_of(self.spider):
                 self._vet_start_request(request, start)
         except Exception as exc:
             self.stats.inc("errors/start_requests")
@@ -533,6 +533,3 @@ def spider_identity(spider: Spider) -> str:
     name = type(spider).name
     return name if name != Spider.name else type(spider).__qualname__
 
-
-def _iterate(requests: Iterable[Any] | None) -> Iterable[Any]:
-    return requests if requests is not None else ()
