@@ -145,7 +145,8 @@ class Engine:
         self._fetch = self._fetcher.fetch if cache is None else cache.wrap(self._paced_network_fetch)
         shared = self._frontier if isinstance(self._frontier, SharedStore) else None
         timeout = min(self.settings.timeout, ROBOTS_TIMEOUT)
-        robots = RobotsCache(self._fetch, self.settings.user_agent, timeout=timeout, shared=shared)
+        agent = self.settings.robots_user_agent or self.settings.user_agent
+        robots = RobotsCache(self._fetch, agent, timeout=timeout, shared=shared)
         self._politeness = Politeness(self.settings, self._frontier, robots, self.stats)
 
     async def _paced_network_fetch(self, request: Request) -> Fetched:
