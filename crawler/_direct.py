@@ -156,7 +156,7 @@ async def standalone_fetcher(
     try:
         fetch = fetcher.fetch if cache is None else cache.wrap(fetcher.fetch)
         timeout = min(settings.timeout, ROBOTS_TIMEOUT)
-        robots = RobotsCache(fetch, settings.user_agent, timeout=timeout)
+        robots = RobotsCache(fetch, settings.robots_user_agent or settings.user_agent, timeout=timeout)
         politeness = Politeness(settings, MemoryFrontier(default_host_policy(settings)), robots, stats)
         render = RenderStep(settings, stats, politeness, fetcher.fetch)
         yield DirectFetcher(settings, render.hook(fetcher.fetch, cache), politeness, scope=scope)

@@ -163,7 +163,8 @@ class Engine:
         plain = network if cache is None else cache.wrap(network)
         shared = self._frontier if isinstance(self._frontier, SharedStore) else None
         timeout = min(self.settings.timeout, ROBOTS_TIMEOUT)
-        robots = RobotsCache(plain, self.settings.user_agent, timeout=timeout, shared=shared)
+        agent = self.settings.robots_user_agent or self.settings.user_agent
+        robots = RobotsCache(plain, agent, timeout=timeout, shared=shared)
         self._politeness = Politeness(self.settings, self._frontier, robots, self.stats)
         # Requests that ask to be rendered go through a browser after their fetch.
         self._render = RenderStep(self.settings, self.stats, self._politeness, self._fetcher.fetch)

@@ -47,6 +47,7 @@ class Settings:
     max_pages: int | None = None
     obey_robots: bool = True
     user_agent: str = DEFAULT_USER_AGENT
+    robots_user_agent: str | None = None  # the robots.txt product token; None: from user_agent
     timeout: float = 30.0
     retries: int = 2
     max_redirects: int = 20

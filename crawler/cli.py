@@ -85,6 +85,9 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
         bool | None, typer.Option("--obey-robots/--no-obey-robots", help="Obey robots.txt [on].")
     ] = None,
     user_agent: Annotated[str | None, typer.Option(help="User-Agent header [crawler/VERSION].")] = None,
+    robots_user_agent: Annotated[
+        str | None, typer.Option(help="Product token robots.txt groups match [the User-Agent's].")
+    ] = None,
     allowed_domains: Annotated[
         list[str] | None, typer.Option(help="Domain in scope (repeat it) [hosts of the start URLs].")
     ] = None,
