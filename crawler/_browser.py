@@ -191,23 +191,20 @@ class Renderer:
     async def render(self, request: Request, main: Fetched) -> Fetched:
         """The page of ``main`` (the response to ``request``) after it settled."""
         wait = parse_wait(request.wait_for if request.wait_for is not None else self._settings.wait_for)
-        started = time.monotonic()
         for attempt in range(CRASH_RETRIES + 1):
             try:
-                rendered = await self._render_once(request, main, wait)
+                return await self._render_once(request, main, wait)
             except _Crashed:
                 if attempt == CRASH_RETRIES:
                     raise FetchError(f"the browser crashed {attempt + 1} times on this page") from None
                 self._stats.inc("render/retries")
                 log.warning("the browser crashed while rendering %s: rendering it again", request.url)
-                continue
-            self._stats.inc("render/pages")
-            self._stats.inc("render/ms", round((time.monotonic() - started) * _MS))
-            return rendered
         raise AssertionError("unreachable")
 
     async def _render_once(self, request: Request, main: Fetched, wait: Wait) -> Fetched:
+        """One attempt, timed from when a page is free (``render/ms``)."""
         async with self._slots:
+            started = time.monotonic()
             page, generation = await self._page()
             job = _Job(request, main, main, budget=self._settings.max_size)
             self._jobs[page] = job
@@ -218,12 +215,13 @@ class Renderer:
                 await self._discard(page, generation, crashed=isinstance(failure, _Crashed))
                 raise failure from None
             except FetchError:
-                self._jobs.pop(page, None)
                 await self._recycle(page)
                 raise
             finally:
                 self._jobs.pop(page, None)
             await self._recycle(page)
+            self._stats.inc("render/pages")
+            self._stats.inc("render/ms", round((time.monotonic() - started) * _MS))
         return _rendered(job.document, url, body)
 
     async def _page(self) -> tuple[Page, int]:
