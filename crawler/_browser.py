@@ -254,7 +254,7 @@ class Renderer:
             await page.wait_for_selector(wait.selector, state="attached", timeout=left * _MS)
         if wait.seconds:
             await asyncio.sleep(min(wait.seconds, max(deadline - loop.time(), 0.0)))
-        body = (await page.content()).encode("utf-8", "surrogatepass")
+        body = (await page.content()).encode("utf-8", "replace")  # a lone surrogate becomes "?"
         if len(body) > self._settings.max_size:
             raise ResponseTooLarge(f"rendered page exceeds the {self._settings.max_size}-byte cap")
         return body, page.url.partition("#")[0]
@@ -292,15 +292,15 @@ class Renderer:
         self._idle.append(page)
 
     async def _restart(self, generation: int) -> None:
-        """Count a crash and start a new browser if the browser of ``generation`` is
-        dead; several renders see the same crash, one of them restarts."""
+        """Count a crash, and start a new browser if the browser of ``generation`` is
+        dead: several renders see the death of one browser, one of them restarts it."""
         async with self._restarting:
             if generation != self._generation:
                 return
-            self._generation += 1
             self._stats.inc("render/crashes")
             if self._browser is not None and self._browser.is_connected():
-                return  # only a page crashed
+                return  # only a page crashed: it is closed already
+            self._generation += 1
             log.warning("the browser died: starting a new one")
             with contextlib.suppress(PlaywrightError):
                 assert self._browser is not None

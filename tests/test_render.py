@@ -424,30 +424,36 @@ class PerRequestRender(Rendered):
         yield from (Request(url, render=True) for url in self.start_urls)
 
 
-def _kill_the_browser_once(killed: list[int]) -> Callable[[Hit], Page | None]:
-    """A handler whose first answer comes after killing this process's Chromium."""
+def _kill_once(killed: list[int], only_renderers: bool) -> Callable[[Hit], Page | None]:
+    """A handler whose first answer comes after killing this process's Chromium (all
+    of it, or only its renderer processes: the page crashes, the browser lives)."""
     import psutil
+
+    def doomed(process: psutil.Process) -> bool:
+        if "chrom" not in process.name().lower():
+            return False
+        return not only_renderers or "--type=renderer" in process.cmdline()
 
     def handler(hit: Hit) -> Page | None:
         if hit.target != "/api/slow":
             return None
         if not killed:
-            for child in psutil.Process().children(recursive=True):
-                if "chrom" in child.name().lower():
-                    killed.append(child.pid)
-                    child.kill()
+            for child in filter(doomed, psutil.Process().children(recursive=True)):
+                killed.append(child.pid)
+                child.kill()
         return Page(b'["after", "restart"]', headers=JSON)
 
     return handler
 
 
 @needs_browser
-def test_a_crashed_browser_is_restarted_and_its_page_rendered_again(
-    serve: Callable[..., SiteServer], crawl_items: Callable[..., Any]
+@pytest.mark.parametrize("only_renderers", [False, True], ids=["browser", "page"])
+def test_a_crash_is_counted_and_the_page_rendered_again(
+    serve: Callable[..., SiteServer], crawl_items: Callable[..., Any], only_renderers: bool
 ) -> None:
     killed: list[int] = []
     page = _page(FILL_LIST.replace("/api/items", "/api/slow"))
-    server = serve(_site(page=page), _kill_the_browser_once(killed))
+    server = serve(_site(page=page), _kill_once(killed, only_renderers))
     items, stats = crawl_items(Rendered, [server.url + "/page"])
     assert killed, "no Chromium process was found to kill"
     assert [item["items"] for item in items] == [["after", "restart"]]
