@@ -19,7 +19,8 @@ connection itself:
   the target of a fulfilled redirect); and the crawl's politeness: each request
   waits for its host's interval (``rate``, Crawl-delay) like a single fetch, one
   at a time per host and page (a page holds one of its host's concurrency slots),
-  and its answer feeds Retry-After and the adaptive throttle.
+  and its answer feeds the adaptive throttle; a Retry-After pauses the host for the
+  frontier and for every page's later requests to it.
 
 WebSockets are refused and service workers blocked (Playwright cannot intercept
 what they fetch). As a backstop, the browser resolves no host name at all
@@ -156,6 +157,7 @@ class Renderer:
         self._context: BrowserContext | None = None
         self._generation = 0
         self._restarting = asyncio.Lock()
+        self._paused_until: dict[str, float] = {}  # host: monotonic time (Retry-After)
 
     async def start(self) -> None:
         try:
@@ -384,9 +386,12 @@ class Renderer:
         raise FetchError(f"{request.url}: more than {self._settings.max_redirects} redirects")
 
     async def _paced(self, job: _Job, request: Request) -> Fetched:
-        """One fetch under the host's politeness: its interval, one at a time per
-        host and page, and its answer learnt from (Retry-After, throttle)."""
-        async with job.lock(host_key(request.url)):
+        """One fetch under the host's politeness: one at a time per host and page,
+        after the host's Retry-After pause and interval; its answer is learnt from."""
+        host = host_key(request.url)
+        async with job.lock(host):
+            while (pause := self._paused_until.get(host, 0.0) - time.monotonic()) > 0:
+                await asyncio.sleep(pause)  # a render that cannot wait that long times out
             await self._politeness.pace(request)
             started = time.monotonic()
             try:
@@ -395,8 +400,16 @@ class Renderer:
                 await self._politeness.failed(request, exc)
                 raise
             self._stats.inc("render/requests")
-            await self._politeness.answered(request, fetched, time.monotonic() - started)
+            await self._learn(host, request, fetched, time.monotonic() - started)
         return fetched
+
+    async def _learn(self, host: str, request: Request, fetched: Fetched, latency: float) -> None:
+        """Feed the throttle; a Retry-After pauses the host's frontier (in `answered`)
+        and the browser's other requests to it (here)."""
+        pause = await self._politeness.answered(request, fetched, latency)
+        if pause:
+            until = time.monotonic() + pause
+            self._paused_until[host] = max(self._paused_until.get(host, 0.0), until)
 
 
 class _Crashed(Exception):

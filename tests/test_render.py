@@ -330,20 +330,53 @@ def _hits_in_any_second(hits: list[Hit]) -> int:
 
 
 @needs_browser
+@pytest.mark.parametrize("limit", ["rate", "crawl_delay"])
 def test_the_browsers_own_requests_keep_the_hosts_rate(
-    serve: Callable[..., SiteServer], crawl_items: Callable[..., Any]
+    serve: Callable[..., SiteServer], crawl_items: Callable[..., Any], limit: str
 ) -> None:
     calls = "".join(f'fetch("/api/items?n={n}");' for n in range(4))
     routes = _site(**{f"p{n}": _page(f"{FILL_LIST}<script>{calls}</script>") for n in range(3)})
     for n in range(4):
         routes[f"/api/items?n={n}"] = routes["/api/items"]
+    settings: dict[str, Any] = {"rate": 4} if limit == "rate" else {}
+    if limit == "crawl_delay":
+        routes["/robots.txt"] = Page(b"User-agent: *\nCrawl-delay: 0.25\n", headers=TEXT)
     server = serve(routes)
     starts = [f"{server.url}/p{n}" for n in range(3)]
-    items, stats = crawl_items(Rendered, starts, rate=4, per_host=4, autothrottle=False, browser_pages=3)
+    items, stats = crawl_items(
+        Rendered, starts, per_host=4, autothrottle=False, browser_pages=3, **settings
+    )
     assert len(items) == 3 and all(item["items"] == ["kettle", "teapot"] for item in items)
     assert stats["render/requests"] == 15
     assert len(server.hits) == 19  # robots.txt, 3 pages, 15 of their scripts' calls
     assert _hits_in_any_second(server.hits) <= 4
+
+
+BUSY_THEN_ITEMS = """<ul id="list"></ul><script>
+fetch("/api/busy").then(() => fetch("/api/items")).then((a) => a.json()).then((names) => {
+  for (const name of names) {
+    const item = document.createElement("li"); item.textContent = name;
+    document.getElementById("list").append(item);
+  }
+});
+</script>"""
+
+
+@needs_browser
+def test_a_retry_after_from_a_script_request_pauses_the_host(
+    serve: Callable[..., SiteServer], crawl_items: Callable[..., Any]
+) -> None:
+    busy = Page(b"busy", 503, (("Retry-After", "1"), *TEXT))
+    server = serve(_site(page=_page(BUSY_THEN_ITEMS), later=_page(FILL_LIST)))
+    server.routes["/api/busy"] = busy
+    items, stats = crawl_items(
+        Rendered, [server.url + "/page", server.url + "/later"], autothrottle=False, browser_pages=1
+    )
+    assert sorted(len(item["items"]) for item in items) == [2, 2]
+    assert stats["politeness/retry_after"] == 1
+    arrived = {hit.target: hit.time for hit in server.hits if hit.target != "/api/items"}
+    after = [hit.time for hit in server.hits if hit.time > arrived["/api/busy"]]
+    assert after and min(after) - arrived["/api/busy"] >= 0.95  # nothing for the pause's second
 
 
 @needs_browser
@@ -351,7 +384,7 @@ def test_images_are_blocked_unless_render_resources_allows_them(
     serve: Callable[..., SiteServer], crawl_items: Callable[..., Any]
 ) -> None:
     picture = Page(b"GIF89a", headers=(("Content-Type", "image/gif"),))
-    server = serve(_site(page=_page('<img src="/a.gif">' + FILL_LIST), a_gif=picture))
+    server = serve(_site(page=_page('<img src="/a.gif">' + FILL_LIST)))
     server.routes["/a.gif"] = picture
     _, stats = crawl_items(Rendered, [server.url + "/page"])
     assert "/a.gif" not in {hit.target for hit in server.hits}
