@@ -18,6 +18,7 @@
  |    +-- RequestRefused       a single fetch (``Spider.fetch``, ``crawl parse``) the
  |                             crawl's rules forbid: robots.txt, scope, a bad URL
      +-- NotHtmlError          `Response.css` called on a body that is not HTML
+     +-- SelectorError         a CSS or XPath selector that does not parse (also a ValueError)
 
 Foreign errors (httpx, aiohttp, OSError) are translated into this tree once, at the
 boundary where they occur (the fetcher, the output sink, the spider loader).
@@ -101,3 +102,7 @@ class RequestRefused(FetchError):
 
 class NotHtmlError(CrawlerError):
     """``Response.css`` on a body that is not HTML: use ``.text`` or ``.json()``."""
+
+
+class SelectorError(CrawlerError, ValueError):
+    """A CSS selector or XPath expression that does not parse; the message names it."""

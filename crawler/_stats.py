@@ -72,9 +72,19 @@ class Stats:
         return sum(n for key, n in self.counts.items() if key.startswith("errors/"))
 
     @property
+    def pages_this_run(self) -> int:
+        """Pages of this run alone (``pages`` includes a job's earlier runs)."""
+        return self.pages - self._earlier_pages
+
+    @property
+    def resumed(self) -> bool:
+        """Whether earlier runs of a job counted here too."""
+        return self._earlier_pages > 0
+
+    @property
     def pages_per_second(self) -> float:
         """This run's rate (pages of earlier runs of a job are not this run's)."""
-        return (self.pages - self._earlier_pages) / self.elapsed if self.elapsed > 0 else 0.0
+        return self.pages_this_run / self.elapsed if self.elapsed > 0 else 0.0
 
     def __getitem__(self, key: str) -> int:
         return self.counts[key]
