@@ -211,7 +211,7 @@ class Rendered(Spider):
             "status": response.status,
             "redirects": list(response.redirect_urls),
             "shop": response.headers.get("x-shop"),
-            "items": [node.text(strip=True) for node in response.css("#list li")],
+            "items": response.css("#list li::text").getall(),
         }
 
 
@@ -407,7 +407,7 @@ class WaitsPerRequest(Spider):
         yield Request(url + "?plain", meta={"wait": "none"})
 
     def parse(self, response: Response) -> Iterator[dict[str, Any]]:
-        yield {"wait": response.meta["wait"], "items": [n.text() for n in response.css("#list li")]}
+        yield {"wait": response.meta["wait"], "items": response.css("#list li::text").getall()}
 
 
 @needs_browser
