@@ -84,6 +84,10 @@ CHROMIUM_FLAGS = (
     "--no-first-run",
     "--disable-quic",
     "--mute-audio",
+    # Headless: no GPU to use; and containers often give /dev/shm 64 MB, too
+    # little for Chromium's shared memory (pages crash), so it uses /tmp instead.
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
     # Every request is fulfilled by the crawl's fetcher: the browser needs no DNS.
     # Whatever escapes interception (a preconnect, WebRTC) fails, IP literals too.
     "--host-resolver-rules=MAP * ~NOTFOUND",
