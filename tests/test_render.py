@@ -379,6 +379,30 @@ def test_a_retry_after_from_a_script_request_pauses_the_host(
     assert after and min(after) - arrived["/api/busy"] >= 0.95  # nothing for the pause's second
 
 
+class FollowsToRender(Spider):
+    """A plain start page whose links are followed with ``render=True``."""
+
+    def parse(self, response: Response) -> Iterator[Request]:
+        yield from response.follow_all("a", callback="parse_rendered", render=True, wait_for="#list li")
+
+    def parse_rendered(self, response: Response) -> Iterator[dict[str, Any]]:
+        yield {"url": response.url, "items": response.css("#list li::text").getall()}
+
+
+@needs_browser
+def test_follow_render_true_through_a_job(
+    tmp_path: Path, serve: Callable[..., SiteServer], crawl_items: Callable[..., Any]
+) -> None:
+    server = serve(_site(start=_page('<a href="/a">a</a> <a href="/b">b</a>'), a=_page(FILL_LIST)))
+    server.routes["/b"] = server.routes["/a"]
+    items, stats = crawl_items(FollowsToRender, [server.url + "/start"], job=str(tmp_path / "job"))
+    assert sorted((i["url"], tuple(i["items"])) for i in items) == [
+        (server.url + "/a", ("kettle", "teapot")),
+        (server.url + "/b", ("kettle", "teapot")),
+    ]
+    assert stats["render/pages"] == 2 and stats["pages"] == 3
+
+
 @needs_browser
 def test_images_are_blocked_unless_render_resources_allows_them(
     serve: Callable[..., SiteServer], crawl_items: Callable[..., Any]
