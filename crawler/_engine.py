@@ -358,6 +358,9 @@ class Engine:
         if admission.retry_in is not None:  # no attempt was made: the retry count stays
             await self._frontier.retry(request, admission.retry_in)
             return
+        if admission.error is not None:
+            await self._retry_or_give_up(request, admission.error.kind, str(admission.error), retryable=False)
+            return
         self.stats.inc(f"dropped/{admission.drop}")
         await self._frontier.done(request)
 
