@@ -366,10 +366,11 @@ def test_bad_url_raises_frontier_error() -> None:
 
 class RedisServer:
     """A redis-server of this test's own on ``port``, keeping its data in ``dir``
-    (append-only file), so it can be stopped and started again."""
+    (append-only file), so it can be stopped and started again; without
+    ``persist`` a restart loses everything."""
 
-    def __init__(self, port: int, directory: Path) -> None:
-        self.port, self.dir = port, directory
+    def __init__(self, port: int, directory: Path, *, persist: bool = True) -> None:
+        self.port, self.dir, self.persist = port, directory, persist
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -378,7 +379,8 @@ class RedisServer:
 
     def start(self) -> None:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.dir)]
+        args += ["--appendonly", "yes" if self.persist else "no", "--appendfsync", "always"]
+        args += ["--dir", str(self.dir)]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
