@@ -399,15 +399,20 @@ class RedisServer:
             self.process = None
 
 
-@pytest.fixture
-def own_redis(redis_url: str, unused_port: int, tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(unused_port, tmp_path)
+def started_redis(port: int, directory: Path, *, persist: bool = True) -> Iterator[RedisServer]:
+    """A started `RedisServer` (the test is skipped if it cannot start), stopped after."""
+    server = RedisServer(port, directory, persist=persist)
     try:
         server.start()
     except (OSError, RuntimeError) as exc:
         pytest.skip(f"cannot start redis-server: {exc}")
     yield server
     server.stop()
+
+
+@pytest.fixture
+def own_redis(redis_url: str, unused_port: int, tmp_path: Path) -> Iterator[RedisServer]:
+    yield from started_redis(unused_port, tmp_path)
 
 
 def test_connection_lost_mid_crawl_is_retried_and_nothing_is_lost(own_redis: RedisServer) -> None:

@@ -24,7 +24,7 @@ from crawler._request import Request
 from crawler._siteserver import Page
 
 from .conftest import html
-from .test_redis_frontier import RedisServer
+from .test_redis_frontier import RedisServer, started_redis
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -33,20 +33,10 @@ NAMESPACE = "crawler:loss"
 GONE = "is gone (FLUSHALL, or a restart without persistence)"
 
 
-def own_server(port: int, directory: Path, *, persist: bool) -> Iterator[RedisServer]:
-    server = RedisServer(port, directory, persist=persist)
-    try:
-        server.start()
-    except (OSError, RuntimeError) as exc:
-        pytest.skip(f"cannot start redis-server: {exc}")
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def ephemeral_redis(unused_port: int, tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of our own that keeps nothing across a restart."""
-    yield from own_server(unused_port, tmp_path, persist=False)
+    yield from started_redis(unused_port, tmp_path, persist=False)
 
 
 def run(coro: Callable[[], object]) -> None:
