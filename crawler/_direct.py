@@ -100,6 +100,8 @@ class DirectFetcher:
 
     async def _admit(self, request: Request) -> None:
         admission = await self._politeness.admit(request)
+        if admission.error is not None:
+            raise type(admission.error)(f"{request.url} refused: {admission.error}")
         if not admission.allowed:
             raise RequestRefused(f"{request.url} refused: {_reason(admission)}")
 

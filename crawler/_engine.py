@@ -23,6 +23,7 @@ from ._errors import (
     BrowserUnavailable,
     CrawlerError,
     FetchError,
+    FrontierError,
     OutputError,
     TransientFetchError,
     UsageError,
@@ -232,12 +233,15 @@ class Engine:
         start.append(replace(request, url=url))
 
     async def _crawl(self) -> None:
-        async with asyncio.TaskGroup() as group:
-            stage = range(self.settings.concurrency)
-            self._workers = [group.create_task(self._fetch_worker()) for _ in stage]
-            self._workers += [group.create_task(self._parse_worker()) for _ in stage]
-            ticker = group.create_task(self._tick())
-            group.create_task(self._dispatch(ticker))
+        try:
+            async with asyncio.TaskGroup() as group:
+                stage = range(self.settings.concurrency)
+                self._workers = [group.create_task(self._fetch_worker()) for _ in stage]
+                self._workers += [group.create_task(self._parse_worker()) for _ in stage]
+                ticker = group.create_task(self._tick())
+                group.create_task(self._dispatch(ticker))
+        except* FrontierError as failed:  # Redis gone, a job's disk full: stop, say why
+            self._fail(failed.exceptions[0])
 
     async def _dispatch(self, ticker: asyncio.Task[None]) -> None:
         try:
@@ -310,10 +314,13 @@ class Engine:
 
     async def _save_progress(self) -> None:
         """The job's statistics so far; this node's share of a shared crawl's."""
-        if self._job is not None:
-            await self._job.save(self.stats)
-        if self._cluster is not None:
-            await self._cluster.push(self.stats)
+        try:
+            if self._job is not None:
+                await self._job.save(self.stats)
+            if self._cluster is not None:
+                await self._cluster.push(self.stats)
+        except FrontierError as exc:
+            self._fail(exc)
 
     async def _flush_and_ack(self) -> None:
         """Write buffered items out, then acknowledge the requests they came from: a
@@ -330,11 +337,10 @@ class Engine:
                 if self._job is not None:
                     await self._job.save(self.stats)
                 await self.sink.sync()
-        except OutputError as exc:
+            for request in acknowledged:
+                await self._frontier.done(request)
+        except (OutputError, FrontierError) as exc:
             self._fail(exc)
-            return
-        for request in acknowledged:
-            await self._frontier.done(request)
 
     def _fail(self, exc: BaseException) -> None:
         if self._fatal is None:
@@ -362,7 +368,7 @@ class Engine:
         """Run one stage for ``request``; a bug in it ends the request, not the crawl."""
         try:
             return await stage
-        except (OutputError, BrowserUnavailable) as exc:
+        except (OutputError, FrontierError, BrowserUnavailable) as exc:
             self._fail(exc)
         except Exception:
             self.stats.inc("errors/internal")
@@ -408,6 +414,9 @@ class Engine:
     async def _not_admitted(self, request: Request, admission: Admission) -> None:
         if admission.retry_in is not None:  # no attempt was made: the retry count stays
             await self._frontier.retry(request, admission.retry_in)
+            return
+        if admission.error is not None:
+            await self._retry_or_give_up(request, admission.error.kind, str(admission.error), retryable=False)
             return
         self.stats.inc(f"dropped/{admission.drop}")
         log.debug("Dropped <%s %s> (%s)", request.method, request.url, admission.drop)
