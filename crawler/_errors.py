@@ -93,5 +93,11 @@ class RequestRefused(FetchError):
     kind = "refused"
 
 
+class HostDeferred(CrawlerError):
+    """Not a failure: the fetch was not attempted, because attempts on hosts that
+    never answered already hold their share of ``concurrency``. The caller puts the
+    request back for a moment; no attempt is counted against the host."""
+
+
 class NotHtmlError(CrawlerError):
     """``Response.css`` on a body that is not HTML: use ``.text`` or ``.json()``."""
