@@ -45,8 +45,6 @@ if TYPE_CHECKING:
 
 Fetch = Callable[[Request], Awaitable["Fetched"]]
 
-DEFERRAL = 0.5  # seconds to wait (jittered) when deferred for hosts that never answered
-
 REFUSALS: Mapping[str, str] = {
     "robots": "robots.txt disallows it",
     "robots_unreachable": "its robots.txt cannot be fetched",
@@ -106,8 +104,8 @@ class DirectFetcher:
             try:
                 await self._admit(request)
                 return await self._attempts(request)
-            except HostDeferred:
-                await asyncio.sleep(DEFERRAL * random.uniform(0.5, 1.5))
+            except HostDeferred as deferred:
+                await asyncio.sleep(deferred.retry_in * random.uniform(0.5, 1.5))
 
     async def _admit(self, request: Request) -> None:
         admission = await self._politeness.admit(request)

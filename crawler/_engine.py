@@ -42,7 +42,6 @@ if TYPE_CHECKING:  # at run time these load after the parse workers are forked
 log = logging.getLogger("crawler.engine")
 
 STOP_GRACE = 5.0
-DEFERRAL = 0.5  # seconds a request deferred for hosts that never answered waits (jittered)
 TICK = 0.5
 
 Ticker = Callable[[Stats, FrontierStatus], None]
@@ -335,8 +334,8 @@ class Engine:
     async def _fetch_stage(self, request: Request) -> Page | None:
         try:
             return await self._admit_and_fetch(request)
-        except HostDeferred:  # nothing was attempted: back in a moment, no retry counted
-            await self._frontier.retry(request, DEFERRAL * random.uniform(0.5, 1.5))
+        except HostDeferred as deferred:  # nothing was attempted: back soon, no retry counted
+            await self._frontier.retry(request, deferred.retry_in * random.uniform(0.5, 1.5))
             return None
 
     async def _admit_and_fetch(self, request: Request) -> Page | None:

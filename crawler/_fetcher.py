@@ -28,10 +28,11 @@ hosts that accept connections and never answer cannot take every worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,10 @@ ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 ACCEPT_ENCODING = "gzip, deflate, br, zstd"
 # Waits between tries when the process is out of file descriptors (EMFILE).
 DESCRIPTOR_WAITS = (0.05, 0.1, 0.2, 0.5, 1.0)
+
+# Seconds before a request deferred by `FirstContactGate` is tried again.
+FIRST_CONTACT_DEFERRAL = 0.1
+SILENT_DEFERRAL = 1.0
 
 ClientFactory = Callable[[httpx.AsyncBaseTransport], httpx.AsyncClient]
 
@@ -108,6 +113,49 @@ _NORMAL_URL = re.compile(
 )
 
 
+class FirstContactGate:
+    """Bounds the attempts on hosts that have not answered yet, so that hosts that
+    accept connections and never answer cannot take every worker.
+
+    Attempts on such hosts may hold at most half of ``concurrency``; those on hosts
+    that already failed without ever answering (silent), at most an eighth. Past
+    either bound an attempt raises `HostDeferred` at once, and the caller puts the
+    request back: a silent host's for longer than a new host's, so that a new host's
+    first contact takes the next free place."""
+
+    def __init__(self, concurrency: int) -> None:
+        self._answered: set[bytes] = set()
+        self._silent: set[bytes] = set()
+        self._limit = max(1, concurrency // 2)
+        self._silent_limit = max(1, concurrency // 8)
+        self._unproven = self._silent_in_flight = 0
+
+    def answered(self, host: bytes) -> bool:
+        return host in self._answered
+
+    @contextlib.contextmanager
+    def attempt(self, host: bytes) -> Iterator[None]:
+        """Hold a place for an attempt on ``host`` (which never answered) while it runs."""
+        silent = host in self._silent
+        if self._unproven >= self._limit or (silent and self._silent_in_flight >= self._silent_limit):
+            raise HostDeferred(
+                f"{self._unproven} attempts already wait on hosts that never answered",
+                retry_in=SILENT_DEFERRAL if silent else FIRST_CONTACT_DEFERRAL,
+            )
+        self._unproven += 1
+        self._silent_in_flight += silent
+        try:
+            yield
+        except FetchError:
+            self._silent.add(host)
+            raise
+        finally:
+            self._unproven -= 1
+            self._silent_in_flight -= silent
+        self._answered.add(host)
+        self._silent.discard(host)
+
+
 def network_guard(settings: Settings, named_hosts: Iterable[str]) -> AddressGuard:
     """The address guard of a crawl or a single-fetch session: ``named_hosts`` and
     the proxy's host may be private addresses."""
@@ -142,9 +190,7 @@ class Fetcher:
         self._headers = httpx.Headers(
             {"User-Agent": settings.user_agent, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING}
         )
-        self._answered: set[bytes] = set()
-        self._unproven = 0
-        self._unproven_limit = max(1, settings.concurrency // 2)
+        self._gate = FirstContactGate(settings.concurrency)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -157,17 +203,10 @@ class Fetcher:
         is a response, not an error."""
         outgoing = self._build(request)
         host = outgoing.url.netloc
-        if host in self._answered:
+        if self._gate.answered(host):
             return await self._attempt(request, outgoing)
-        if self._unproven >= self._unproven_limit:
-            raise HostDeferred(f"{self._unproven} attempts already wait on hosts that never answered")
-        self._unproven += 1
-        try:
-            fetched = await self._attempt(request, outgoing)
-        finally:
-            self._unproven -= 1
-        self._answered.add(host)
-        return fetched
+        with self._gate.attempt(host):
+            return await self._attempt(request, outgoing)
 
     def _build(self, request: Request) -> httpx.Request:
         try:
