@@ -5,7 +5,10 @@ idle connections bounded, and hosts that never answer held to their share."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -138,9 +141,6 @@ def test_behind_a_proxy_the_guard_still_checks_the_target(proxy, url):
 
 
 def test_the_proxy_setting_is_a_cli_flag(serve, proxy, tmp_path):
-    import subprocess
-    import sys
-
     server = serve(shop(1))
     spider = tmp_path / "spider.py"
     spider.write_text(
@@ -325,3 +325,99 @@ def test_silent_hosts_found_mid_crawl_hold_at_most_half_the_workers(serve):
     assert max(host.connections for host in silent) == 1
     assert sum(host.connections for host in silent) == 2  # two at a time, and neither answered
     assert time.monotonic() - started < 30  # half the deadline, which nobody waited for
+
+
+# -- file descriptors ------------------------------------------------------------------
+
+
+class ManyHosts:
+    """One tiny HTTP/1.1 server (keep-alive) listening on ``count`` loopback
+    addresses, 127.0.1.1 and up: each is a host of its own to the crawler. Every
+    path answers with a page linking to ``/a`` and ``/b``; robots.txt is a 404."""
+
+    PAGE = b'<html><head><title>t</title></head><body><a href="/a">a</a><a href="/b">b</a></body></html>'
+
+    def __init__(self, count: int) -> None:
+        self.addresses = [f"127.0.{1 + i // 250}.{1 + i % 250}" for i in range(count)]
+        self.requests = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> ManyHosts:
+        self._thread.start()
+        start = asyncio.start_server(self._serve, self.addresses, 0)
+        self._server = asyncio.run_coroutine_threadsafe(start, self._loop).result(10)
+        self.urls = [
+            f"http://{host}:{port}/" for host, port in (s.getsockname() for s in self._server.sockets)
+        ]
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.close()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                self.requests += 1
+                robots = head.startswith(b"GET /robots.txt ")
+                status, body = (b"404 Not Found", b"") if robots else (b"200 OK", self.PAGE)
+                writer.write(
+                    b"HTTP/1.1 %s\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s"
+                    % (status, len(body), body)
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def test_a_crawl_of_many_hosts_under_a_low_descriptor_limit_fetches_every_host(tmp_path):
+    """300 hosts, each leaving a keep-alive connection behind, under ``ulimit -n 256``:
+    idle connections are bounded to what the limit allows, so every host is fetched
+    (3 pages and a robots.txt each), nothing is dropped, and the crawl ends cleanly."""
+    with ManyHosts(300) as hosts:
+        spider = tmp_path / "spider.py"
+        spider.write_text(
+            "from crawler import Spider\n"
+            "class Many(Spider):\n"
+            f"    start_urls = {hosts.urls!r}\n"
+            "    def parse(self, response):\n"
+            "        yield {'url': response.url}\n"
+            "        yield from response.follow_all('a')\n",
+            encoding="utf-8",
+        )
+        crawl = Path(sys.executable).parent / "crawl"
+        stats = tmp_path / "stats.json"
+        command = f"ulimit -n 256 && exec {crawl} {spider} -O {tmp_path / 'items.jsonl'} --stats {stats}"
+        done = subprocess.run(
+            ["bash", "-c", command + " --no-progress --parse-workers 1"],
+            capture_output=True,
+            text=True,
+            timeout=110,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "Traceback" not in done.stderr and "Too many open files" not in done.stderr
+        counters = json.loads(stats.read_text(encoding="utf-8"))
+        assert counters["pages"] == 900
+        assert counters["hosts"] == 300
+        assert not counters["errors"] and set(counters["dropped"]) <= {"duplicate"}
+        assert hosts.requests == 1200
+
+
+def test_the_soft_descriptor_limit_is_raised_where_the_hard_limit_allows():
+    code = (
+        "import resource;"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE);"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard));"
+        "from crawler._transport import raise_descriptor_limit;"
+        "print(raise_descriptor_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    raised, soft, hard = (int(word) for word in done.stdout.split())
+    assert raised == soft
+    assert soft == (min(hard, 1 << 16) if hard > 256 else 256)
