@@ -77,6 +77,15 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
     depth: Annotated[int | None, typer.Option(help="Maximum link depth from a start URL.")] = None,
     max_pages: Annotated[int | None, typer.Option(help="Stop after this many pages.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Deadline per fetch attempt in seconds [30].")] = None,
+    connect_timeout: Annotated[
+        float | None, typer.Option(help="Deadline to open a connection in seconds [5].")
+    ] = None,
+    first_byte_timeout: Annotated[
+        float | None, typer.Option(help="Seconds to wait for the server's first byte, or between reads [10].")
+    ] = None,
+    proxy: Annotated[
+        str | None, typer.Option(metavar="URL", help="Send requests through this HTTP(S) proxy.")
+    ] = None,
     retries: Annotated[int | None, typer.Option(help="Retries of a failed fetch [2].")] = None,
     parse_workers: Annotated[
         int | None, typer.Option(help="Parse processes; 0 parses in-process [CPUs - 1].")
