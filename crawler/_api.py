@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from ._backends import refuse_overwriting_a_job
@@ -29,6 +30,7 @@ def build_engine(
     spider_args: Mapping[str, Any] | None = None,
     backend: Frontier | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    parse_executor: Executor | None = None,
     on_tick: Ticker | None = None,
     **settings: Any,
 ) -> Engine:
@@ -42,6 +44,7 @@ def build_engine(
         spider_args=spider_args,
         frontier=backend,
         transport=transport,
+        parse_executor=parse_executor,
         on_tick=on_tick,
     )
 
@@ -59,7 +62,9 @@ def run(
 
     Keyword arguments are settings (``concurrency=16``, ``max_pages=100``, ...) plus
     ``spider_args``, ``backend`` (a `Frontier` object to use instead of the one the
-    ``job`` and ``frontier`` settings choose) and ``transport``."""
+    ``job`` and ``frontier`` settings choose), ``transport`` and ``parse_executor``
+    (a ``concurrent.futures.Executor``, such as a ``ProcessPoolExecutor``, to parse
+    in instead of the crawl's own worker processes; it stays open afterwards)."""
     refuse_overwriting_a_job(settings.get("job"), overwrite)
     sink: ItemSink = open_sink(output, overwrite=overwrite) if output else NullSink()
     engine = build_engine(spider_cls, sink, **settings)

@@ -13,11 +13,21 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ._backends import ClusterStats, Job, open_frontier
-from ._callbacks import LinkRules, ParseResult, ParseTask, encode_items, vet_url
+from ._callbacks import (
+    LinkRules,
+    ParseResult,
+    ParseTask,
+    SpiderParser,
+    encode_items,
+    is_async_callback,
+    parse_failure,
+    vet_url,
+)
 from ._direct import DirectFetcher
 from ._errors import FetchError, OutputError, TransientFetchError
 from ._frontier import Frontier, FrontierStatus
@@ -25,7 +35,7 @@ from ._http import REDIRECT_STATUSES, RETRY_STATUSES, backoff, follow_redirect
 from ._output import FLUSH_BYTES, ItemSink
 from ._pipelines import Pipelines
 from ._politeness import Admission, Politeness, default_host_policy
-from ._pool import ParsePool
+from ._pool import ParseExecutor
 from ._request import Request
 from ._robots import ROBOTS_TIMEOUT, RobotsCache, SharedStore
 from ._settings import Settings
@@ -42,6 +52,9 @@ log = logging.getLogger("crawler.engine")
 
 STOP_GRACE = 5.0
 TICK = 0.5
+# The largest page the main process parses itself when the parse workers are all
+# busy: parsing it blocks the event loop for a few milliseconds at most.
+RUN_HERE_MAX_BODY = 256 * 1024
 
 Ticker = Callable[[Stats, FrontierStatus], None]
 Page = tuple[Request, "Fetched"]
@@ -59,6 +72,7 @@ class Engine:
         spider_args: Mapping[str, Any] | None = None,
         frontier: Frontier | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        parse_executor: Executor | None = None,
         on_tick: Ticker | None = None,
     ) -> None:
         self.spider = spider
@@ -80,6 +94,8 @@ class Engine:
         # four times a second; alone, a local event always comes first.
         self._poll = 0.25 if settings.frontier is not None else 1.0
         self._transport = transport
+        self._executor = parse_executor  # the caller's, if any: it stays open after the crawl
+        self._own_executor: ParseExecutor | None = None
         self._on_tick = on_tick
         self._pipelines = Pipelines(spider.pipelines, spider, self.stats)
         self._work: asyncio.Queue[Request | None] = asyncio.Queue()
@@ -112,12 +128,12 @@ class Engine:
         self._start_hosts = default_allowed_domains(r.url for r in start)
         self._scope = self.settings.allowed_domains or self._start_hosts
         self._rules = self._link_rules()
-        settings = self.settings
-        self._pool = ParsePool(
-            self.spider, self._spider_args, self._rules, settings.parse_workers, settings.parse_timeout
-        )
+        self._parse_page = SpiderParser.of(type(self.spider), self._spider_args, self._rules)
+        self._runner = self._parse_page.install(self.spider)
         try:
-            await self._pool.start()
+            await self._start_parse_executor()
+            if self._stopping:  # Ctrl-C while the workers were starting
+                return self.stats
             self._open_network()
             self._offer_single_fetches()
             await self._pipelines.open()
@@ -130,6 +146,32 @@ class Engine:
         if self._fatal is not None:
             raise self._fatal
         return self.stats
+
+    async def _start_parse_executor(self) -> None:
+        """Our parse executor, unless the caller brought one or parses in-process."""
+        if self._executor is not None or self.settings.parse_workers == 0:
+            return
+        executor = ParseExecutor(
+            self.settings.parse_workers,
+            initializer=self._parse_page.load,
+            timeout=self.settings.parse_timeout,
+            may_run_here=_small_page,
+        )
+        self._own_executor = executor
+        await executor.start()
+        self._executor = executor
+
+    async def _parse(self, task: ParseTask) -> ParseResult:
+        """Run the page's callback: in the parse executor, or here for ``async def``
+        callbacks and ``parse_workers=0``."""
+        if self._executor is None or is_async_callback(self.spider, task.request):
+            return await self._runner.run_async(task)
+        loop = asyncio.get_running_loop()
+        try:
+            result: ParseResult = await loop.run_in_executor(self._executor, self._parse_page, task)
+        except (BrokenExecutor, TimeoutError) as exc:
+            return parse_failure(exc)
+        return result
 
     def _open_network(self) -> None:
         """The fetcher, and with it aiohttp, loads only now: the parse workers are
@@ -420,7 +462,7 @@ class Engine:
 
     async def _parse_stage(self, request: Request, fetched: Fetched) -> None:
         task = ParseTask(request, fetched.url, fetched.status, fetched.headers, fetched.body)
-        result = await self._pool.parse(task)
+        result = await self._parse(task)
         await self._store(request, result)
         self._unacked.append(request)
         if self.sink.buffered >= self._flush_bytes:
@@ -460,7 +502,7 @@ class Engine:
             await self._flush_and_ack()
             self.stats.finish(self.stats.finish_reason)
             await self._save_progress()
-            closing = [self._pool.close(), self._frontier.close()]
+            closing = [self._close_parse_executor(), self._frontier.close()]
             if self._fetcher is not None:
                 closing.append(self._fetcher.close())
             await asyncio.gather(*closing)
@@ -468,6 +510,18 @@ class Engine:
                 self.sink.close()
             except OutputError as exc:
                 self._fatal = self._fatal or exc
+
+
+    async def _close_parse_executor(self) -> None:
+        self._parse_page.forget()
+        if self._own_executor is not None:
+            await self._own_executor.aclose()
+            self.stats.inc("parse/main_process", self._own_executor.ran_here)
+
+
+def _small_page(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
+    """Whether the main process may parse this page itself (see ``ParseExecutor``)."""
+    return len(args) == 1 and isinstance(args[0], ParseTask) and len(args[0].body) <= RUN_HERE_MAX_BODY
 
 
 def spider_identity(spider: Spider) -> str:
