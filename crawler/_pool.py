@@ -45,6 +45,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import BrokenExecutor, Executor, Future, InvalidStateError
+from multiprocessing import forkserver, resource_tracker
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -225,8 +226,12 @@ class _Worker:
             target=_worker_main, args=(child_in, child_out, initializer, initargs), daemon=True
         )
         self.process.name = "crawler-parse"
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # the child inherits the mask
+        if method == "forkserver":
+            resource_tracker.ensure_running()  # it unblocks Ctrl-C as it returns: before ours
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # children inherit the mask
         try:
+            if method == "forkserver":  # Ctrl-C would kill it too, while it starts
+                forkserver.ensure_running()
             self.process.start()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)

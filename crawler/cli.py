@@ -148,6 +148,8 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
     except CrawlerError as exc:
         _report(exc, debug)
         code = exc.exit_code
+    except KeyboardInterrupt:  # Ctrl-C before the crawl's own handler was in place
+        code = EXIT_INTERRUPTED
     raise typer.Exit(code)
 
 
@@ -227,8 +229,8 @@ async def run_with_signals(engine: Engine) -> tuple[Stats, bool]:
         loop.add_signal_handler(signum, on_signal, signum)
     try:
         stats = await engine.run()
-    except asyncio.CancelledError:
-        stats = engine.stats
+    except asyncio.CancelledError:  # a second Ctrl-C, or one that came before ours was set
+        return engine.stats, True
     return stats, bool(signals_seen)
 
 

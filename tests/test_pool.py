@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from concurrent.futures import Executor, ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -233,3 +237,50 @@ def test_a_crawl_under_uvloop_finishes_and_exits_cleanly(serve):
         return [item async for item in items]
 
     assert len(uvloop.run(main())) == SITE_PAGES
+
+
+# --- Ctrl-C while the parse workers start ---------------------------------------------
+
+CRAWL = str(Path(sys.executable).parent / "crawl")
+
+MARKED_SPIDER = """
+import os, pathlib
+from crawler import Request, Spider
+
+pathlib.Path(os.environ["SPIDER_LOADED"]).touch()  # the crawl is past its imports
+
+class MarkedSpider(Spider):
+    name = "marked"
+    start = ""
+
+    def start_requests(self):
+        yield Request(self.start)
+
+    def parse(self, response):
+        yield {"url": response.url}
+        yield from response.follow_all("a")
+"""
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.1, 0.2, 0.3, 0.5])
+def test_ctrl_c_as_a_job_starts_exits_130_without_a_traceback(serve, tmp_path, delay):
+    """Ctrl-C reaches every process in the terminal's group, parse workers included:
+    one that died of it while starting made the crawl exit 1 with a traceback."""
+    from .conftest import html
+
+    site = serve({f"/{i}": html(f"page {i}", [f"/{i + 1}"]) for i in range(200)})
+    spider, marker = tmp_path / "marked.py", tmp_path / "loaded"
+    spider.write_text(MARKED_SPIDER)
+    command = [CRAWL, str(spider), "-a", f"start={site.url}/0", "--job", str(tmp_path / "job")]
+    command += ["-o", str(tmp_path / "items.jsonl"), "--no-progress", "--no-obey-robots"]
+    env = {**os.environ, "SPIDER_LOADED": str(marker)}
+    process = subprocess.Popen(
+        command, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
+    deadline = time.monotonic() + 30
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(delay)
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the whole process group
+    _, stderr = process.communicate(timeout=60)
+    assert (process.returncode, "Traceback" in stderr) == (130, False), stderr
