@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ._backends import ClusterStats, Job, open_frontier
+from ._budget import BodyBudget, Claim
 from ._callbacks import (
     LinkRules,
     ParseResult,
@@ -58,6 +59,7 @@ RUN_HERE_MAX_BODY = 256 * 1024
 
 Ticker = Callable[[Stats, FrontierStatus], None]
 Page = tuple[Request, "Fetched"]
+ClaimedPage = tuple[Request, "Fetched", Claim]  # a page with its bytes in the body budget
 
 
 class Engine:
@@ -99,9 +101,10 @@ class Engine:
         self._on_tick = on_tick
         self._pipelines = Pipelines(spider.pipelines, spider, self.stats)
         self._work: asyncio.Queue[Request | None] = asyncio.Queue()
-        self._pages: asyncio.Queue[Page | None] = asyncio.Queue(settings.concurrency)
+        self._pages: asyncio.Queue[ClaimedPage | None] = asyncio.Queue(settings.concurrency)
         self._fetching = 0
         self._wake = asyncio.Event()
+        self._budget = BodyBudget(settings.max_body_memory, on_release=self._wake.set)
         self._active = 0
         self._stopping = False
         self._fatal: BaseException | None = None
@@ -156,6 +159,7 @@ class Engine:
             initializer=self._parse_page.load,
             timeout=self.settings.parse_timeout,
             may_run_here=_small_page,
+            weigh=_page_size,
         )
         self._own_executor = executor
         await executor.start()
@@ -272,6 +276,8 @@ class Engine:
         """How many more requests to fetch now: ``concurrency`` counts requests on the
         wire (as in Scrapy), not pages waiting for or in the parse pool."""
         free = self.settings.concurrency - self._fetching
+        if self._budget.spent:  # fetching pauses until parsed pages give bytes back
+            free = 0
         if self.settings.max_pages is not None:
             free = min(free, self.settings.max_pages - self.stats.pages - self._active)
         return free
@@ -339,18 +345,35 @@ class Engine:
     async def _fetch_worker(self) -> None:
         """Fetch stage: robots.txt, fetch, redirect or retry; pages go on to the parse stage."""
         while (request := await self._work.get()) is not None:
-            page = await self._guarded(request, self._fetch_stage(request))
-            if page is not None:
-                await self._pages.put(page)
-            else:
-                self._request_finished()
+            await self._fetch_one(request)
             self._fetching -= 1
             self._wake.set()
+
+    async def _fetch_one(self, request: Request) -> None:
+        """Fetch ``request`` under a claim on the body budget, and pass its page on.
+        (A function of its own: an idle worker must not hold its last page's body.)"""
+        claim = self._budget.claim()
+        reading = claim.reading()
+        try:
+            page = await self._guarded(request, self._fetch_stage(request))
+        finally:
+            claim.done_reading(reading)
+        if page is not None:
+            claim.cover(len(page[1].body))
+            await self._pages.put((*page, claim))
+        else:
+            claim.release()
+            self._request_finished()
 
     async def _parse_worker(self) -> None:
         """Parse stage: callback in the pool, items to the sink, links to the frontier."""
         while (page := await self._pages.get()) is not None:
-            await self._guarded(page[0], self._parse_stage(*page))
+            request, fetched, claim = page
+            try:
+                await self._guarded(request, self._parse_stage(request, fetched))
+            finally:
+                claim.release()
+            del page, fetched  # an idle worker must not hold its last page's body
             self._request_finished()
 
     async def _guarded(self, request: Request, stage: Awaitable[Page | None]) -> Page | None:
@@ -511,7 +534,6 @@ class Engine:
             except OutputError as exc:
                 self._fatal = self._fatal or exc
 
-
     async def _close_parse_executor(self) -> None:
         self._parse_page.forget()
         if self._own_executor is not None:
@@ -519,9 +541,13 @@ class Engine:
             self.stats.inc("parse/main_process", self._own_executor.ran_here)
 
 
+def _page_size(fn: Callable[..., Any], args: tuple[Any, ...]) -> int:
+    return len(args[0].body) if args and isinstance(args[0], ParseTask) else 0
+
+
 def _small_page(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
     """Whether the main process may parse this page itself (see ``ParseExecutor``)."""
-    return len(args) == 1 and isinstance(args[0], ParseTask) and len(args[0].body) <= RUN_HERE_MAX_BODY
+    return _page_size(fn, args) <= RUN_HERE_MAX_BODY
 
 
 def spider_identity(spider: Spider) -> str:

@@ -28,6 +28,7 @@ import aiohttp
 from yarl import URL
 
 from ._addressguard import AddressGuard, GuardedResolver, unwrap_blocked
+from ._budget import charge_body_chunk
 from ._decoding import decode_content
 from ._errors import (
     BadResponse,
@@ -177,6 +178,7 @@ class Fetcher:
             if size > cap:
                 raise ResponseTooLarge(f"body exceeds the {cap}-byte cap")
             parts.append(chunk)
+            await charge_body_chunk(len(chunk))  # waits while the crawl's body budget is spent
         return b"".join(parts)
 
 

@@ -52,6 +52,7 @@ from typing import Any
 log = logging.getLogger("crawler.pool")
 
 MAX_BATCH = 16
+MAX_BATCH_BYTES = 4 << 20  # by ``weigh``: a worker holds a batch twice while unpacking it
 BATCHES_PER_WORKER = 2
 PIPE_SIZE = 1 << 20
 READ_SIZE = 1 << 20
@@ -381,7 +382,8 @@ class ParseExecutor(Executor):
     that will submit). Each worker runs ``initializer(*initargs)`` first; a call
     batch that runs longer than ``timeout`` seconds gets its worker replaced.
     ``may_run_here(fn, args)`` says whether a call is cheap enough to run in the
-    calling thread when every worker is busy (``None``: never)."""
+    calling thread when every worker is busy (``None``: never); ``weigh(fn, args)``
+    is a call's size in bytes, so that a batch stays under ``MAX_BATCH_BYTES``."""
 
     def __init__(
         self,
@@ -391,6 +393,7 @@ class ParseExecutor(Executor):
         initargs: tuple[Any, ...] = (),
         timeout: float = 30.0,
         may_run_here: Callable[[Callable[..., Any], tuple[Any, ...]], bool] | None = None,
+        weigh: Callable[[Callable[..., Any], tuple[Any, ...]], int] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("a parse executor needs at least one worker")
@@ -399,6 +402,7 @@ class ParseExecutor(Executor):
         self._initargs = initargs
         self._timeout = timeout
         self._may_run_here = may_run_here
+        self._weigh = weigh
         self._workers: list[_Worker] = []
         self._waiting: deque[Waiting] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -494,12 +498,14 @@ class ParseExecutor(Executor):
                 worker.send(batch)
 
     def _next_batch(self, size: int) -> Batch:
-        """Up to ``size`` waiting calls that were not cancelled; a call under suspicion
-        goes alone."""
+        """Up to ``size`` waiting calls that were not cancelled, and up to
+        ``MAX_BATCH_BYTES``; a call under suspicion goes alone."""
         batch: Batch = []
+        weight = 0
         while self._waiting and len(batch) < size:
             call, future, suspect = self._waiting[0]
-            if suspect is not None and batch:
+            weight += self._weigh(call[0], call[1]) if self._weigh is not None else 0
+            if batch and (suspect is not None or weight > MAX_BATCH_BYTES):
                 break
             self._waiting.popleft()
             if future.running() or future.set_running_or_notify_cancel():

@@ -82,6 +82,9 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
         list[str] | None, typer.Option(help="Domain in scope (repeat it) [hosts of the start URLs].")
     ] = None,
     max_size: Annotated[int | None, typer.Option(help="Largest decoded body in bytes [32 MiB].")] = None,
+    max_body_memory: Annotated[
+        int | None, typer.Option(help="Bytes of bodies read or waiting to be parsed [256 MiB].")
+    ] = None,
     max_redirects: Annotated[int | None, typer.Option(help="Redirect hops per request [20].")] = None,
     max_url_length: Annotated[int | None, typer.Option(help="Longest URL followed [2083].")] = None,
     allow_private: Annotated[

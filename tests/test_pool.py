@@ -274,9 +274,7 @@ def test_ctrl_c_as_a_job_starts_exits_130_without_a_traceback(serve, tmp_path, d
     command = [CRAWL, str(spider), "-a", f"start={site.url}/0", "--job", str(tmp_path / "job")]
     command += ["-o", str(tmp_path / "items.jsonl"), "--no-progress", "--no-obey-robots"]
     env = {**os.environ, "SPIDER_LOADED": str(marker)}
-    process = subprocess.Popen(
-        command, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
-    )
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
     deadline = time.monotonic() + 30
     while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
