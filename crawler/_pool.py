@@ -441,8 +441,10 @@ class ParseExecutor(Executor):
         return future
 
     def _saturated(self) -> bool:
-        """A full batch is waiting for a worker already."""
-        return len(self._waiting) >= MAX_BATCH
+        """Every worker holds all the batches it may, and a full batch waits besides."""
+        if len(self._waiting) < MAX_BATCH:
+            return False
+        return all(len(worker.owed) >= BATCHES_PER_WORKER for worker in self._workers if worker.alive)
 
     def _run_here(self, call: Call, future: Future[Any]) -> None:
         future.set_running_or_notify_cancel()

@@ -31,6 +31,8 @@ class SlowSpider(Spider):
             time.sleep(60)
         if response.url.endswith("/die"):
             os._exit(3)
+        if "/slow" in response.url:
+            time.sleep(0.02)
         yield {"url": response.url, "size": len(response.body)}
 
 
@@ -105,14 +107,18 @@ def test_the_main_process_parses_small_pages_when_every_worker_is_busy():
         executor = ParseExecutor(1, initializer=parser.load, may_run_here=lambda fn, args: True)
         await executor.start()
         try:
-            lines = await parse_many(executor, parser, [task(f"/{i}") for i in range(100)])
-            return lines, executor.ran_here
+            slow = [task(f"/slow{i}") for i in range(50)]  # a second in the worker
+            first = asyncio.ensure_future(parse_many(executor, parser, slow))
+            await asyncio.sleep(0.01)  # the worker has its two batches, and more wait
+            rest = await parse_many(executor, parser, [task(f"/{i}") for i in range(50)])
+            return await first + rest, executor.ran_here
         finally:
             await executor.aclose()
             parser.forget()
 
     lines, ran_here = asyncio.run(main())
-    assert lines == [b'{"url":"http://a.test/%d","size":16}\n' % i for i in range(100)]
+    expected = [f"/slow{i}" for i in range(50)] + [f"/{i}" for i in range(50)]
+    assert lines == [b'{"url":"http://a.test%s","size":16}\n' % path.encode() for path in expected]
     assert ran_here > 0
 
 
