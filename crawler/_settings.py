@@ -54,6 +54,7 @@ class Settings:
     retries: int = 2
     max_redirects: int = 20
     max_size: int = 32 * 1024 * 1024
+    max_body_memory: int = 256 * 1024 * 1024
     max_url_length: int = 2083
     parse_workers: int = field(default_factory=default_parse_workers)
     allowed_domains: tuple[str, ...] | None = None
@@ -88,6 +89,7 @@ class Settings:
         _check_positive("retries", self.retries, allow_zero=True)
         _check_positive("max_url_length", self.max_url_length)
         _check_positive("max_size", self.max_size)
+        _check_positive("max_body_memory", self.max_body_memory)
         _check_positive("parse_workers", self.parse_workers, allow_zero=True)
         for name in (
             "rate",
