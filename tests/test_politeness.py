@@ -3,6 +3,7 @@ says, Crawl-delay, Retry-After, adaptive throttling."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
@@ -12,9 +13,17 @@ import pytest
 
 import crawler._robots
 import crawler._throttle
+from crawler._fetcher import Fetched
+from crawler._memory_frontier import MemoryFrontier
+from crawler._politeness import Politeness, default_host_policy
+from crawler._request import Request
+from crawler._robots import RobotsCache
+from crawler._settings import Settings
 from crawler._siteserver import Hit, Page
+from crawler._stats import Stats
 
 from .conftest import html, robots
+from .frontier_contract import FakeClock
 from .test_crawl_e2e import TitleSpider, chain_site
 
 
@@ -155,3 +164,42 @@ def test_a_failing_host_is_backed_off_by_the_circuit_breaker(serve, crawl_items,
     )  # each page failed or dropped once
     assert stats["dropped/host_failing"] >= 1  # given up: the crawl ends by itself
     assert stats.finish_reason == "finished"
+
+
+# -- refused requests cost their host nothing (fake clock) ------------------------------
+
+
+def test_robots_refusals_cost_the_host_no_start() -> None:
+    """A host's queue holds disallowed and allowed URLs (robots.txt was not known when
+    they were queued): the allowed ones start one interval apart, the refused ones
+    in between take no start."""
+    settings = Settings(rate=5, autothrottle=False)
+    clock = FakeClock()
+
+    async def fetch_robots(request: Request) -> Fetched:
+        return Fetched(request.url, 200, {"content-type": "text/plain"}, b"User-agent: *\nDisallow: /cart\n")
+
+    async def crawl() -> list[float]:
+        asyncio.get_running_loop().time = clock  # type: ignore[method-assign]  # aiolimiter's clock
+        frontier = MemoryFrontier(default_host_policy(settings), clock=clock)
+        robots_cache = RobotsCache(fetch_robots, settings.user_agent, clock=clock)
+        politeness = Politeness(settings, frontier, robots_cache, Stats())
+        urls = [f"http://a.example/{'cart' if i % 2 else 'page'}/{i}" for i in range(12)]
+        await frontier.add([Request(url) for url in urls])
+        starts = []
+        while not (status := await frontier.status()).finished:
+            for request in await frontier.take(8):  # as the engine's fetch stage does
+                if (await politeness.admit(request)).allowed:
+                    async with politeness.slot(request):
+                        starts.append(clock())
+                    await frontier.fetched(request)
+                else:
+                    await frontier.fetched(request, sent=False)
+                await frontier.done(request)
+            clock.advance(status.wait or 0.0)
+        return starts
+
+    starts = asyncio.run(crawl())
+    interval = 1.05 / 5  # the rate, spaced 5% wider
+    assert len(starts) == 6
+    assert [round(b - a, 9) for a, b in itertools.pairwise(starts)] == [round(interval, 9)] * 5
