@@ -330,6 +330,8 @@ class Engine:
 
     async def _fetch_stage(self, request: Request) -> Page | None:
         admission = await self._politeness.admit(request)
+        if admission.allowed and not self._politeness.can_start(request):
+            admission = Admission(False, retry_in=0.0)  # its robots.txt took the start: no waiting here
         if not admission.allowed:
             await self._not_admitted(request, admission)
             return None

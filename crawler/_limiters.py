@@ -14,6 +14,10 @@ out, and a request that is not sent after all (robots.txt, the page cap) gives
 the claim back (``give_back``), so its host loses neither a start nor an interval.
 Whoever hands requests out hears of every start and give-back (``subscribe``),
 to look at the host again.
+
+Per-IP politeness (``politeness_key = "ip"``): ``alias`` makes several host keys
+share one limiter (their address's), so the rate holds for the machine, however
+many hostnames it answers to; claims stay per host key.
 """
 
 from __future__ import annotations
@@ -57,13 +61,22 @@ class HostLimiters:
         self.default_interval = interval
         self._intervals: dict[str, float] = {}
         self._limiters: dict[str, HostLimiter] = {}
+        self._aliases: dict[str, str] = {}  # host key -> the key whose limiter it shares
         self._claimed: dict[str, int] = {}  # key -> fingerprint of the request handed out
         self._listeners: list[Listener] = []
 
+    def alias(self, key: str, shared: str) -> None:
+        """Pace ``key`` with the limiter of ``shared`` (an IP address, say) from now on."""
+        self._aliases[key] = shared
+
     def interval(self, key: str) -> float:
-        return self._intervals.get(key, self.default_interval)
+        return self._intervals.get(self._aliases.get(key, key), self.default_interval)
 
     def set_interval(self, key: str, interval: float) -> None:
+        """``key``'s interval (with an alias: the shared limiter's, which only grows)."""
+        shared = self._aliases.get(key)
+        if shared is not None:
+            key, interval = shared, max(interval, self.interval(shared))
         if interval == self.interval(key):
             return
         self._intervals[key] = interval
@@ -75,6 +88,7 @@ class HostLimiters:
 
     def limiter(self, key: str) -> HostLimiter | None:
         """``key``'s limiter; ``None`` while it has no interval (nothing to pace)."""
+        key = self._aliases.get(key, key)
         limiter = self._limiters.get(key)
         if limiter is None and (interval := self.interval(key)) > 0:
             limiter = self._limiters[key] = HostLimiter(1, interval)
@@ -85,8 +99,13 @@ class HostLimiters:
         a request of it has been handed out and neither started nor given back."""
         if key in self._claimed:
             return None
-        limiter = self._limiters.get(key)
+        limiter = self._limiters.get(self._aliases.get(key, key))
         return -math.inf if limiter is None else limiter.free_at()
+
+    def has_capacity(self, key: str) -> bool:
+        """May ``key`` start a request now without waiting (aiolimiter's ``has_capacity``)?"""
+        limiter = self._limiters.get(self._aliases.get(key, key))
+        return limiter is None or limiter.has_capacity()
 
     def claim(self, key: str, fingerprint: int) -> None:
         """The request ``fingerprint`` of ``key`` was handed out: no other until it

@@ -13,13 +13,16 @@ frontier, where it holds for every worker (and, with a shared frontier, every no
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from ._errors import FetchError, TransientFetchError
 from ._frontier import Frontier, HostPolicy
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("crawler.politeness")
 
 Fetch = Callable[[Request], Awaitable["Fetched"]]
+Resolve = Callable[[str, int], Awaitable[str | None]]
 
 ERROR_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # Starts are spaced 5% wider than a rate or Crawl-delay asks: requests reach the
@@ -82,7 +86,16 @@ class Politeness:
     of its own, entered only by fetches that reach the network (`paced`), so
     replayed pages do not wait."""
 
-    def __init__(self, settings: Settings, frontier: Frontier, robots: RobotsCache, stats: Stats) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        frontier: Frontier,
+        robots: RobotsCache,
+        stats: Stats,
+        *,
+        resolve: Resolve | None = None,
+    ) -> None:
+        self._resolve = (resolve or first_address) if settings.politeness_key == "ip" else None
         self.paces_network = settings.cache is not None
         self.limiters = HostLimiters(rate_interval(settings)) if self.paces_network else frontier.limiters
         self._scheduled = frontier.limiters
@@ -92,6 +105,7 @@ class Politeness:
         self._stats = stats
         self._throttle = AutoThrottle(settings.per_host) if settings.autothrottle else None
         self._known: set[str] = set()
+        self._addressed: set[str] = set()
         self._pages: Counter[str] = Counter()
         self._given_up: set[str] = set()
 
@@ -118,6 +132,8 @@ class Politeness:
         host = host_key(request.url)
         if (drop := self._host_refusal(host)) is not None:
             return Admission(False, drop=drop)
+        if self._resolve is not None and host not in self._addressed:
+            await self._share_address(host, request.url)
         if not self._settings.obey_robots:
             return ADMITTED
         rules = await self._robots.rules_for(origin(request.url))
@@ -127,6 +143,15 @@ class Politeness:
         if rules.unreachable:
             return await self._robots_unreachable(host, rules.retry_in, rules.reason)
         return ADMITTED if rules.allows(request.url) else Admission(False, drop="robots")
+
+    async def _share_address(self, host: str, url: str) -> None:
+        """``politeness_key = "ip"``: pace ``host`` with every other host on its address."""
+        self._addressed.add(host)
+        parts = urlsplit(url)
+        assert self._resolve is not None and parts.hostname is not None
+        address = await self._resolve(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        if address is not None:
+            self.limiters.alias(host, address)
 
     async def _robots_unreachable(self, host: str, retry_in: float | None, reason: str) -> Admission:
         if retry_in is None:
@@ -157,6 +182,11 @@ class Politeness:
 
     def _concurrency(self, host: str) -> int:
         return self._throttle.concurrency(host) if self._throttle else self._settings.per_host
+
+    def can_start(self, request: Request) -> bool:
+        """Would ``slot`` let ``request`` start at once? Not if something else started
+        on its host after the frontier handed it out (its robots.txt, a single fetch)."""
+        return self._scheduled.has_capacity(host_key(request.url))
 
     def slot(self, request: Request) -> AbstractAsyncContextManager[None]:
         """Send a request the frontier handed out inside this block: its host's
@@ -214,3 +244,13 @@ class Politeness:
             self._stats.inc("politeness/circuit_breaker")
             log.warning("%s keeps failing: pausing it for %gs", host, adjustment.pause)
             await self._frontier.throttle(host, pause=adjustment.pause)
+
+
+async def first_address(hostname: str, port: int) -> str | None:
+    """The first address ``hostname`` resolves to (the one a connection tries
+    first), ``None`` if it does not resolve: the fetch will say why."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(hostname, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return None
+    return str(infos[0][4][0]) if infos else None

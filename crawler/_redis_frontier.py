@@ -8,7 +8,8 @@ The interval, cluster-wide: ``take`` hands out a request of a host only if no
 other is handed out and not yet started (the host's ``claim``) and ``interval``
 has passed since its last start; the request then enters this node's limiter
 (``limiters``, this node's own share) and, from there, the ``start`` script
-records the start in Redis just before the request goes on the wire. So the
+records the start in Redis just before the request goes on the wire (as it
+records robots.txt and single fetches, which no ``take`` handed out). So the
 interval holds between starts, not between takes, however long a node takes to
 get from one to the other under load. A request that is never sent (refused
 after ``take``, or ended) gives the claim back.
@@ -299,16 +300,18 @@ end
 return out
 """
 
-# ARGV[5] id, ARGV[6] node. Returns 0: lease lost, 1: started (or held no claim).
+# ARGV[5] id, ARGV[6] node; or ARGV[5] "", ARGV[7] host: a request from outside the
+# frontier (robots.txt, a single fetch). Returns 0: lease lost, 1: started.
 _START = r"""
-local id = ARGV[5]
-if not lease_of(id, ARGV[6]) then return 0 end
-local _, host = parse(redis.call('HGET', K_REQ, id))
-if redis.call('HGET', host_key(host), 'claim') == id then
-  redis.call('HDEL', host_key(host), 'claim')
-  redis.call('HSET', host_key(host), 'last', now)
-  place(host)
+local id, host = ARGV[5], ARGV[7]
+if id ~= '' then
+  if not lease_of(id, ARGV[6]) then return 0 end
+  local _, of = parse(redis.call('HGET', K_REQ, id))
+  host = of
+  unclaim(host, id)
 end
+redis.call('HSET', host_key(host), 'last', now)
+place(host)
 return 1
 """
 
@@ -433,8 +436,7 @@ class _NodeLimiters(HostLimiters):
         self._frontier = frontier
 
     async def _started(self, key: str, fingerprint: int | None) -> None:
-        if fingerprint is not None:
-            await self._frontier._started(fingerprint)
+        await self._frontier._started(key, fingerprint)
 
 
 class RedisFrontier:
@@ -558,13 +560,16 @@ class RedisFrontier:
             self._renewal = None
         await self._redis.aclose()
 
-    async def _started(self, fingerprint: int) -> None:
-        """One of this node's requests of ``fingerprint`` goes on the wire now: its
-        host's start, for the cluster (see the module docstring)."""
-        lease = next((x for x in self._leases.get(fingerprint, ()) if not x.started), None)
+    async def _started(self, host: str, fingerprint: int | None) -> None:
+        """A request to ``host`` goes on the wire now: one of this node's leases of
+        ``fingerprint``, or (``None``) one from outside the frontier. It is the host's
+        start, for the cluster (see the module docstring)."""
+        lease = None
+        if fingerprint is not None:
+            lease = next((x for x in self._leases.get(fingerprint, ()) if not x.started), None)
         if lease is not None:
             lease.started = True
-            await self._run("start", [lease.id, self._node])
+        await self._run("start", [b"" if lease is None else lease.id, self._node, host])
 
     def _pop_lease(self, request: Request) -> _Lease:
         """Remove one of this node's leases of ``request``, preferring one whose
