@@ -12,6 +12,7 @@ from ._errors import (
     NotHtmlError,
     OutputError,
     RequestRefused,
+    SelectorError,
     SpiderLoadError,
     UsageError,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "Request",
     "RequestRefused",
     "Response",
+    "SelectorError",
     "Settings",
     "Spider",
     "SpiderLoadError",

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from ._backends import refuse_overwriting_a_job
 from ._engine import Engine, Ticker
-from ._formats import open_sink
+from ._formats import count_dropped_fields, open_sink
 from ._frontier import Frontier
 from ._output import ItemSink, NullSink, StreamSink
 from ._settings import resolve_settings
 from ._spider import Spider
+from ._spiderargs import check_allowed_domains, spider_kwargs
 from ._stats import Stats
 
 if TYPE_CHECKING:
@@ -34,7 +35,9 @@ def build_engine(
 ) -> Engine:
     """An engine for ``spider_cls`` with ``settings`` over the spider's defaults."""
     resolved = resolve_settings(spider_cls, settings)
-    spider = spider_cls(**(spider_args or {}))
+    check_allowed_domains(resolved.allowed_domains)
+    spider_args = spider_kwargs(spider_args or {})
+    spider = spider_cls(**spider_args)
     return Engine(
         spider,
         resolved,
@@ -62,8 +65,13 @@ def run(
     ``job`` and ``frontier`` settings choose) and ``transport``."""
     refuse_overwriting_a_job(settings.get("job"), overwrite)
     sink: ItemSink = open_sink(output, overwrite=overwrite) if output else NullSink()
-    engine = build_engine(spider_cls, sink, **settings)
-    return asyncio.run(engine.run())
+    try:
+        engine = build_engine(spider_cls, sink, **settings)
+        stats = asyncio.run(engine.run())
+        count_dropped_fields(sink, stats)
+        return stats
+    finally:
+        sink.close()  # after a failed start-up: removes a temporary file, keeps the old one
 
 
 async def crawl(spider_cls: type[Spider], **settings: Any) -> AsyncIterator[Any]:

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ._errors import OutputError, UsageError
 from ._frontier import Frontier, HostPolicy
 from ._memory_frontier import MemoryFrontier
-from ._output import ItemSink
+from ._output import ItemSink, NullSink
 from ._settings import Settings
 from ._stats import Stats
 
@@ -100,10 +100,12 @@ class Job:
         self._frontier = frontier
         self._directory = directory
         self._spider_name = spider_name
+        self._sink: ItemSink = NullSink()
 
     async def open(self, stats: Stats, sink: ItemSink) -> None:
         """Check the job belongs to this spider, count the run, carry the statistics
         over, and cut a partial last line a crash left in the output."""
+        self._sink = sink
         recovered = await self._frontier.open()
         stored = await self._frontier.get_meta("spider")
         if stored is not None and stored != self._spider_name:
@@ -112,12 +114,28 @@ class Job:
         await self._frontier.set_meta("spider", self._spider_name)
         await self._frontier.set_meta("runs", str(runs + 1))
         if runs:
-            stats.carry_over(json.loads(await self._frontier.get_meta("stats") or "{}"))
+            earlier = json.loads(await self._frontier.get_meta("stats") or "{}")
+            stats.carry_over(earlier)
             cut = sink.repair()
+            stats.inc("items", self._items_since(earlier))
             message = (
                 "resuming job %s (run %d): %d requests in flight put back, %d bytes of a partial line cut"
             )
             log.info(message, self._directory, runs + 1, recovered, cut)
 
+    def _items_since(self, earlier: dict[str, Any]) -> int:
+        """Items written after the last save (a kill -9 came before the next one):
+        counted in the output itself, from where it ended at that save."""
+        output = earlier.get("output")
+        if output is None or output.get("target") != getattr(self._sink, "target", None):
+            return 0
+        return self._sink.items_after(int(output["end"]))
+
     async def save(self, stats: Stats) -> None:
-        await self._frontier.set_meta("stats", json.dumps(stats.counters()))
+        """The statistics so far, with where the output ended when they were taken
+        (both change together, when items are written)."""
+        counters = stats.counters()
+        target = getattr(self._sink, "target", None)
+        if target is not None:
+            counters["output"] = {"target": target, "end": self._sink.size}
+        await self._frontier.set_meta("stats", json.dumps(counters))

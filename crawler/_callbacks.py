@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import logging
+import multiprocessing
 import traceback
 from collections import Counter
 from collections.abc import AsyncIterable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from ._errors import NotHtmlError
+from ._itemjson import encode_items
 from ._pickling import fast_pickle
 from ._request import Request, relocated
 from ._response import Response
-from ._spider import Spider
+from ._spider import AttributeWatch, Spider
 from ._urls import (
     InvalidURL,
     canonicalize,
@@ -33,6 +34,8 @@ from ._urls import (
     is_too_long,
     strip_session_ids,
 )
+
+log = logging.getLogger("crawler.callbacks")
 
 SENT_MEMORY = 65_536
 
@@ -93,6 +96,11 @@ def callback_of(spider: Spider, request: Request) -> Any:
     return method
 
 
+def call_callback(spider: Spider, response: Response) -> Any:
+    """The callback of the response's request, called with the response and ``cb_kwargs``."""
+    return callback_of(spider, response.request)(response, **response.request.cb_kwargs)
+
+
 def is_async_callback(spider: Spider, request: Request) -> bool:
     method = getattr(spider, request.callback or "parse", None)
     return inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method)
@@ -110,6 +118,9 @@ class CallbackRunner:
         self.rules = rules
         self._sent: set[int] = set()
         self._vetted: dict[str, tuple[str | None, str, int]] = {}
+        # In a parse worker the spider is a copy of its own: changes stay in this process.
+        self._watch = AttributeWatch(spider) if multiprocessing.parent_process() is not None else None
+        self._told_duplicates = False
 
     def mark_seen(self, request: Request) -> None:
         """Treat ``request`` (and the URLs it was redirected from) as queued already,
@@ -120,25 +131,29 @@ class CallbackRunner:
 
     def run(self, task: ParseTask) -> ParseResult:
         result = ParseResult()
+        response = make_response(task)
         try:
-            outputs = callback_of(self.spider, task.request)(make_response(task))
+            outputs = call_callback(self.spider, response)
             self._collect(task.request, _as_iterable(outputs), result)
         except Exception as exc:
-            _count_callback_error(exc, result)
+            _count_callback_error(exc, result, response)
+        if self._watch is not None:
+            self._watch.check(task.request.callback or "parse")
         return self._finish(result)
 
     async def run_async(self, task: ParseTask) -> ParseResult:
         """Run an ``async def`` callback (or async generator) on the current loop."""
         result = ParseResult()
+        response = make_response(task)
         try:
-            outputs = callback_of(self.spider, task.request)(make_response(task))
+            outputs = call_callback(self.spider, response)
             if inspect.isawaitable(outputs):
                 outputs = await outputs
             if isinstance(outputs, AsyncIterable):
                 outputs = [output async for output in outputs]
             self._collect(task.request, _as_iterable(outputs), result)
         except Exception as exc:
-            _count_callback_error(exc, result)
+            _count_callback_error(exc, result, response)
         return self._finish(result)
 
     def _collect(self, parent: Request, outputs: Iterable[Any], result: ParseResult) -> None:
@@ -159,6 +174,7 @@ class CallbackRunner:
             verdict = "depth_limited"
         if verdict is not None:
             result.counts["dropped/" + verdict] += 1
+            log.debug("Dropped <%s %s> (%s) found on %s", request.method, url, verdict, parent.url)
             return
         plain_get = request.method == "GET" and not request.body
         fingerprint = get_fingerprint if plain_get else None
@@ -166,8 +182,15 @@ class CallbackRunner:
             fingerprint or relocated(request, url, depth).fingerprint
         ):
             result.counts["dropped/duplicate"] += 1
+            self._log_duplicate(request, url)
             return
         result.requests.append(relocated(request, url, depth, fingerprint))
+
+    def _log_duplicate(self, request: Request, url: str) -> None:
+        """Most links of a site are repeats: only the first is logged (as Scrapy does)."""
+        if not self._told_duplicates and log.isEnabledFor(logging.DEBUG):
+            self._told_duplicates = True
+            log.debug("Dropped <%s %s> (duplicate); no more duplicates will be shown", request.method, url)
 
     def _vet(self, url: str) -> tuple[str | None, str, int]:
         """(reason to refuse or None, canonical URL, fingerprint of a GET of it), from
@@ -217,19 +240,6 @@ def vet_url(url: str, rules: LinkRules) -> tuple[str | None, str]:
     return None, canonical
 
 
-def encode_items(items: Iterable[Any]) -> tuple[bytes, list[str]]:
-    """Encode items as JSON Lines (UTF-8, not ASCII-escaped). Items that cannot be
-    encoded are left out and described in the second element."""
-    lines: list[bytes] = []
-    failures: list[str] = []
-    for item in items:
-        try:
-            lines.append(orjson.dumps(item, option=orjson.OPT_NON_STR_KEYS))
-        except TypeError as exc:
-            failures.append(f"item is not JSON-serialisable: {exc}")
-    return (b"\n".join(lines) + b"\n" if lines else b""), failures
-
-
 def _as_iterable(outputs: Any) -> Iterable[Any]:
     if outputs is None:
         return ()
@@ -242,8 +252,9 @@ def _is_dataclass_instance(value: Any) -> bool:
     return dataclasses.is_dataclass(value) and not isinstance(value, type)
 
 
-def _count_callback_error(exc: Exception, result: ParseResult) -> None:
-    result.errors.append(_describe(exc))
+def _count_callback_error(exc: Exception, result: ParseResult, response: Response) -> None:
+    hint = response.explain(exc)
+    result.errors.append(_describe(exc) + (f"\nhint: {hint}" if hint else ""))
     result.counts["errors/not_html" if isinstance(exc, NotHtmlError) else "errors/callback"] += 1
 
 

@@ -31,6 +31,7 @@ from ._errors import RequestRefused, TransientFetchError
 from ._http import REDIRECT_STATUSES, RETRY_STATUSES, backoff, follow_redirect
 from ._memory_frontier import MemoryFrontier
 from ._politeness import Admission, Politeness, default_host_policy
+from ._render import RenderStep
 from ._request import Request
 from ._response import Response
 from ._robots import ROBOTS_TIMEOUT, RobotsCache
@@ -141,7 +142,8 @@ async def standalone_fetcher(
 ) -> AsyncIterator[DirectFetcher]:
     """A `DirectFetcher` with its own network stack, robots.txt cache and politeness,
     outside any crawl (``crawl parse``, ``crawl shell``). ``named_hosts`` are exempt
-    from the address guard, as a crawl's start hosts are."""
+    from the address guard, as a crawl's start hosts are. Requests that ask for it
+    (or all, with the ``render`` setting) are rendered in a browser."""
     from ._addressguard import AddressGuard  # noqa: PLC0415  (aiohttp loads only when needed)
     from ._fetcher import Fetcher  # noqa: PLC0415
     from ._httpcache import open_http_cache  # noqa: PLC0415
@@ -149,6 +151,7 @@ async def standalone_fetcher(
     stats = Stats()
     cache = open_http_cache(settings, stats)
     fetcher = Fetcher(settings, guard=AddressGuard(tuple(named_hosts), allow_private=settings.allow_private))
+    render: RenderStep | None = None
     try:
         paced: list[Fetch] = []
 
@@ -160,6 +163,10 @@ async def standalone_fetcher(
         robots = RobotsCache(network if cache is None else fetch, settings.user_agent, timeout=timeout)
         politeness = Politeness(settings, MemoryFrontier(default_host_policy(settings)), robots, stats)
         paced.append(politeness.paced(fetcher.fetch))
-        yield DirectFetcher(settings, fetch, politeness, scope=scope)
+        render = RenderStep(settings, stats, politeness, fetcher.fetch)
+        page_fetch = render.hook(fetcher.fetch if cache is None else network, cache)
+        yield DirectFetcher(settings, page_fetch, politeness, scope=scope)
     finally:
+        if render is not None:
+            await render.close()
         await fetcher.close()

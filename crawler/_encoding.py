@@ -1,16 +1,23 @@
 """Response bodies to text: which encoding, decoding that never fails, and "is it HTML?".
 
-The encoding comes from the first of these that names a usable one, as in browsers:
-a byte order mark, the ``charset`` of the Content-Type header, a ``<meta>`` charset
-in the first 2048 bytes, then sniffing (strict UTF-8, else ``charset_normalizer``,
-else cp1252). Names are Python codec names (``codecs.lookup(...).name``).
+The encoding comes from the first of these that names a usable one, as in browsers
+(WHATWG Encoding Standard, HTML standard 13.2.3): a byte order mark, the
+``charset`` of the Content-Type header, a ``<meta>`` found by the HTML prescan in
+the first 2048 bytes, then sniffing (strict UTF-8, else ``charset_normalizer``
+among the encodings browsers know, else windows-1252). Labels mean what the
+Encoding Standard's table makes them mean (``_encoding_labels``): ``gb2312`` is
+GBK, ``shift_jis`` is windows-31J, ``iso-8859-1`` is windows-1252, and a label
+outside the table (``utf-7``, ``latin-1``) is ignored as browsers ignore it.
+Returned names are Python codec names (``codecs.lookup(...).name``).
 """
 
 from __future__ import annotations
 
 import codecs
 import re
-from functools import lru_cache
+
+from ._encoding_labels import CODEC_OF_ENCODING, ENCODING_OF_LABEL
+from ._prescan import prescan
 
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8"),
@@ -18,8 +25,7 @@ _BOMS = (
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
 _FALLBACK = "cp1252"
-# WHATWG: these labels mean windows-1252.
-_AS_CP1252 = frozenset({"ascii", "iso8859-1"})
+# Browsers scan the first 1024 bytes at least; Blink goes on through the head.
 _META_SCAN_BYTES = 2048
 _SNIFF_BYTES = 64 * 1024
 # The legacy encodings a browser can pick (WHATWG), as Python codecs: sniffing only
@@ -31,11 +37,13 @@ _SNIFF_CANDIDATES = [
     "iso8859_8", "iso8859_10", "iso8859_13", "iso8859_14", "iso8859_15", "iso8859_16",
     "gb18030", "big5hkscs", "euc_jp", "iso2022_jp", "cp932", "cp949",
 ]  # fmt: skip
-# Python codecs that decode, but are no charset of a web page.
-_NOT_CHARSETS = frozenset({"unicode-escape", "raw-unicode-escape", "punycode"})
+# What a guess of charset_normalizer means as a browser's encoding (the wider one).
+_SNIFFED_AS = {"iso8859-1": "cp1252", "iso8859-9": "cp1254", "iso8859-11": "cp874"}
+# Tags say nothing of a page's language and drown its words for the guesser.
+_MARKUP = re.compile(rb"<[^<>]*>")
+_ASCII_WHITESPACE = "\t\n\x0c\r "
 
 _HEADER_CHARSET = re.compile(r"""\bcharset\s*=\s*["']?\s*([^\s"';,]+)""", re.IGNORECASE)
-_META_CHARSET = re.compile(rb"""<meta\s[^>]*?\bcharset\s*=\s*["']?\s*([A-Za-z0-9_:.\-]+)""", re.IGNORECASE)
 _HTML_MEDIA_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 # WHATWG MIME sniffing's HTML patterns, followed by whitespace or ">".
 _HTML_START = re.compile(
@@ -45,11 +53,17 @@ _HTML_START = re.compile(
 )
 
 
+def encoding_of_label(label: str) -> str | None:
+    """The Encoding Standard's "get an encoding": the name of the encoding a label
+    means (``" Latin1 "`` -> ``"windows-1252"``), or ``None`` for an unknown label."""
+    return ENCODING_OF_LABEL.get(label.strip(_ASCII_WHITESPACE).lower())
+
+
 def detect_encoding(body: bytes, content_type: str | None) -> str:
     """The codec name to decode ``body`` with; see the module docstring for the order.
 
-    A label Python does not know, or that is no text encoding, is skipped. ASCII and
-    Latin-1 labels mean cp1252, and a ``<meta>`` naming UTF-16 means UTF-8 (WHATWG).
+    A label outside the Encoding Standard's table is skipped; a ``<meta>`` naming
+    UTF-16 means UTF-8, and one naming ``x-user-defined`` windows-1252 (HTML).
     """
     return (
         _bom_encoding(body)
@@ -92,63 +106,44 @@ def _header_encoding(content_type: str | None) -> str | None:
 
 
 def _meta_encoding(head: bytes) -> str | None:
-    """The usable encoding the first ``<meta>`` charset in ``head`` names."""
-    match = _META_CHARSET.search(head)
-    encoding = _usable_encoding(match[1].decode("ascii")) if match else None
-    return "utf-8" if encoding and encoding.startswith("utf-16") else encoding
+    """The codec of the encoding the HTML prescan finds declared in ``head``."""
+    encoding = prescan(head, encoding_of_label)
+    return CODEC_OF_ENCODING[encoding] if encoding is not None else None
 
 
 def _sniffed_encoding(body: bytes) -> str:
     """UTF-8 when ``body`` is valid UTF-8, else ``charset_normalizer``'s guess from
-    the first 64 KiB, else cp1252."""
+    the text of the first 64 KiB (tags left out), else cp1252."""
     try:
         body.decode("utf-8")
     except UnicodeDecodeError:
-        sample = body[:_SNIFF_BYTES]
-        if _looks_western(sample):
-            return _FALLBACK
-        guess = _guess_legacy_encoding(sample)
-        return (_usable_encoding(guess) if guess else None) or _FALLBACK
+        guess = _guess_legacy_encoding(_MARKUP.sub(b" ", body[:_SNIFF_BYTES]))
+        name = codecs.lookup(guess).name if guess else _FALLBACK
+        return _SNIFFED_AS.get(name, name)
     return "utf-8"
 
 
-def _looks_western(sample: bytes) -> bool:
-    """Whether ``sample`` reads as Western European cp1252 text: accented letters
-    sparse among ASCII ones. (Cyrillic, Greek or CJK text in a legacy encoding is
-    mostly high bytes, and statistical guessers confuse short French or German
-    samples with Baltic or Central European code pages.)"""
-    text = sample.decode(_FALLBACK, errors="replace")
-    high = [ch for ch in text if ord(ch) >= 0x80]
-    if "\ufffd" in text or not high:
-        return False
-    ascii_letters = sum(1 for ch in text if ch.isascii() and ch.isalpha())
-    return sum(ch.isalpha() for ch in high) >= 0.8 * len(high) and len(high) < 0.3 * ascii_letters
-
-
 def _guess_legacy_encoding(sample: bytes) -> str | None:
-    """``charset_normalizer``'s best guess among the encodings browsers know; a tie
-    with cp1252 goes to cp1252, the browsers' default (cp1250 often ties on French)."""
+    """``charset_normalizer``'s guess among the encodings browsers know: the least
+    chaos, then the most coherence; among encodings that tie (or decode the sample
+    alike) windows-1252, the browsers' default, wins."""
     import charset_normalizer  # noqa: PLC0415  (50 ms to load; rarely needed)
 
-    matches = charset_normalizer.from_bytes(sample, cp_isolation=_SNIFF_CANDIDATES)
-    best = matches.best()
-    if best is None:
+    matches = list(charset_normalizer.from_bytes(sample, cp_isolation=_SNIFF_CANDIDATES))
+    if not matches:
         return None
+    best = min(matches, key=lambda match: (match.chaos, -match.coherence))
     score = (best.chaos, best.coherence)
-    tied = {match.encoding for match in matches if (match.chaos, match.coherence) == score}
+    tied = {
+        encoding
+        for match in matches
+        if (match.chaos, match.coherence) == score
+        for encoding in match.could_be_from_charset
+    }
     return _FALLBACK if _FALLBACK in tied else best.encoding
 
 
-@lru_cache(maxsize=256)
 def _usable_encoding(label: str) -> str | None:
-    """The codec name of ``label`` if it is a charset that decodes any bytes with
-    ``errors="replace"`` (not ``hex``, ``idna``, ``unicode_escape``...); ASCII and
-    Latin-1 give cp1252."""
-    try:
-        name = codecs.lookup(label.strip()).name
-        b"\x80".decode(name, "replace")
-    except (LookupError, ValueError):  # ValueError: NUL or surrogate in the label
-        return None
-    if name in _NOT_CHARSETS:
-        return None
-    return _FALLBACK if name in _AS_CP1252 else name
+    """The Python codec of the encoding ``label`` means, or ``None``."""
+    encoding = encoding_of_label(label)
+    return CODEC_OF_ENCODING[encoding] if encoding is not None else None

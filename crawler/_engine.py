@@ -17,19 +17,28 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ._backends import ClusterStats, Job, open_frontier
-from ._callbacks import LinkRules, ParseResult, ParseTask, encode_items, vet_url
+from ._callbacks import LinkRules, ParseResult, ParseTask, vet_url
 from ._direct import DirectFetcher
-from ._errors import FetchError, OutputError, TransientFetchError
+from ._errors import (
+    BrowserUnavailable,
+    CrawlerError,
+    FetchError,
+    OutputError,
+    TransientFetchError,
+    UsageError,
+)
 from ._frontier import Frontier, FrontierStatus
 from ._http import REDIRECT_STATUSES, RETRY_STATUSES, backoff, follow_redirect
+from ._itemjson import encode_items
 from ._output import FLUSH_BYTES, ItemSink
 from ._pipelines import Pipelines
 from ._politeness import Admission, Politeness, default_host_policy
 from ._pool import ParsePool
+from ._render import RenderStep
 from ._request import Request
 from ._robots import ROBOTS_TIMEOUT, RobotsCache, SharedStore
 from ._settings import Settings
-from ._spider import Spider, bind_fetch
+from ._spider import Spider, bind_fetch, call_hook
 from ._stats import Stats
 from ._urls import default_allowed_domains, host_key, in_scope, join_url
 
@@ -72,8 +81,8 @@ class Engine:
         # A durable or shared frontier hears of each page as soon as its items are
         # written, so that a kill -9 can repeat only what was in flight; a memory
         # frontier dies with the process anyway: twice a second is enough.
-        durable = frontier is None and (settings.job is not None or settings.frontier is not None)
-        self._flush_bytes = 0 if durable else FLUSH_BYTES
+        self._durable = frontier is None and (settings.job is not None or settings.frontier is not None)
+        self._flush_bytes = 0 if self._durable else FLUSH_BYTES
         shared_stats = hasattr(self._frontier, "add_stats") and frontier is None
         self._cluster = ClusterStats(self._frontier) if shared_stats else None
         # Other nodes' progress wakes no one here: a node of a shared crawl looks again
@@ -91,8 +100,10 @@ class Engine:
         self._fatal: BaseException | None = None
         self._reported: set[tuple[str, str]] = set()
         self._unacked: list[Request] = []
+        self._unwritten_items = 0
         self._scope: tuple[str, ...] = ()
         self._fetcher: Fetcher | None = None
+        self._render: RenderStep | None = None
 
     def stop(self) -> None:
         """Stop cleanly: no new requests; in-flight ones get a few seconds."""
@@ -109,6 +120,8 @@ class Engine:
                 await self._frontier.close()
                 raise
         start = await self._start_requests()
+        if not start:
+            await self._refuse_an_empty_start()
         self._start_hosts = default_allowed_domains(r.url for r in start)
         self._scope = self.settings.allowed_domains or self._start_hosts
         self._rules = self._link_rules()
@@ -121,9 +134,11 @@ class Engine:
             self._open_network()
             self._offer_single_fetches()
             await self._pipelines.open()
+            await call_hook(self.spider, "open")
             self.stats.inc("start_requests", await self._frontier.add(start))
             if (await self._frontier.status()).finished:
                 log.info("nothing left to crawl: this crawl has finished already")
+            self.sink.begin(durable=self._durable)  # start-up succeeded: the output may change now
             await self._crawl()
         finally:
             await self._shut_down()
@@ -142,14 +157,20 @@ class Engine:
         named = (*self._start_hosts, *(self.settings.allowed_domains or ()))
         guard = AddressGuard(named, allow_private=self.settings.allow_private)
         self._fetcher = Fetcher(self.settings, self._transport, guard=guard)
-        self._fetch = self._fetcher.fetch if cache is None else cache.wrap(self._network_fetch)
+        network = self._fetcher.fetch if cache is None else self._network_fetch
+        plain = network if cache is None else cache.wrap(network)
         shared = self._frontier if isinstance(self._frontier, SharedStore) else None
         timeout = min(self.settings.timeout, ROBOTS_TIMEOUT)
         # robots.txt is a request to its host like any other: it waits for the host's limiter
-        robots_fetch = self._fetch if cache is not None else self._network_fetch
+        robots_fetch = plain if cache is not None else self._network_fetch
         robots = RobotsCache(robots_fetch, self.settings.user_agent, timeout=timeout, shared=shared)
         self._politeness = Politeness(self.settings, self._frontier, robots, self.stats)
         self._paced_network = self._politeness.paced(self._fetcher.fetch)
+        # Requests that ask to be rendered go through a browser after their fetch.
+        self._render = RenderStep(self.settings, self.stats, self._politeness, self._fetcher.fetch)
+        if self.settings.render:
+            self._render.check()  # no browser: one clear error before the crawl starts
+        self._fetch = self._render.hook(network, cache)
 
     async def _network_fetch(self, request: Request) -> Fetched:
         """A fetch inside its host's limiter: with the HTTP cache on, what a miss does."""
@@ -182,6 +203,21 @@ class Engine:
             self.stats.inc("errors/start_requests")
             log.error("start_requests failed: %s: %s", type(exc).__name__, exc)
         return start
+
+    async def _refuse_an_empty_start(self) -> None:
+        """No start request, and nothing queued by an earlier run: a usage error (before
+        the output is touched). A job or shared crawl that did its work ends normally."""
+        if self.stats.pages or not (await self._frontier.status()).finished:
+            return
+        await self._frontier.close()
+        refused = sum(n for key, n in self.stats.counts.items() if key.startswith("dropped/"))
+        if refused:
+            raise UsageError(f"nothing to crawl: all {refused} start URL(s) were refused (see the warnings)")
+        if self.stats["errors/start_requests"]:
+            raise CrawlerError("nothing to crawl: start_requests failed (see the error above)")
+        raise UsageError(
+            "nothing to crawl: the spider has no start URL (set start_urls or -a start_urls=URL)"
+        )
 
     def _vet_start_request(self, request: Any, start: list[Request]) -> None:
         if not isinstance(request, Request):
@@ -280,13 +316,21 @@ class Engine:
     async def _flush_and_ack(self) -> None:
         """Write buffered items out, then acknowledge the requests they came from: a
         request is done only once its items are in the output, so a crash loses none
-        (with a durable frontier, the unacknowledged ones are crawled again)."""
+        (with a durable frontier, the unacknowledged ones are crawled again). A failed
+        write acknowledges nothing; a durable crawl saves its counts (so a kill -9
+        can only count twice what it fetches twice) and syncs the file first."""
         try:
             self.sink.flush()
+            self.stats.inc("items", self._unwritten_items)  # items counts what is in the output
+            self._unwritten_items = 0
+            acknowledged, self._unacked = self._unacked, []
+            if self._durable and acknowledged:
+                if self._job is not None:
+                    await self._job.save(self.stats)
+                await self.sink.sync()
         except OutputError as exc:
             self._fail(exc)
             return
-        acknowledged, self._unacked = self._unacked, []
         for request in acknowledged:
             await self._frontier.done(request)
 
@@ -316,7 +360,7 @@ class Engine:
         """Run one stage for ``request``; a bug in it ends the request, not the crawl."""
         try:
             return await stage
-        except OutputError as exc:
+        except (OutputError, BrowserUnavailable) as exc:
             self._fail(exc)
         except Exception:
             self.stats.inc("errors/internal")
@@ -348,6 +392,10 @@ class Engine:
             return None
         await self._frontier.fetched(request)
         self._count_response(fetched)
+        if log.isEnabledFor(logging.DEBUG):
+            referer = request.headers.get("Referer")
+            status, method = fetched.status, request.method
+            log.debug("Crawled (%d) <%s %s> (referer: %s)", status, method, request.url, referer)
         wait = await self._politeness.answered(request, fetched, time.monotonic() - started)
         if fetched.status in REDIRECT_STATUSES and "location" in fetched.headers:
             await self._redirect(request, fetched)
@@ -364,6 +412,7 @@ class Engine:
             await self._frontier.retry(request, admission.retry_in)
             return
         self.stats.inc(f"dropped/{admission.drop}")
+        log.debug("Dropped <%s %s> (%s)", request.method, request.url, admission.drop)
         await self._frontier.done(request)
 
     def _count_response(self, fetched: Fetched) -> None:
@@ -410,6 +459,9 @@ class Engine:
             verdict = "offsite"
         if verdict is not None:
             self.stats.inc("dropped/redirect_" + verdict)
+            log.debug(
+                "Dropped redirect of <%s %s> to %s (redirect_%s)", request.method, request.url, url, verdict
+            )
             return None
         return follow_redirect(request, fetched.status, url)
 
@@ -419,6 +471,7 @@ class Engine:
         self.stats.max_depth = max(self.stats.max_depth, request.depth)
         if not self._wants_status(fetched.status):
             self.stats.inc("dropped/http_status")
+            log.debug("Dropped <%d %s> (http_status: not handled by the spider)", fetched.status, request.url)
             await self._frontier.done(request)
             return None
         return request, fetched
@@ -447,7 +500,7 @@ class Engine:
                 self.stats.inc("errors/item", len(failures))
                 self._log_errors(request, failures)
         await self.sink.write(lines, items)
-        self.stats.inc("items", len(items) + lines.count(b"\n"))  # JSON Lines: one newline per item
+        self._unwritten_items += len(items) + lines.count(b"\n")  # JSON Lines: one newline per item
         if requests := self._unrefused(result.requests):
             queued = await self._frontier.add(requests)
             self.stats.inc("dropped/duplicate", len(requests) - queued)
@@ -473,12 +526,15 @@ class Engine:
         try:
             await self._pipelines.close()
         finally:
+            await call_hook(self.spider, "closed", self.stats.finish_reason)
             await self._flush_and_ack()
             self.stats.finish(self.stats.finish_reason)
             await self._save_progress()
             closing = [self._pool.close(), self._frontier.close()]
             if self._fetcher is not None:
                 closing.append(self._fetcher.close())
+            if self._render is not None:
+                closing.append(self._render.close())
             await asyncio.gather(*closing)
             try:
                 self.sink.close()

@@ -5,6 +5,7 @@
      +-- SpiderLoadError       a spider file that is missing, broken, or has no Spider (exit 1)
      +-- OutputError           the output cannot be opened or written (exit 1)
      +-- FrontierError         the frontier backend is unreachable or corrupt (exit 1)
+     +-- BrowserUnavailable    rendering asked for, but Playwright or Chromium is missing (exit 1)
      +-- FetchError            one fetch failed; counted per page, never fatal to a crawl
      |    +-- TransientFetchError  worth retrying (connection refused or reset)
      |    |    +-- FetchTimeout       no complete response within the deadline
@@ -17,6 +18,7 @@
  |    +-- RequestRefused       a single fetch (``Spider.fetch``, ``crawl parse``) the
  |                             crawl's rules forbid: robots.txt, scope, a bad URL
      +-- NotHtmlError          `Response.css` called on a body that is not HTML
+     +-- SelectorError         a CSS or XPath selector that does not parse (also a ValueError)
 
 Foreign errors (httpx, aiohttp, OSError) are translated into this tree once, at the
 boundary where they occur (the fetcher, the output sink, the spider loader).
@@ -47,6 +49,11 @@ class OutputError(CrawlerError):
 
 class FrontierError(CrawlerError):
     """The frontier backend (a job's database, Redis) is unreachable, locked or corrupt."""
+
+
+class BrowserUnavailable(CrawlerError):
+    """A request asks to be rendered, but Playwright or a Chromium to drive is missing
+    (or does not start): the message says what to install."""
 
 
 class FetchError(CrawlerError):
@@ -95,3 +102,7 @@ class RequestRefused(FetchError):
 
 class NotHtmlError(CrawlerError):
     """``Response.css`` on a body that is not HTML: use ``.text`` or ``.json()``."""
+
+
+class SelectorError(CrawlerError, ValueError):
+    """A CSS selector or XPath expression that does not parse; the message names it."""

@@ -14,7 +14,10 @@ never expire, as Scrapy's ``HTTPCACHE_EXPIRATION_SECS``).
 
 Layout and format: ``DIR/ab/ab0123456789cdef``, the fingerprint as 16 hex digits in
 a directory named by its first two (256 directories: 100,000 entries make about 400
-in each). A file is one JSON line, then the raw (decoded) body bytes::
+in each). A page rendered in a browser is stored as rendered, in its own entry
+``DIR/ab/ab0123456789cdef-rendered`` (request ``"GET http://a.test/ (rendered)"``),
+so it replays without a browser and never stands in for the plain response. A file
+is one JSON line, then the raw (decoded) body bytes::
 
     {"v":1,"request":"GET http://a.test/","url":"http://a.test/","status":200,
      "headers":{"content-type":"text/html"},"time":1718000000.5,"length":5120}
@@ -95,33 +98,34 @@ class HttpCache:
         self._store_failures = 0
         _check_writable(self.directory)
 
-    def wrap(self, fetch: Fetch) -> Callable[[Request], Coroutine[Any, Any, Fetched]]:
-        """``fetch`` behind the cache: same signature, same errors."""
+    def wrap(self, fetch: Fetch, variant: str = "") -> Callable[[Request], Coroutine[Any, Any, Fetched]]:
+        """``fetch`` behind the cache: same signature, same errors. A ``variant``
+        (``"rendered"``) keeps its entries apart from the plain ones of the same request."""
 
         async def fetch_through_cache(request: Request) -> Fetched:
-            cached = self.load(request)
+            cached = self.load(request, variant)
             if cached is not None:
                 return cached
             fetched = await fetch(request)
             if fetched.status not in self._ignore:
-                await self.store(request, fetched)
+                await self.store(request, fetched, variant)
             return fetched
 
         return fetch_through_cache
 
-    def load(self, request: Request) -> Fetched | None:
+    def load(self, request: Request, variant: str = "") -> Fetched | None:
         """The stored response to ``request``, or ``None`` for a miss."""
-        entry = self._read(request)
+        entry = self._read(request, variant)
         if entry is not None and self._expiry and self._clock() - entry.stored > self._expiry:
             self._stats.inc("cache/expired")
             entry = None
         self._stats.inc("cache/miss" if entry is None else "cache/hit")
         return entry.fetched if entry is not None else None
 
-    async def store(self, request: Request, fetched: Fetched) -> None:
+    async def store(self, request: Request, fetched: Fetched, variant: str = "") -> None:
         """Store ``fetched`` as the response to ``request``; a failure is logged, not raised."""
-        path = self.path_for(request)
-        data = encode_entry(request, fetched, self._clock())
+        path = self.path_for(request, variant)
+        data = encode_entry(request, fetched, self._clock(), variant)
         try:
             await asyncio.to_thread(_write_atomically, path, data)
         except OSError as exc:
@@ -131,12 +135,12 @@ class HttpCache:
             return
         self._stats.inc("cache/stored")
 
-    def path_for(self, request: Request) -> Path:
+    def path_for(self, request: Request, variant: str = "") -> Path:
         key = f"{request.fingerprint:016x}"
-        return self.directory / key[:2] / key
+        return self.directory / key[:2] / (f"{key}-{variant}" if variant else key)
 
-    def _read(self, request: Request) -> _Entry | None:
-        path = self.path_for(request)
+    def _read(self, request: Request, variant: str = "") -> _Entry | None:
+        path = self.path_for(request, variant)
         try:
             entry = decode_entry(path.read_bytes())
         except FileNotFoundError:
@@ -144,7 +148,7 @@ class HttpCache:
         except (OSError, *_DECODING_ERRORS) as exc:
             log.debug("HTTP cache entry %s is unreadable (a miss): %s", path, exc)
             return None
-        if entry.request != _request_line(request):
+        if entry.request != _request_line(request, variant):
             log.debug("HTTP cache entry %s belongs to %s (a miss)", path, entry.request)
             return None
         return entry
@@ -162,11 +166,11 @@ def open_http_cache(settings: Settings, stats: Stats) -> HttpCache | None:
     return cache
 
 
-def encode_entry(request: Request, fetched: Fetched, now: float) -> bytes:
+def encode_entry(request: Request, fetched: Fetched, now: float, variant: str = "") -> bytes:
     """One cache file: a JSON line (ASCII: no raw newline inside), then the body."""
     head = {
         "v": FORMAT_VERSION,
-        "request": _request_line(request),
+        "request": _request_line(request, variant),
         "url": fetched.url,
         "status": fetched.status,
         "headers": dict(fetched.headers),
@@ -189,8 +193,9 @@ def decode_entry(data: bytes) -> _Entry:
     return _Entry(str(head["request"]), float(head["time"]), fetched)
 
 
-def _request_line(request: Request) -> str:
-    return f"{request.method} {request.url}"
+def _request_line(request: Request, variant: str = "") -> str:
+    line = f"{request.method} {request.url}"
+    return f"{line} ({variant})" if variant else line
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ._backends import JOB_DATABASE
+from ._logs import exit_quietly_on_a_closed_pipe
 
 STATES = ("queued", "delayed", "leased")
 
@@ -53,7 +54,7 @@ def _describe(db: sqlite3.Connection, directory: str) -> dict[str, Any]:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="crawl job", description="Show what a job holds, without running it."
     )
@@ -61,10 +62,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     info = describe_job(args.directory)
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return
-    _print_summary(info)
+    try:
+        if args.json:
+            print(json.dumps(info, indent=2))
+        else:
+            _print_summary(info)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return exit_quietly_on_a_closed_pipe()
+    return 0
 
 
 def _print_summary(info: dict[str, Any]) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
 from ._errors import UsageError
 
+EXIT_CLOSED_PIPE = 128 + 13  # 128 + SIGPIPE, what a shell reports for `yes | head -1`
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -35,6 +37,38 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class _Mode:
+    json = False  # --log-format json: errors printed outside logging are JSON too
+
+
+def print_error(prog: str, message: str) -> None:
+    """One line on stderr, ``PROG: error: MESSAGE``: a JSON object in JSON mode."""
+    line = f"{prog}: error: {message}"
+    if _Mode.json:
+        record = logging.makeLogRecord({"name": "crawler", "levelname": "ERROR", "levelno": 40, "msg": line})
+        line = JsonFormatter().format(record)
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def exit_quietly_on_a_closed_pipe() -> int:
+    """Output to a pipe whose reader went away (``crawl job DIR | head -1``) ends
+    quietly, as other Unix tools do: no message, the exit code of a process killed
+    by SIGPIPE. Stdout is pointed at /dev/null so the interpreter's last flush at
+    exit does not complain either."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_CLOSED_PIPE
+
+
+def wants_json_logs(argv: list[str]) -> bool:
+    """Whether a command line asks for ``--log-format json`` (read before parsing it,
+    so that even a usage error is reported as JSON)."""
+    pairs = zip(argv, [*argv[1:], ""], strict=True)
+    return any(arg == "--log-format=json" or (arg, value) == ("--log-format", "json") for arg, value in pairs)
+
+
 def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
     """Send the crawler's logs to stderr at ``level`` in ``log_format``; a bad value
     raises `UsageError`."""
@@ -43,6 +77,7 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
         raise UsageError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
     if log_format not in LOG_FORMATS:
         raise UsageError(f"--log-format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
+    _Mode.json = log_format == "json"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=name, handlers=[handler], force=True)

@@ -14,7 +14,10 @@ TEMPLATE = '''"""The {name!r} spider. Run it with:
 
     crawl {filename} -o {name}.jsonl
 
-Try it on the demo shop: `crawl demo --serve` in another terminal.
+Try it on the demo shop: `crawl demo --serve` in another terminal. If the shop
+says it serves on another port, point the spider there without editing it:
+
+    crawl {filename} -o {name}.jsonl -a start_urls=http://127.0.0.1:8001/
 """
 
 from __future__ import annotations

@@ -21,20 +21,22 @@ from ._callbacks import (
     LinkRules,
     ParseResult,
     ParseTask,
-    encode_items,
     is_async_callback,
     vet_url,
 )
 from ._direct import standalone_fetcher
 from ._errors import CrawlerError, UsageError
-from ._logs import LOG_FORMATS, LOG_LEVELS, configure_logging
+from ._itemjson import encode_items
+from ._logs import LOG_FORMATS, LOG_LEVELS, configure_logging, exit_quietly_on_a_closed_pipe, print_error
 from ._request import Request
 from ._response import Response
 from ._settings import Settings, resolve_settings
 from ._spider import Spider, bind_fetch, load_spider, parse_spider_args
+from ._spiderargs import check_allowed_domains, spider_kwargs
 from ._urls import default_allowed_domains
 
 PROG = "crawl parse"
+EXIT_INTERRUPTED = 130
 
 
 def add_fetch_options(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +59,13 @@ def add_fetch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user-agent", help="User-Agent header [crawler/VERSION]")
     parser.add_argument("--timeout", type=float, help="deadline per fetch attempt in seconds [30]")
     parser.add_argument("--cache", metavar="DIR", help="HTTP cache directory (see crawl --help)")
+    parser.add_argument(
+        "--render",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="render pages in a browser (needs crawler[browser]) [off, or the spider's setting]",
+    )
+    parser.add_argument("--wait-for", metavar="WHEN", help="when a rendered page settled (see crawl --help)")
     parser.add_argument(  # a failed fetch is reported as an error with its cause: no warnings first
         "--log-level", default="ERROR", choices=LOG_LEVELS, type=str.upper, help="[ERROR]"
     )
@@ -70,9 +79,13 @@ def fetch_settings(spider_cls: type[Spider] | type[Any], args: argparse.Namespac
         "user_agent": args.user_agent,
         "timeout": args.timeout,
         "cache": args.cache,
+        "render": args.render,
+        "wait_for": args.wait_for,
         "parse_workers": 0,
     }
-    return resolve_settings(spider_cls, overrides)
+    settings = resolve_settings(spider_cls, overrides)
+    check_allowed_domains(settings.allowed_domains)
+    return settings
 
 
 def checked_url(url: str) -> str:
@@ -213,21 +226,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(args.log_level, args.log_format)
         report = asyncio.run(_parse_from_args(args))
     except CrawlerError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print_error(PROG, str(exc))
         return exc.exit_code
-    if args.json:
-        sys.stdout.write(_json(report.to_dict()) + "\n")
-    else:
-        print_report(report, sys.stdout)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    try:
+        _print(report, as_json=args.json)
+    except BrokenPipeError:
+        return exit_quietly_on_a_closed_pipe()
     for error in report.result.errors:
         print(f"{PROG}: callback {report.callback} failed:\n{error}", file=sys.stderr)
     return 1 if report.result.errors or report.skipped else 0
 
 
+def _print(report: ParseReport, *, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(_json(report.to_dict()) + "\n")
+    else:
+        print_report(report, sys.stdout)
+    sys.stdout.flush()
+
+
 async def _parse_from_args(args: argparse.Namespace) -> ParseReport:
     spider_cls = load_spider(args.spider_file, args.spider_name)
     settings = fetch_settings(spider_cls, args)
-    spider = spider_cls(**parse_spider_args(args.spider_args))
+    spider = spider_cls(**spider_kwargs(parse_spider_args(args.spider_args)))
     if not callable(getattr(spider, args.callback, None)):
         raise UsageError(f"spider {spider_cls.__name__} has no callback {args.callback!r}")
     return await parse_page(spider, settings, checked_url(args.url), args.callback)

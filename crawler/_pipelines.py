@@ -1,15 +1,19 @@
 """Item pipelines: objects with ``process_item(item, spider)`` (sync or async)
 returning the item, a changed item, or ``None`` to drop it; optional ``open(spider)``
-and ``close(spider)``. They run in the main process, in order."""
+and ``close(spider)`` (Scrapy's ``open_spider`` and ``close_spider`` too). They run
+in the main process, in order: the spider's ``pipelines``, or else the classes its
+``custom_settings["ITEM_PIPELINES"]`` names, by their order numbers (as in Scrapy)."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._spider import Spider
+from ._errors import CrawlerError, SpiderLoadError
+from ._spider import Spider, import_spider_file
 from ._stats import Stats
 
 log = logging.getLogger("crawler.pipelines")
@@ -23,8 +27,39 @@ async def _call(obj: Any, name: str, *args: Any) -> Any:
     return await result if inspect.isawaitable(result) else result
 
 
+class PipelineError(CrawlerError):
+    """A pipeline's ``open`` or ``close`` raised: the crawl cannot go on (exit 1)."""
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def scrapy_pipelines(spider: Spider) -> list[Any]:
+    """The classes ``custom_settings["ITEM_PIPELINES"]`` names (``{"module.Class": 300}``),
+    lowest number first. A module named like the spider's file is that file."""
+    custom = getattr(spider, "custom_settings", None) or {}
+    named: Mapping[str, int] = custom.get("ITEM_PIPELINES") or {}
+    ordered = sorted(named.items(), key=lambda pair: pair[1])
+    return [_import_pipeline(type(spider), path) for path, _ in ordered]
+
+
+def _import_pipeline(spider_cls: type, path: str) -> Any:
+    module_name, _, class_name = path.rpartition(".")
+    spider_file = getattr(spider_cls, "__crawler_path__", None)
+    try:
+        if spider_file is not None and module_name == spider_file.rsplit("/", 1)[-1].removesuffix(".py"):
+            module = import_spider_file(spider_file)
+        else:
+            module = importlib.import_module(module_name)
+        return getattr(module, class_name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise SpiderLoadError(f"ITEM_PIPELINES: cannot load {path!r}: {exc}") from None
+
+
 class Pipelines:
     def __init__(self, pipelines: Sequence[Any], spider: Spider, stats: Stats) -> None:
+        pipelines = pipelines or scrapy_pipelines(spider)
         self._pipelines = [p() if isinstance(p, type) else p for p in pipelines]
         self._spider = spider
         self._stats = stats
@@ -33,12 +68,30 @@ class Pipelines:
         return bool(self._pipelines)
 
     async def open(self) -> None:
+        """Open each pipeline in order; one that fails stops the crawl (`PipelineError`)."""
         for pipeline in self._pipelines:
-            await _call(pipeline, "open", self._spider)
+            await self._call_hook(pipeline, ("open", "open_spider"))
 
     async def close(self) -> None:
+        """Close every pipeline, even after one failed; then raise the first failure."""
+        failures = []
         for pipeline in self._pipelines:
-            await _call(pipeline, "close", self._spider)
+            try:
+                await self._call_hook(pipeline, ("close", "close_spider"))
+            except PipelineError as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+
+    async def _call_hook(self, pipeline: Any, names: tuple[str, str]) -> None:
+        """Our hook name, or else Scrapy's (``open_spider``, ``close_spider``)."""
+        name = names[0] if hasattr(pipeline, names[0]) else names[1]
+        try:
+            await _call(pipeline, name, self._spider)
+        except Exception as exc:
+            log.debug("pipeline %s.%s() failed", type(pipeline).__name__, name, exc_info=True)
+            what = f"{type(pipeline).__name__}.{name}()"
+            raise PipelineError(f"pipeline {what} failed: {_describe(exc)}") from exc
 
     async def process(self, items: list[Any], url: str) -> list[Any]:
         """Items that went through every pipeline; dropped and failed ones are counted."""
@@ -55,13 +108,8 @@ class Pipelines:
                 item = await _call(pipeline, "process_item", item, self._spider)
             except Exception as exc:
                 self._stats.inc("errors/pipeline")
-                log.error(
-                    "pipeline %s failed on an item of %s: %s: %s",
-                    type(pipeline).__name__,
-                    url,
-                    type(exc).__name__,
-                    exc,
-                )
+                name = type(pipeline).__name__
+                log.error("pipeline %s failed on an item of %s: %s", name, url, _describe(exc))
                 return None
             if item is None:
                 self._stats.inc("dropped/pipeline")

@@ -44,8 +44,9 @@ class Progress:
 
 
 def summary_rows(stats: Stats) -> list[tuple[str, str]]:
+    this_run = f" ({stats.pages_this_run:,} this run)" if stats.resumed else ""
     rows = [
-        ("pages", f"{stats.pages:,} in {stats.elapsed:.1f}s ({stats.pages_per_second:,.1f}/s)"),
+        ("pages", f"{stats.pages:,}{this_run} in {stats.elapsed:.1f}s ({stats.pages_per_second:,.1f}/s)"),
         ("items", f"{stats.items:,}"),
         ("bytes", f"{stats['bytes']:,}"),
         ("retries", f"{stats['retries']:,}"),

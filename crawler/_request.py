@@ -5,9 +5,10 @@ from __future__ import annotations
 import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from ._pickling import fast_pickle, rebuild
+from ._pickling import fast_pickle, from_slots
+from ._render import parse_wait
 from ._urls import fingerprint_canonical
 
 
@@ -21,7 +22,19 @@ class Request:
     ``priority``: higher runs first within its host. ``depth``: link distance from a
     start URL. ``dont_filter`` skips duplicate filtering. ``retries`` and
     ``redirects`` are the engine's bookkeeping (attempts so far, URLs redirected from).
+    ``cb_kwargs`` are passed to the callback as keyword arguments (as in Scrapy).
+    ``render``: load the page in a browser and hand the callback the DOM once the
+    page settled (``None``: the spider's ``render`` setting); ``wait_for`` says when
+    it settled: ``"networkidle"``, ``"load"``, ``"domcontentloaded"``, a number of
+    seconds after load, or a CSS selector that must appear (``None``: the spider's
+    ``wait_for`` setting).
     """
+
+    # The stored layout before fields were named (see crawler/_pickling.py).
+    _format1_fields: ClassVar[tuple[str, ...]] = (
+        "url", "callback", "method", "headers", "body", "meta", "priority", "depth",
+        "dont_filter", "retries", "redirects", "_fingerprint",
+    )  # fmt: skip
 
     url: str
     callback: str | None = None
@@ -34,6 +47,9 @@ class Request:
     dont_filter: bool = False
     retries: int = 0
     redirects: tuple[str, ...] = ()
+    cb_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    render: bool | None = None
+    wait_for: str | float | None = None
     _fingerprint: int | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -44,8 +60,12 @@ class Request:
             if not isinstance(name, str):
                 raise TypeError("Request callback must be a method name or a spider method")
             object.__setattr__(self, "callback", name)
+        if type(self.cb_kwargs) is not dict and not isinstance(self.cb_kwargs, Mapping):
+            raise TypeError("Request cb_kwargs must be a mapping of keyword arguments")
         if not self.method.isupper():
             object.__setattr__(self, "method", self.method.upper())
+        if self.render is not None or self.wait_for is not None:
+            _check_rendering(self.render, self.wait_for)
 
     @property
     def fingerprint(self) -> int:
@@ -58,13 +78,20 @@ class Request:
         return value
 
 
+def _check_rendering(render: object, wait_for: str | float | None) -> None:
+    if render is not None and not isinstance(render, bool):
+        raise TypeError(f"Request render must be True, False or None, not {render!r}")
+    if wait_for is not None:
+        parse_wait(wait_for)  # a ValueError names what it takes
+
+
 def relocated(request: Request, url: str, depth: int, fingerprint: int | None = None) -> Request:
     """``replace(request, url=url, depth=depth)`` for the hot path of link extraction:
     a copy without re-validation (the other fields were valid already), with the
     new URL's fingerprint if the caller knows it."""
     values = list(_field_values(request))
     values[_URL], values[_DEPTH], values[_FINGERPRINT] = url, depth, fingerprint
-    return rebuild(Request, tuple(values))
+    return from_slots(Request, tuple(values))
 
 
 _FIELDS: tuple[str, ...] = Request._pickled_fields  # type: ignore[attr-defined]

@@ -6,21 +6,31 @@ import codecs
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from selectolax.lexbor import LexborHTMLParser, LexborNode
+from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
 from ._encoding import decode_body, is_html
-from ._errors import NotHtmlError
+from ._errors import NotHtmlError, SelectorError
 from ._request import Request
 from ._urls import join_url
+
+if TYPE_CHECKING:  # parsel (and lxml) load on the first css()/xpath() call
+    import parsel
+
+    from ._selectors import Selector
 
 LINK_ATTRIBUTES = ("href", "src")
 
 
 class Response:
-    """A fetched page. ``headers`` has lower-case names. Parsing happens lazily on
-    the first ``css``/``css_first`` call, once per response."""
+    """A fetched page. ``headers`` has lower-case names.
+
+    Two ways to select: ``css`` / ``xpath`` return Scrapy's selector lists (parsel:
+    ``::text``, ``::attr(name)``, ``.get()``, ``.getall()``), and ``css_nodes`` /
+    ``css_first`` return selectolax's lexbor nodes (``.text()``, ``.attributes``),
+    several times faster. Each parser runs lazily, on the first call that needs
+    it, once per response."""
 
     __slots__ = ("__dict__", "body", "headers", "request", "status", "url")
 
@@ -52,6 +62,11 @@ class Response:
         return self.request.depth
 
     @property
+    def cb_kwargs(self) -> Mapping[str, Any]:
+        """The ``cb_kwargs`` of the request (also passed to the callback as keyword arguments)."""
+        return self.request.cb_kwargs
+
+    @property
     def redirect_urls(self) -> tuple[str, ...]:
         """The URLs this response was redirected from, oldest first."""
         return self.request.redirects
@@ -81,11 +96,14 @@ class Response:
     @cached_property
     def _tree(self) -> LexborHTMLParser:
         if not self.is_html:
-            kind = self.headers.get("content-type", "unknown type")
-            raise NotHtmlError(f"{self.url} is not HTML ({kind}); use .text or .json()")
+            raise self._not_html()
         if self.encoding == "utf-8":
             return LexborHTMLParser(self.body.removeprefix(codecs.BOM_UTF8))
         return LexborHTMLParser(self.text)
+
+    def _not_html(self) -> NotHtmlError:
+        kind = self.headers.get("content-type", "unknown type")
+        return NotHtmlError(f"{self.url} is not HTML ({kind}); use .text or .json()")
 
     @cached_property
     def base_url(self) -> str:
@@ -97,41 +115,119 @@ class Response:
                 return join_url(self.url, href)
         return self.url
 
-    def css(self, selector: str) -> list[LexborNode]:
-        """Every element matching the CSS ``selector`` (selectolax lexbor nodes: ``.text()``,
-        ``.attributes``, ``.css()``); the page is parsed once, on the first call.
-        Raises `NotHtmlError` when the body is not HTML."""
-        return self._tree.css(selector)
+    @cached_property
+    def selector(self) -> Selector:
+        """The page as a Scrapy (parsel) ``Selector``; HTML, or XML for an XML body.
+        Raises `NotHtmlError` for other bodies."""
+        from ._selectors import page_selector  # noqa: PLC0415  (lxml loads only if used)
+
+        kind = "html" if self.is_html else "xml" if _is_xml(self.headers.get("content-type")) else None
+        if kind is None:
+            raise self._not_html()
+        return page_selector(self.text, self.url, kind)
+
+    def css(self, query: str) -> parsel.SelectorList[Selector]:
+        """Scrapy's ``response.css``: a selector list of the elements matching the CSS
+        ``query``; ``::text`` and ``::attr(name)`` select text and attribute values::
+
+            response.css("h1::text").get()              # first match or None
+            response.css("li a::attr(href)").getall()   # every match
+        """
+        return self.selector.css(query)
+
+    def xpath(self, query: str, namespaces: Mapping[str, str] | None = None, **kwargs: Any) -> Any:
+        """Scrapy's ``response.xpath``: a selector list of what the XPath ``query``
+        selects; ``kwargs`` are XPath variables (``$name``)."""
+        return self.selector.xpath(query, namespaces, **kwargs)
+
+    def css_nodes(self, selector: str) -> list[LexborNode]:
+        """The fast path: every element matching the CSS ``selector`` as selectolax
+        lexbor nodes (``.text()``, ``.attributes``, ``.css()``). No pseudo-elements:
+        use ``.text()`` and ``.attributes["href"]``."""
+        try:
+            return self._tree.css(selector)
+        except SelectolaxError as exc:
+            raise _bad_css(selector, exc) from None
 
     def css_first(self, selector: str) -> LexborNode | None:
-        """The first element matching ``selector``, or ``None``."""
-        return self._tree.css_first(selector)
+        """The fast path: the first element matching ``selector`` (a selectolax node),
+        or ``None``; check for ``None`` before calling ``.text()``."""
+        try:
+            node = self._tree.css_first(selector)
+        except SelectolaxError as exc:
+            raise _bad_css(selector, exc) from None
+        if node is None:
+            self.__dict__["_missed"] = selector  # named if the callback then trips on None
+        return node
+
+    def explain(self, exc: BaseException) -> str | None:
+        """A hint for a callback error that came from using a ``css_first`` miss."""
+        missed = self.__dict__.get("_missed")
+        if missed is None or not isinstance(exc, AttributeError) or "'NoneType'" not in str(exc):
+            return None
+        return (
+            f"css_first({missed!r}) matched nothing on {self.url} and returned None: check for "
+            f"None, or use response.css({missed!r}).get(), which returns None instead of raising"
+        )
 
     def urljoin(self, href: str) -> str:
         """``href`` made absolute against this page (its ``<base href>`` if it has one)."""
         return join_url(self.base_url, href)
 
-    def follow(self, target: str | LexborNode, callback: Any = None, **kwargs: Any) -> Request:
-        """A request for ``target`` (a URL, relative or absolute, or an element with
-        ``href``/``src``), one level deeper than this response."""
+    def follow(self, target: Any, callback: Any = None, **kwargs: Any) -> Request:
+        """A request for ``target`` (a URL, relative or absolute; a selectolax node or a
+        parsel selector of an element with ``href``/``src``; or a selector of an
+        ``::attr(href)`` value), one level deeper than this response. ``kwargs`` are
+        `Request` fields (``meta``, ``cb_kwargs``, ``priority``, ...)."""
         href = target if isinstance(target, str) else _required_link(target)
         kwargs.setdefault("depth", self.depth + 1)
-        return Request(self.urljoin(href), callback=callback, **kwargs)
+        url = self.urljoin(href)
+        kwargs["headers"] = self._with_referer(url, kwargs.get("headers"))
+        return Request(url, callback=callback, **kwargs)
+
+    @cached_property
+    def _referer(self) -> Mapping[str, str]:
+        # One mapping shared by every request this page yields: pickled once per batch.
+        return {"Referer": self.url}
+
+    def _with_referer(self, url: str, headers: Mapping[str, str] | None) -> Mapping[str, str]:
+        """The headers of a followed link: ``Referer`` is this page, as browsers and
+        Scrapy send it, except from https to http (no-referrer-when-downgrade)."""
+        if url.startswith("http:") and self.url.startswith("https:"):
+            return headers or {}
+        if headers is None:
+            return self._referer
+        if any(name.lower() == "referer" for name in headers):
+            return headers
+        return {**self._referer, **headers}
 
     def follow_all(
         self,
-        targets: str | Iterable[str | LexborNode],
+        targets: str | Iterable[Any] | None = None,
         callback: Any = None,
+        *,
+        css: str | None = None,
+        xpath: str | None = None,
         **kwargs: Any,
     ) -> Iterator[Request]:
         """Requests for every link of ``targets``: a CSS selector (its elements'
-        ``href``/``src``), or an iterable of URLs and elements. Elements without a
-        link are skipped."""
-        items = self.css(targets) if isinstance(targets, str) else targets
-        for item in items:
+        ``href``/``src``, on the fast path), or an iterable of URLs, nodes and
+        selectors. As in Scrapy, ``css=`` or ``xpath=`` select the links with parsel
+        instead (``css="a.next::attr(href)"`` works). Elements without a link are
+        skipped."""
+        for item in self._link_sources(targets, css, xpath):
             href = item if isinstance(item, str) else _link_of(item)
             if href:
                 yield self.follow(href, callback, **kwargs)
+
+    def _link_sources(self, targets: str | Iterable[Any] | None, css: str | None, xpath: str | None) -> Any:
+        if sum(source is not None for source in (targets, css, xpath)) != 1:
+            raise TypeError("follow_all() takes one of: links (or a CSS selector), css=, xpath=")
+        if css is not None:
+            return self.css(css)
+        if xpath is not None:
+            return self.xpath(xpath)
+        return self.css_nodes(targets) if isinstance(targets, str) else targets
 
     def replace(self, **changes: Any) -> Response:
         """A copy with some of ``url``, ``status``, ``headers``, ``body``, ``request`` changed."""
@@ -142,17 +238,41 @@ class Response:
         return Response(**values)
 
 
-def _required_link(node: LexborNode) -> str:
-    href = _link_of(node)
+def _required_link(target: Any) -> str:
+    href = _link_of(target)
     if href is None:
-        raise ValueError(f"element <{node.tag}> has no href or src to follow")
+        raise ValueError(f"{_describe(target)} has no href or src to follow")
     return href
 
 
-def _link_of(node: LexborNode) -> str | None:
-    attributes = node.attributes
-    for name in LINK_ATTRIBUTES:
-        value = attributes.get(name)
-        if value:
-            return value
-    return None
+def _link_of(target: Any) -> str | None:
+    if isinstance(target, LexborNode):
+        attributes = target.attributes
+        for name in LINK_ATTRIBUTES:
+            value = attributes.get(name)
+            if value:
+                return value
+        return None
+    from ._selectors import link_of_selector  # noqa: PLC0415  (a parsel selector: parsel is loaded)
+
+    return link_of_selector(target)
+
+
+def _describe(target: Any) -> str:
+    if isinstance(target, LexborNode):
+        return f"element <{target.tag}>"
+    from ._selectors import describe_selector  # noqa: PLC0415
+
+    return f"selector {describe_selector(target)}"
+
+
+def _bad_css(selector: str, exc: Exception) -> SelectorError:
+    hint = ""
+    if "::" in selector:  # Scrapy's pseudo-elements are parsel's, not selectolax's
+        hint = " (the fast nodes have no ::text or ::attr(): use .text() and .attributes, or response.css())"
+    return SelectorError(f"invalid CSS selector {selector!r} for css_nodes/css_first: {exc}{hint}")
+
+
+def _is_xml(content_type: str | None) -> bool:
+    media = (content_type or "").partition(";")[0].strip().lower()
+    return media.endswith(("/xml", "+xml"))

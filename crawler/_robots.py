@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("crawler.robots")
 
 MAX_ROBOTS_BYTES = 500 * 1024
+_SITEMAP_FIELDS = frozenset({b"sitemap", b"sitemaps", b"site-map"})
 MAX_ROBOTS_REDIRECTS = 5
 CACHE_SECONDS = 24 * 3600.0
 ROBOTS_TIMEOUT = 10.0
@@ -78,6 +79,28 @@ class RobotsRules:
     def crawl_delay(self) -> float | None:
         delay = self.parser.crawl_delay(self.token) if self.parser else None
         return float(delay) if delay else None
+
+
+def robots_sitemaps(body: bytes) -> tuple[str, ...]:
+    """The URLs of a robots.txt's ``Sitemap:`` lines, in its first 500 KiB (RFC 9309
+    lines end in CR, LF or CRLF); a URL that is not UTF-8 is skipped."""
+    found = []
+    for line in body[:MAX_ROBOTS_BYTES].splitlines():
+        name, colon, value = line.partition(b":")
+        words = value.split()
+        if colon and words and name.strip().lower() in _SITEMAP_FIELDS:
+            url = utf8_or_none(words[0])
+            if url is not None:
+                found.append(url)
+    return tuple(found)
+
+
+def utf8_or_none(raw: bytes) -> str | None:
+    """``raw`` decoded as UTF-8, or ``None`` when it is not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def product_token(user_agent: str) -> str:
@@ -194,4 +217,4 @@ class RobotsCache:
             return RobotsRules(token=self._token)  # 3xx without Location, 4xx: no restrictions
         text = body[:MAX_ROBOTS_BYTES].decode("utf-8", errors="replace")
         parser = Protego.parse(text)
-        return RobotsRules(parser, token=self._token, sitemaps=tuple(parser.sitemaps))
+        return RobotsRules(parser, token=self._token, sitemaps=robots_sitemaps(body))

@@ -31,16 +31,18 @@ from typing import Any
 from ._callbacks import ParseResult
 from ._direct import DirectFetcher, standalone_fetcher
 from ._errors import CrawlerError
-from ._logs import configure_logging
+from ._logs import configure_logging, exit_quietly_on_a_closed_pipe, print_error
 from ._parsecmd import add_fetch_options, checked_url, fetch_settings, run_on, scope_for
 from ._request import Request
 from ._response import Response
 from ._settings import Settings
 from ._spider import Spider, bind_fetch, load_spider, parse_spider_args
+from ._spiderargs import spider_kwargs
 from ._urls import hostname
 from .testing import CallbackOutput
 
 PROG = "crawl shell"
+EXIT_INTERRUPTED = 130
 
 
 class ShellSession:
@@ -144,13 +146,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(args.log_level, args.log_format)
         session = _open_session(args)
     except CrawlerError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print_error(PROG, str(exc))
         return exc.exit_code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     try:
         if args.code is not None:
             return run_code(args.code, session.namespace)
         interact(session.namespace, use_ipython=not args.no_ipython)
         return 0
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return exit_quietly_on_a_closed_pipe()
     finally:
         session.close()
 
@@ -160,7 +168,7 @@ def _open_session(args: argparse.Namespace) -> ShellSession:
     spider = None
     if args.spider_file is not None:
         spider_cls = load_spider(args.spider_file, args.spider_name)
-        spider = spider_cls(**parse_spider_args(args.spider_args))
+        spider = spider_cls(**spider_kwargs(parse_spider_args(args.spider_args)))
     session = ShellSession(fetch_settings(spider_cls, args), spider)
     try:
         session.fetch(checked_url(args.url))
@@ -171,20 +179,33 @@ def _open_session(args: argparse.Namespace) -> ShellSession:
 
 
 def run_code(source: str, namespace: dict[str, Any]) -> int:
-    """Evaluate an expression and print its value, or execute statements."""
+    """Evaluate an expression and print its value, or execute statements. A syntax
+    error is shown once, as Python shows it; an error the code raises is shown with
+    the code's own frames, not the shell's."""
     try:
-        try:
-            compiled = compile(source, "<crawl shell -c>", "eval")
-        except SyntaxError:
-            exec(compile(source, "<crawl shell -c>", "exec"), namespace)
-            return 0
-        value = eval(compiled, namespace)
-    except Exception:
-        traceback.print_exc()
+        compiled, is_expression = _compile(source)
+    except SyntaxError as exc:
+        sys.stderr.write("".join(traceback.format_exception_only(exc)))
         return 1
-    if value is not None:
+    try:
+        value = eval(compiled, namespace)
+    except Exception as exc:
+        traceback.print_exception(
+            exc.with_traceback(exc.__traceback__.tb_next if exc.__traceback__ else None)
+        )
+        return 1
+    if is_expression and value is not None:
         pprint.pprint(value, width=100, sort_dicts=False)
     return 0
+
+
+def _compile(source: str) -> tuple[Any, bool]:
+    """``source`` compiled as an expression if it is one, as statements otherwise."""
+    try:
+        return compile(source, "<crawl shell -c>", "eval"), True
+    except SyntaxError:
+        pass
+    return compile(source, "<crawl shell -c>", "exec"), False
 
 
 def interact(namespace: dict[str, Any], *, use_ipython: bool) -> None:

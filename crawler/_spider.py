@@ -6,9 +6,11 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import logging
+import os
 import sys
 import traceback
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,7 +18,10 @@ from typing import Any, ClassVar
 from ._errors import SpiderLoadError, UsageError
 from ._request import Request
 from ._response import Response
-from ._sitemaps import read_sitemap
+from ._sitemaps import SitemapEntry, sitemap_entries
+from ._urls import join_url
+
+log = logging.getLogger("crawler.spider")
 
 
 class Spider:
@@ -25,8 +30,14 @@ class Spider:
     Class attributes named like settings (``concurrency``, ``per_host``, ``rate``,
     ``depth``, ``max_pages``, ``obey_robots``, ``user_agent``, ``allowed_domains``, ...)
     are the spider's defaults; CLI flags and library keyword arguments override
-    them. Keyword arguments of the constructor (``-a NAME=VALUE``) become instance
+    them. ``custom_settings = {"DOWNLOAD_DELAY": 1, ...}`` takes our setting names and
+    Scrapy's. Keyword arguments of the constructor (``-a NAME=VALUE``) become instance
     attributes.
+
+    Callbacks run in parse worker processes, each with its own copy of the spider:
+    state kept on ``self`` there is not shared (see the README's process model).
+    ``open()`` and ``closed(reason)`` run in the main process, before the first request
+    and after the last (sync or ``async def``).
     """
 
     name: ClassVar[str] = "spider"
@@ -36,10 +47,25 @@ class Spider:
     pipelines: Sequence[Any] = ()
     handle_httpstatus_list: Sequence[int] = ()
     sitemap_max_size: int = 50 * 1024 * 1024  # the sitemaps.org limit for one sitemap
+    custom_settings: Mapping[str, Any] | None = None
+    sitemap_alternate_links: bool = False
 
     def __init__(self, **kwargs: Any) -> None:
         for key, value in kwargs.items():
             setattr(self, key, value)
+
+    @property
+    def logger(self) -> logging.Logger:
+        """A logger named after the spider (Scrapy's ``self.logger``)."""
+        return logging.getLogger(type(self).name)
+
+    def open(self) -> Any:
+        """Called once in the main process before the crawl starts (may be ``async def``)."""
+
+    def closed(self, reason: str) -> Any:
+        """Called once in the main process after the crawl ends; ``reason`` is the
+        statistics' ``finish_reason``: ``finished``, ``max_pages``, ``stopped`` or
+        ``failed`` (may be ``async def``)."""
 
     def start_requests(self) -> Iterable[Request]:
         """``start_urls`` for ``parse``, and ``sitemap_urls`` for ``parse_sitemap``."""
@@ -49,13 +75,32 @@ class Spider:
             yield Request(url, callback="parse_sitemap")
 
     def parse_sitemap(self, response: Response) -> Iterator[Request]:
-        """Follow a sitemap, a sitemap index (gzipped or not) or a robots.txt's
-        ``Sitemap:`` lines; listed pages go to ``sitemap_callback``."""
-        entries = read_sitemap(response.body, response.url, self.sitemap_max_size)
-        for url in entries.sitemaps:
-            yield response.follow(url, callback="parse_sitemap")
-        for url in entries.pages:
-            yield response.follow(url, callback=self.sitemap_callback)
+        """Follow a sitemap, a sitemap index (gzipped or not), a text sitemap or a
+        robots.txt's ``Sitemap:`` lines; the entries ``sitemap_filter`` keeps are
+        requested: listed pages for ``sitemap_callback`` (and their ``xhtml:link``
+        alternates with ``sitemap_alternate_links``), listed sitemaps for this."""
+        entries = sitemap_entries(response.body, response.url, self.sitemap_max_size)
+        for entry in self.sitemap_filter(entries):
+            if entry.kind == "sitemap":
+                yield _listed(response, entry.loc, "parse_sitemap")
+                continue
+            yield _listed(response, entry.loc, self.sitemap_callback)
+            for url in entry.alternates if self.sitemap_alternate_links else ():
+                yield _listed(response, url, self.sitemap_callback)
+
+    def sitemap_filter(self, entries: Iterable[SitemapEntry]) -> Iterable[SitemapEntry]:
+        """The sitemap entries to request, as in Scrapy: override it to skip some
+        before they are fetched, e.g. pages unchanged since a date::
+
+            def sitemap_filter(self, entries):
+                since = datetime(2024, 1, 1, tzinfo=UTC)
+                for entry in entries:
+                    if entry.kind == "sitemap" or (entry.lastmod_datetime or since) >= since:
+                        yield entry
+
+        It sees the entries of sitemap indexes (``kind="sitemap"``) and of sitemaps
+        (``kind="page"``). The default keeps them all."""
+        return entries
 
     def parse(self, response: Response) -> Any:
         """The default callback: called with each response of ``start_urls`` and of
@@ -89,6 +134,65 @@ class Spider:
 
 
 _FETCH_ATTRIBUTE = "_crawler_fetch"
+
+
+async def call_hook(spider: Spider, name: str, *args: Any) -> None:
+    """Run the spider's ``open`` or ``closed`` hook; an error in it is logged, not fatal."""
+    try:
+        result = getattr(spider, name)(*args)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        log.exception("spider %s hook %s() failed", type(spider).__name__, name)
+
+
+class AttributeWatch:
+    """Notices a callback in a parse worker changing an attribute of its spider.
+
+    Each worker has its own copy of the spider, so the change is invisible to the
+    other workers and to the main process: a ``self.seen`` set silently splits in
+    parts. One warning per attribute. Rebinding (``self.n += 1``) and changes of size
+    (``self.seen.add(url)``) are noticed; an in-place change that keeps the size is not.
+    """
+
+    def __init__(self, spider: Spider) -> None:
+        self._spider = spider
+        self._before = _attribute_signatures(spider)
+        self._warned: set[str] = set()
+
+    def check(self, callback: str) -> None:
+        now = _attribute_signatures(self._spider)
+        if now != self._before:
+            for name, signature in now.items():
+                if self._before.get(name) != signature and name not in self._warned:
+                    self._warned.add(name)
+                    log.warning(
+                        "callback %s changed spider attribute %r in a parse worker (pid %d): each "
+                        "worker has its own copy of the spider, so the main process and the other "
+                        "workers never see it. Keep shared state in a pipeline, in an async def "
+                        "callback, or run with --parse-workers 0",
+                        callback,
+                        name,
+                        os.getpid(),
+                    )
+            self._before = now
+
+
+def _attribute_signatures(spider: Spider) -> dict[str, tuple[int, int]]:
+    return {name: (id(value), _size(value)) for name, value in vars(spider).items()}
+
+
+def _size(value: Any) -> int:
+    try:
+        return len(value)
+    except TypeError:
+        return -1
+
+
+def _listed(response: Response, loc: str, callback: str) -> Request:
+    """A request for a URL a sitemap lists. Sitemap URLs are UTF-8 by the protocol,
+    whatever the sitemap's own encoding, so they are not joined as a page's links."""
+    return Request(join_url(response.url, loc), callback=callback, depth=response.depth + 1)
 
 
 def bind_fetch(spider: Spider, fetch: Callable[..., Awaitable[Response]]) -> None:
@@ -146,7 +250,7 @@ def load_spider(path: str | Path, name: str | None = None) -> type[Spider]:
     """
     path = Path(path)
     if not path.is_file():
-        raise SpiderLoadError(f"spider file not found: {path}")
+        raise SpiderLoadError(f"spider file not found: {path}{_hint_for_missing(path)}")
     module = _import_file(path)
     found = [
         obj
@@ -157,6 +261,17 @@ def load_spider(path: str | Path, name: str | None = None) -> type[Spider]:
         and obj.__module__ == module.__name__
     ]
     return _pick_spider(path, found, name)
+
+
+def _hint_for_missing(path: Path) -> str:
+    """``crawl shop`` where ``shop.py`` (or ``spiders/shop.py``) exists: say so."""
+    if path.suffix == ".py":
+        return ""
+    candidates = [path.with_name(path.name + ".py"), Path("spiders") / (path.name + ".py")]
+    for candidate in candidates:
+        if candidate.is_file():
+            return f" (did you mean {candidate}?)"
+    return " (crawl takes the path of a spider's .py file)"
 
 
 def _pick_spider(path: Path, found: list[type[Spider]], name: str | None) -> type[Spider]:
@@ -171,6 +286,11 @@ def _pick_spider(path: Path, found: list[type[Spider]], name: str | None) -> typ
     return found[0]
 
 
+def import_spider_file(path: str | Path) -> Any:
+    """The module of a spider file, imported as ``crawl`` imports it (once per process)."""
+    return _import_file(Path(path))
+
+
 def _import_file(path: Path) -> Any:
     """Import a file as a module (once per process), translating every failure."""
     path = path.resolve()
@@ -182,6 +302,9 @@ def _import_file(path: Path) -> Any:
     if spec is None or spec.loader is None:
         raise SpiderLoadError(f"{path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
+    # Helper modules next to the spider import as they would for `python spider.py`.
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)

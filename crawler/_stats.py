@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 NAMESPACES = ("status", "errors", "dropped")
-OPTIONAL_NAMESPACES = ("cache",)  # nested like the others, left out when empty
+OPTIONAL_NAMESPACES = ("cache", "render")  # nested like the others, left out when empty
 
 
 @dataclass
@@ -72,9 +72,19 @@ class Stats:
         return sum(n for key, n in self.counts.items() if key.startswith("errors/"))
 
     @property
+    def pages_this_run(self) -> int:
+        """Pages of this run alone (``pages`` includes a job's earlier runs)."""
+        return self.pages - self._earlier_pages
+
+    @property
+    def resumed(self) -> bool:
+        """Whether earlier runs of a job counted here too."""
+        return self._earlier_pages > 0
+
+    @property
     def pages_per_second(self) -> float:
         """This run's rate (pages of earlier runs of a job are not this run's)."""
-        return (self.pages - self._earlier_pages) / self.elapsed if self.elapsed > 0 else 0.0
+        return self.pages_this_run / self.elapsed if self.elapsed > 0 else 0.0
 
     def __getitem__(self, key: str) -> int:
         return self.counts[key]
@@ -92,6 +102,8 @@ class Stats:
         for name in OPTIONAL_NAMESPACES:
             if not result[name]:
                 del result[name]
+        if result.get("render", {}).get("pages"):  # time per render, from the total
+            result["render"]["ms_per_page"] = round(result["render"].get("ms", 0) / result["render"]["pages"])
         result.update(
             max_depth=self.max_depth,
             hosts=self.hosts,

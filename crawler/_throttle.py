@@ -15,6 +15,7 @@ struggling host never grows.
 from __future__ import annotations
 
 import email.utils
+import re
 from dataclasses import dataclass
 
 MAX_RETRY_AFTER = 600.0
@@ -24,29 +25,38 @@ BREAKER_FAILURES = 5
 BREAKER_PAUSE = 10.0
 BREAKER_TRIPS = 3
 LATENCY_WEIGHT = 0.3
+# RFC 9110's asctime-date, which is GMT though it names no zone: "Sun Nov  6 08:49:37 1994".
+_ASCTIME = re.compile(r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-9][0-9] [0-9]{2}:[0-9]{2}:[0-9]{2} [0-9]{4}")
 
 
 def retry_after_seconds(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (RFC 9110 10.2.3): delay-seconds or
-    an HTTP-date (``now`` is the Unix time). Garbage and dates in the past give
-    ``None``; huge values are clamped to ``MAX_RETRY_AFTER``."""
+    """Seconds to wait from a Retry-After header (RFC 9110 10.2.3): delay-seconds
+    (ASCII digits only) or an HTTP-date in any of its three forms (``now`` is the
+    Unix time). Garbage and dates in the past give ``None``; huge values are
+    clamped to ``MAX_RETRY_AFTER``."""
     if value is None:
         return None
     value = value.strip()
-    seconds = float(value) if value.isdigit() else _seconds_until(value, now)
-    if seconds is None or seconds < 0 or (seconds == 0 and not value.isdigit()):
+    delay = value.isascii() and value.isdigit()  # str.isdigit alone takes "²" and "٣"
+    seconds = float(value) if delay else _seconds_until(value, now)
+    if seconds is None or seconds < 0 or (seconds == 0 and not delay):
         return None
     return min(seconds, MAX_RETRY_AFTER)
 
 
 def _seconds_until(http_date: str, now: float) -> float | None:
+    """Seconds from ``now`` to an IMF-fixdate, an RFC 850 date or an asctime date;
+    a date in another form without a zone is no HTTP-date."""
     try:
-        when = email.utils.parsedate_to_datetime(http_date)
+        parts = email.utils.parsedate_tz(http_date)
     except (TypeError, ValueError, IndexError):
         return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT
+    if parts is None or (parts[9] is None and not _ASCTIME.fullmatch(http_date)):
         return None
-    return when.timestamp() - now
+    try:
+        return email.utils.mktime_tz((*parts[:9], parts[9] or 0)) - now
+    except (OverflowError, ValueError):
+        return None
 
 
 @dataclass(slots=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import json
 import logging
 import signal
 import sys
@@ -23,12 +22,14 @@ from ._api import build_engine
 from ._backends import refuse_overwriting_a_job
 from ._engine import Engine
 from ._errors import CrawlerError, OutputError, UsageError
-from ._formats import open_sink
-from ._logs import configure_logging
+from ._formats import check_output_name, count_dropped_fields, open_sink
+from ._logs import configure_logging, print_error, wants_json_logs
 from ._output import ItemSink, NullSink
-from ._settings import SETTING_NAMES
+from ._settings import SETTING_NAMES, command_line_settings, logging_settings, spider_settings
 from ._spider import Spider, load_spider, parse_spider_args
 from ._stats import Stats
+from ._statsfile import check_stats_target, write_stats
+from ._version import __version__
 
 log = logging.getLogger("crawler")
 
@@ -43,7 +44,7 @@ class Invocation:
     sink: ItemSink
     settings: dict[str, Any]
     spider_args: dict[str, str] = field(default_factory=dict)
-    stats_path: Path | None = None
+    stats_path: str | None = None
     progress: bool = True
     json_logs: bool = False
 
@@ -53,16 +54,22 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
         Path, typer.Argument(metavar="SPIDER.py", help="Python file with a Spider subclass.")
     ],
     output: Annotated[
-        str | None, typer.Option("-o", "--output", help="Append items as JSON Lines ('-': stdout).")
+        list[str] | None,
+        typer.Option("-o", "--output", help="Append items: .jsonl, .jsonl.gz or .csv ('-': stdout)."),
     ] = None,
     overwrite_output: Annotated[
-        str | None, typer.Option("-O", "--overwrite-output", help="Write items, replacing the file.")
+        list[str] | None,
+        typer.Option("-O", "--overwrite-output", help="Write items, replacing the file once the crawl ends."),
     ] = None,
     spider_arg: Annotated[
         list[str] | None, typer.Option("-a", help="Set a spider attribute: NAME=VALUE.")
     ] = None,
     spider_name: Annotated[
         str | None, typer.Option("--spider", help="Which spider, if the file has several.")
+    ] = None,
+    set_setting: Annotated[
+        list[str] | None,
+        typer.Option("-s", "--set", metavar="NAME=VALUE", help="A setting by our name or Scrapy's."),
     ] = None,
     concurrency: Annotated[int | None, typer.Option(help="Requests in flight in total [64].")] = None,
     per_host: Annotated[int | None, typer.Option(help="Requests in flight per host [8].")] = None,
@@ -124,8 +131,27 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
         list[int] | None,
         typer.Option(metavar="CODE", help="Status never cached (repeat it) [408 429 500 502 503 504]."),
     ] = None,
-    stats: Annotated[Path | None, typer.Option(help="Write the final statistics to this JSON file.")] = None,
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    render: Annotated[
+        bool | None,
+        typer.Option("--render/--no-render", help="Render pages in a browser [off]."),
+    ] = None,
+    wait_for: Annotated[
+        str | None,
+        typer.Option(metavar="WHEN", help="Page settled: networkidle, load, SECONDS, a selector."),
+    ] = None,
+    browser_pages: Annotated[int | None, typer.Option(help="Browser pages rendering at once [4].")] = None,
+    browser_path: Annotated[
+        str | None, typer.Option(help="Chromium to drive [chromium on PATH, or Playwright's].")
+    ] = None,
+    render_resources: Annotated[
+        list[str] | None,
+        typer.Option(metavar="TYPE", help="Resource type a page may load (repeat it) [no image/font/media]."),
+    ] = None,
+    stats: Annotated[
+        str | None, typer.Option(metavar="PATH", help="Write the final statistics as JSON ('-': stdout).")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR [INFO].")] = None,
+    logfile: Annotated[Path | None, typer.Option(help="Write the log to this file, not stderr.")] = None,
     log_format: Annotated[str, typer.Option(help="text, or json: one JSON object per line.")] = "text",
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No live progress line.")] = False,
 ) -> None:
@@ -134,17 +160,24 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
     settings["job"] = str(job) if job is not None else None
     settings["cache"] = str(cache) if cache is not None else None
     settings["cache_ignore_status"] = tuple(cache_ignore_status) if cache_ignore_status else None
-    debug = _setup_logging(log_level, log_format)
+    flags_logging = {"LOG_LEVEL": log_level, "LOG_FILE": str(logfile) if logfile else None}
+    debug = _setup_logging(log_level or "INFO", None, log_format)
+    settings["render_resources"] = tuple(render_resources) if render_resources else None
     try:
-        refuse_overwriting_a_job(job, overwrite_output is not None)
+        target, overwrite = _output_target(output or [], overwrite_output or [])
+        check_stats_target(stats, target)
+        overrides, pairs_logging = command_line_settings(set_setting or [])
+        debug = _setup_logging(*logging_settings(flags_logging, pairs_logging), log_format)
         invocation = _prepare(
             spider_file,
             spider_name=spider_name,
-            output=output,
-            overwrite_output=overwrite_output,
+            target=target,
+            overwrite=overwrite,
             spider_args=spider_arg or [],
-            settings=settings,
+            settings={**overrides, **{k: v for k, v in settings.items() if v is not None}},
         )
+        spider_custom = getattr(invocation.spider_cls, "custom_settings", None) or {}
+        debug = _setup_logging(*logging_settings(flags_logging, pairs_logging, spider_custom), log_format)
         invocation.stats_path, invocation.progress = stats, not no_progress
         invocation.json_logs = log_format == "json"
         code = _execute(invocation)
@@ -154,41 +187,72 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
     raise typer.Exit(code)
 
 
-def _setup_logging(level: str, log_format: str) -> bool:
+def _setup_logging(level: str, logfile: str | None, log_format: str) -> bool:
     try:
         configure_logging(level, log_format)
     except UsageError as exc:
-        typer.echo(f"crawl: error: {exc}", err=True)
+        print_error("crawl", str(exc))
         raise typer.Exit(2) from None
+    if logfile is not None:
+        _log_to_file(logfile)
     return level.upper() == "DEBUG"
+
+
+def _log_to_file(path: str) -> None:
+    """``--logfile PATH`` (Scrapy's ``LOG_FILE``): the log goes to the end of PATH."""
+    try:
+        stream = open(path, "a", encoding="utf-8")  # noqa: SIM115  (logging owns it until exit)
+    except OSError as exc:
+        raise OutputError(f"cannot write the log to {path}: {exc.strerror or exc}") from None
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(stream)
 
 
 def _report(exc: BaseException, debug: bool) -> None:
     if debug:
         log.exception("fatal error")
-    typer.echo(f"crawl: error: {exc}", err=True)
+    print_error("crawl", str(exc))
+
+
+def _output_target(append: list[str], overwrite: list[str]) -> tuple[str | None, bool]:
+    """The one output of ``-o`` or ``-O``, and whether it replaces the file."""
+    if append and overwrite:
+        raise UsageError("use -o (append) or -O (overwrite), not both")
+    targets = append or overwrite
+    if len(targets) > 1:
+        raise UsageError(f"one output per crawl, not {len(targets)}: {', '.join(targets)}")
+    if targets:
+        check_output_name(targets[0])  # before the spider file is even loaded
+    return (targets[0] if targets else None), bool(overwrite)
 
 
 def _prepare(
     spider_file: Path,
     *,
     spider_name: str | None,
-    output: str | None,
-    overwrite_output: str | None,
+    target: str | None,
+    overwrite: bool,
     spider_args: list[str],
     settings: dict[str, Any],
 ) -> Invocation:
-    if output is not None and overwrite_output is not None:
-        raise UsageError("use -o (append) or -O (overwrite), not both")
     args = parse_spider_args(spider_args)
     spider_cls = load_spider(spider_file, spider_name)
-    target = output if output is not None else overwrite_output
-    sink: ItemSink = open_sink(target, overwrite=overwrite_output is not None) if target else NullSink()
+    job = settings.get("job") or spider_settings(spider_cls).get("job")
+    refuse_overwriting_a_job(job, overwrite)
+    sink: ItemSink = open_sink(target, overwrite=overwrite) if target else NullSink()
     return Invocation(spider_cls, sink, {k: v for k, v in settings.items() if v is not None}, args)
 
 
 def _execute(invocation: Invocation) -> int:
-    stats_file = _open_stats_file(invocation.stats_path)
+    try:
+        return _run(invocation)
+    finally:
+        invocation.sink.close()  # after a failed start-up: removes a temporary file, keeps the old one
+
+
+def _run(invocation: Invocation) -> int:
+    """Crawl; the summary and ``--stats`` are written even when the crawl fails."""
     from ._progress import Progress  # noqa: PLC0415  (rich loads only when there is a terminal to draw on)
 
     show_progress = invocation.progress and sys.stderr.isatty()
@@ -201,16 +265,25 @@ def _execute(invocation: Invocation) -> int:
         **invocation.settings,
     )
     try:
-        stats, interrupted = asyncio.run(run_with_signals(engine))
+        interrupted = asyncio.run(run_with_signals(engine))[1]
     finally:
         if progress:
             progress.close()
-        _write_stats(stats_file, engine.stats)
+        _finish(invocation, engine.stats)
+    return EXIT_INTERRUPTED if interrupted else 0
+
+
+def _finish(invocation: Invocation, stats: Stats) -> None:
+    if stats.finish_reason == "running":  # start-up failed: there is nothing to sum up
+        return
+    count_dropped_fields(invocation.sink, stats)
+    write_stats(invocation.stats_path, stats)
     if invocation.json_logs:
         log.info("crawl %s", stats.finish_reason, extra={"stats": stats.to_dict()})
     else:
+        from ._progress import Progress  # noqa: PLC0415
+
         Progress.print_summary(stats)
-    return EXIT_INTERRUPTED if interrupted else 0
 
 
 async def run_with_signals(engine: Engine) -> tuple[Stats, bool]:
@@ -235,22 +308,6 @@ async def run_with_signals(engine: Engine) -> tuple[Stats, bool]:
     return stats, bool(signals_seen)
 
 
-def _open_stats_file(path: Path | None) -> Any:
-    if path is None:
-        return None
-    try:
-        return path.open("w", encoding="utf-8")
-    except OSError as exc:
-        raise OutputError(f"cannot write stats to {path}: {exc.strerror or exc}") from None
-
-
-def _write_stats(stats_file: Any, stats: Stats) -> None:
-    if stats_file is not None:
-        with stats_file:
-            json.dump(stats.to_dict(), stats_file, indent=2)
-            stats_file.write("\n")
-
-
 def _make_app() -> typer.Typer:
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
     settings = {"help_option_names": ["-h", "--help"]}
@@ -267,6 +324,8 @@ OTHER_COMMANDS = """Other commands (each has --help):
   crawl bench                      pages/s and CPU per page on a local site
   crawl job DIR                    what a job holds, without running it
   crawl demo [--serve]             crawl (or serve) the demo shop
+  crawl runspider SPIDER.py ...    the same as crawl SPIDER.py ... (as in Scrapy)
+  crawl version, crawl --version   print the version
 """
 
 SUBCOMMANDS: dict[str, str] = {
@@ -283,10 +342,41 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point. ``crawl demo ...`` and other subcommands dispatch by name;
     anything else is ``crawl SPIDER.py ...``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["--version"], ["-V"], ["version"]):
+        print(f"crawler {__version__}")
+        return
+    if argv[:1] == ["runspider"]:  # Scrapy's name for running a spider file
+        argv = argv[1:]
     if argv and argv[0] in SUBCOMMANDS:
         module = importlib.import_module(SUBCOMMANDS[argv[0]])
         code = module.main(argv[1:])  # an exit code, or None for 0
         if code:
             raise SystemExit(code)
         return
+    if wants_json_logs(argv):
+        _run_with_json_usage_errors(argv)
+        return
     _make_app()(argv, prog_name="crawl")
+
+
+def _run_with_json_usage_errors(argv: list[str]) -> None:
+    """``--log-format json``: a usage error is a JSON line too, not click's text."""
+    click_exception = _click_exceptions().ClickException
+    try:
+        code = _make_app()(argv, prog_name="crawl", standalone_mode=False)
+    except click_exception as exc:
+        configure_logging("INFO", "json")
+        print_error("crawl", exc.format_message())
+        code = exc.exit_code
+    except typer.Abort:
+        code = EXIT_INTERRUPTED
+    if code:
+        raise SystemExit(code)
+
+
+def _click_exceptions() -> Any:
+    """click's exceptions: typer 0.2x carries its own copy of click, older ones use click."""
+    try:
+        return importlib.import_module("typer._click.exceptions")
+    except ImportError:
+        return importlib.import_module("click.exceptions")

@@ -7,6 +7,7 @@ site. Against the demo shop:
 
     crawl demo --serve &                       # serves http://127.0.0.1:8000/
     crawl spiders/catalog.py -o products.jsonl
+    crawl spiders/catalog.py -a base_url=http://127.0.0.1:8001 -O products.jsonl
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from crawler import Request, Response, Spider
 
 class ShopSpider(Spider):
     name = "shop"
-    start_urls = ["http://127.0.0.1:8000/"]
+    base_url = "http://127.0.0.1:8000"  # `-a base_url=...` points the spider elsewhere
     per_host = 4  # be gentle by default; `--per-host` overrides
+
+    def start_requests(self) -> Iterator[Request]:
+        yield Request(self.base_url.rstrip("/") + "/")
 
     def parse(self, response: Response) -> Iterator[dict[str, Any] | Request]:
         title = response.css_first("article.product h1.title")

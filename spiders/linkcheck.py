@@ -77,7 +77,7 @@ class LinkCheckSpider(Spider):
     def check_links(self, response: Response) -> Iterator[LinkReport | Request]:
         """Follow the links to this host; report the others as not checked."""
         host = urlsplit(response.url).hostname
-        for anchor in response.css("a[href]"):
+        for anchor in response.css_nodes("a[href]"):
             url = response.urljoin(anchor.attributes["href"] or "")
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https"):

@@ -44,7 +44,7 @@ class ListingSpider(Spider):
     def parse_listing(self, response: Response) -> Iterator[Request]:
         """A listing page: its products, then the next page of the same listing."""
         category = _text(response, "main h1")
-        for link in response.css("li.product h3 a"):
+        for link in response.css_nodes("li.product h3 a"):
             yield response.follow(link, callback=self.parse_product, meta={"category": category})
         next_page = response.css_first('a[rel="next"]')
         if next_page is not None:  # the last page has no rel="next" link

@@ -19,7 +19,7 @@ from .conftest import read_jsonl
 
 CRAWL = str(Path(sys.executable).parent / "crawl")
 SPIDERS = Path(__file__).resolve().parents[1] / "spiders"
-EXAMPLES = ("listing", "sitemap", "api", "linkcheck", "stock")
+EXAMPLES = ("listing", "sitemap", "api", "linkcheck", "stock", "live")
 PRODUCT_PATHS = {product.path for product in catalog()}
 
 

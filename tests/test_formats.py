@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from crawler import OutputError
+from crawler import OutputError, UsageError
 from crawler._formats import CsvSink, GzipJsonLinesSink, open_sink
 from crawler._output import JsonLinesSink
 
@@ -51,10 +51,10 @@ def fail_half_way(monkeypatch: pytest.MonkeyPatch, sink: Any, partial: int) -> N
     ("name", "kind"),
     [
         ("items.jsonl", JsonLinesSink),
-        ("items.json", JsonLinesSink),
+        ("items.ndjson", JsonLinesSink),
         ("items.txt", JsonLinesSink),
-        ("items.gz", JsonLinesSink),
         ("items.jsonl.gz", GzipJsonLinesSink),
+        ("items.jl.gz", GzipJsonLinesSink),
         ("items.NDJSON.GZ", GzipJsonLinesSink),
         ("items.csv", CsvSink),
         ("items.CSV", CsvSink),
@@ -62,14 +62,23 @@ def fail_half_way(monkeypatch: pytest.MonkeyPatch, sink: Any, partial: int) -> N
 )
 def test_sink_is_chosen_by_suffix(tmp_path: Path, name: str, kind: type) -> None:
     sink = open_sink(str(tmp_path / name), overwrite=False)
+    sink.begin(durable=False)
     try:
         assert type(sink) is kind
     finally:
         sink.close()
 
 
+@pytest.mark.parametrize("name", ["items.json", "items.JSON", "items.gz", "items.csv.gz", "items.xml"])
+def test_a_name_that_promises_another_format_is_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(UsageError, match=f"cannot write items to .*{name}: "):
+        open_sink(str(tmp_path / name), overwrite=True)
+    assert not list(tmp_path.iterdir())
+
+
 def test_dash_is_json_lines_on_stdout() -> None:
     sink = open_sink("-", overwrite=False)
+    sink.begin(durable=False)
     assert type(sink) is JsonLinesSink
     assert sink.wants_lines
 
@@ -93,6 +102,7 @@ def gz_lines(path: Path) -> list[Any]:
 def test_gzip_round_trip_over_flushes_and_appends(tmp_path: Path) -> None:
     path = tmp_path / "items.jsonl.gz"
     sink = GzipJsonLinesSink(str(path))
+    sink.begin(durable=False)
     assert sink.wants_lines
     write(sink, '{"n": 1, "text": "café ☕"}\n'.encode())
     assert sink.buffered > 0
@@ -104,12 +114,16 @@ def test_gzip_round_trip_over_flushes_and_appends(tmp_path: Path) -> None:
     assert gz_lines(path) == [{"n": 1, "text": "café ☕"}, {"n": 2}, {"n": 3}]
 
     sink = GzipJsonLinesSink(str(path))
+
+    sink.begin(durable=False)
     assert sink.repair() == 0
     write(sink, b'{"n": 4}\n')
     sink.close()
     assert [item["n"] for item in gz_lines(path)] == [1, 2, 3, 4]
 
     sink = GzipJsonLinesSink(str(path), overwrite=True)
+
+    sink.begin(durable=False)
     write(sink, b'{"n": 5}\n')
     sink.close()
     assert gz_lines(path) == [{"n": 5}]
@@ -118,6 +132,7 @@ def test_gzip_round_trip_over_flushes_and_appends(tmp_path: Path) -> None:
 def test_gzip_file_is_valid_after_every_flush(tmp_path: Path) -> None:
     path = tmp_path / "items.jsonl.gz"
     sink = GzipJsonLinesSink(str(path))
+    sink.begin(durable=True)  # the file is renamed into place at once
     for n in range(5):
         write(sink, f'{{"n": {n}}}\n'.encode())
         sink.flush()
@@ -127,7 +142,8 @@ def test_gzip_file_is_valid_after_every_flush(tmp_path: Path) -> None:
 
 def test_gzip_unencodable_item_raises(tmp_path: Path) -> None:
     sink = GzipJsonLinesSink(str(tmp_path / "items.jsonl.gz"))
-    with pytest.raises(OutputError, match="not JSON-serialisable"):
+    sink.begin(durable=False)
+    with pytest.raises(OutputError, match="field 'bad' is of type object"):
         write(sink, items=[{"bad": object()}])
     sink.close()
 
@@ -140,6 +156,7 @@ def test_gzip_repair_cuts_a_trailing_partial_member(tmp_path: Path, tail: Any) -
         tail = gzip.compress(b'{"n": 3}\n' * 100)[:-5]
     path.write_bytes(good + tail)
     sink = GzipJsonLinesSink(str(path))
+    sink.begin(durable=False)
     assert sink.repair() == len(tail)
     assert sink.repair() == 0
     write(sink, b'{"n": 4}\n')
@@ -150,6 +167,7 @@ def test_gzip_repair_cuts_a_trailing_partial_member(tmp_path: Path, tail: Any) -
 def test_gzip_repair_of_a_large_file(tmp_path: Path) -> None:
     path = tmp_path / "items.jsonl.gz"
     sink = GzipJsonLinesSink(str(path))
+    sink.begin(durable=False)
     for n in range(3):
         write(sink, os.urandom(100_000).hex().encode() + b"\n" + f'{{"n": {n}}}\n'.encode())
         sink.flush()
@@ -159,6 +177,7 @@ def test_gzip_repair_of_a_large_file(tmp_path: Path) -> None:
         file.write(gzip.compress(b"x" * 300_000)[:-1])
     damaged = path.stat().st_size
     sink = GzipJsonLinesSink(str(path))
+    sink.begin(durable=False)
     assert sink.repair() == damaged - size
     sink.close()
     assert path.stat().st_size == size
@@ -168,6 +187,7 @@ def test_gzip_repair_of_a_file_with_no_whole_member(tmp_path: Path) -> None:
     path = tmp_path / "items.jsonl.gz"
     path.write_bytes(gzip.compress(b'{"n": 1}\n')[:10])
     sink = GzipJsonLinesSink(str(path))
+    sink.begin(durable=False)
     assert sink.repair() == 10
     sink.close()
     assert path.read_bytes() == b""
@@ -179,6 +199,7 @@ def test_gzip_failed_write_is_cut_back_to_whole_members(
 ) -> None:
     path = tmp_path / "items.jsonl.gz"
     sink = GzipJsonLinesSink(str(path))
+    sink.begin(durable=False)
     write(sink, b'{"n": 1}\n')
     sink.flush()
     write(sink, b'{"n": 2}\n' * 50)
@@ -187,13 +208,14 @@ def test_gzip_failed_write_is_cut_back_to_whole_members(
         sink.flush()
     assert str(info.value) == f"cannot write to {path}: {os.strerror(errno.ENOSPC)}"
     monkeypatch.undo()
-    sink.close()  # the failed data is gone, so closing does not raise again
-    assert gz_lines(path) == [{"n": 1}]
+    sink.close()  # the failed data was kept, and is written now
+    assert gz_lines(path) == [{"n": 1}] + [{"n": 2}] * 50
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_gzip_full_device_raises() -> None:
     sink = GzipJsonLinesSink("/dev/full")
+    sink.begin(durable=False)
     write(sink, b'{"a": 1}\n')
     with pytest.raises(OutputError, match="No space"):
         sink.close()
@@ -212,6 +234,7 @@ class Book:
 def test_csv_header_missing_extra_and_nested_values(tmp_path: Path) -> None:
     path = tmp_path / "items.csv"
     sink = CsvSink(str(path))
+    sink.begin(durable=False)
     assert not sink.wants_lines
     write(sink, items=[{"title": 'Tšai, "quoted"\nline', "price": 3.5, "tags": ["a", "é"]}])
     write(sink, items=[{"price": 1, "extra": 1, "more": 2}, {"title": "x", "tags": {"k": None}, "zz": 0}])
@@ -230,6 +253,7 @@ def test_csv_header_missing_extra_and_nested_values(tmp_path: Path) -> None:
 def test_csv_dataclass_items(tmp_path: Path) -> None:
     path = tmp_path / "items.csv"
     sink = CsvSink(str(path))
+    sink.begin(durable=False)
     write(sink, items=[Book("A", 1.0, ["x"]), {"title": "B", "price": 2}])
     sink.close()
     assert read_csv(path) == [["title", "price", "tags"], ["A", "1.0", '["x"]'], ["B", "2", ""]]
@@ -237,6 +261,7 @@ def test_csv_dataclass_items(tmp_path: Path) -> None:
 
 def test_csv_rejects_other_items(tmp_path: Path) -> None:
     sink = CsvSink(str(tmp_path / "items.csv"))
+    sink.begin(durable=False)
     with pytest.raises(OutputError, match="not a dict or dataclass"):
         write(sink, items=["just a string"])
     sink.close()
@@ -245,24 +270,57 @@ def test_csv_rejects_other_items(tmp_path: Path) -> None:
 def test_csv_append_reuses_the_existing_header(tmp_path: Path) -> None:
     path = tmp_path / "items.csv"
     sink = CsvSink(str(path))
+    sink.begin(durable=False)
     write(sink, items=[{"a": 1, "b": 2}])
     sink.close()
     sink = CsvSink(str(path))
+    sink.begin(durable=False)
     assert sink.repair() == 0
-    write(sink, items=[{"b": 3, "c": 4, "a": 5}])
+    write(sink, items=[{"b": 3, "a": 5}, {"a": 6}])
     sink.close()
-    assert sink.dropped_fields == 1
-    assert read_csv(path) == [["a", "b"], ["1", "2"], ["5", "3"]]
+    assert read_csv(path) == [["a", "b"], ["1", "2"], ["5", "3"], ["6", ""]]
 
     sink = CsvSink(str(path), overwrite=True)
+
+    sink.begin(durable=False)
     write(sink, items=[{"c": 1}])
     sink.close()
     assert read_csv(path) == [["c"], ["1"]]
 
 
+def test_csv_append_with_other_columns_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "items.csv"
+    path.write_bytes(b"a,b\r\n1,2\r\n")
+    sink = CsvSink(str(path))
+    sink.begin(durable=False)
+    with pytest.raises(OutputError) as info:
+        write(sink, items=[{"a": 3, "c": 4}])
+    assert str(info.value) == (
+        f"cannot append to {path}: its columns are a, b, and these items add c; "
+        "write them to another file, or replace it with -O"
+    )
+    sink.close()
+    assert path.read_bytes() == b"a,b\r\n1,2\r\n"
+
+
+def test_csv_keys_a_later_item_adds_are_counted_and_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "items.csv"
+    sink = CsvSink(str(path))
+    sink.begin(durable=False)
+    write(sink, items=[{"a": 1}, {"a": 2, "b": 3}, {"b": 4, "c": 5}])
+    sink.close()
+    assert read_csv(path) == [["a"], ["1"], ["2"], [""]]
+    assert sink.dropped_fields == 3
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2 and "'b' is not in the CSV header (a)" in warnings[0]
+
+
 def test_csv_nothing_written_leaves_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "items.csv"
     sink = CsvSink(str(path))
+    sink.begin(durable=False)
     write(sink, items=[])
     sink.close()
     assert path.read_bytes() == b""
@@ -276,6 +334,7 @@ def test_csv_repair_cuts_a_partial_row(tmp_path: Path, tail: str) -> None:
     whole = 'a,b\r\n1,"x\r\n""y"""\r\n'
     path.write_bytes((whole + tail).encode())
     sink = CsvSink(str(path))
+    sink.begin(durable=False)
     assert sink.repair() == len(tail.encode())
     write(sink, items=[{"a": 9, "b": 8}])
     sink.close()
@@ -285,6 +344,7 @@ def test_csv_repair_cuts_a_partial_row(tmp_path: Path, tail: str) -> None:
 def test_csv_repair_across_large_chunks(tmp_path: Path) -> None:
     path = tmp_path / "items.csv"
     sink = CsvSink(str(path))
+    sink.begin(durable=False)
     write(sink, items=[{"text": '"\n' * 40_000}, {"text": "ok"}])
     sink.close()
     size = path.stat().st_size
@@ -292,6 +352,7 @@ def test_csv_repair_across_large_chunks(tmp_path: Path) -> None:
         file.write(b'"' + b"partial\n" * 300_000)  # every newline inside the open quote
     damaged = path.stat().st_size
     sink = CsvSink(str(path))
+    sink.begin(durable=False)
     assert sink.repair() == damaged - size
     sink.close()
     assert read_csv(path)[-1] == ["ok"]
@@ -303,6 +364,7 @@ def test_csv_failed_write_is_cut_back_to_whole_rows(
 ) -> None:
     path = tmp_path / "items.csv"
     sink = CsvSink(str(path))
+    sink.begin(durable=False)
     write(sink, items=[{"a": 1}])
     sink.flush()
     write(sink, items=[{"a": n} for n in range(10)])
@@ -312,18 +374,19 @@ def test_csv_failed_write_is_cut_back_to_whole_rows(
     monkeypatch.undo()
     write(sink, items=[{"a": 2}])
     sink.close()
-    assert read_csv(path) == [["a"], ["1"], ["2"]]
+    assert read_csv(path) == [["a"], ["1"], *[[str(n)] for n in range(10)], ["2"]]
 
 
-def test_csv_failed_first_write_rewrites_the_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_csv_failed_first_write_keeps_the_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "items.csv"
     sink = CsvSink(str(path))
+    sink.begin(durable=True)
     write(sink, items=[{"a": 1}])
     fail_half_way(monkeypatch, sink, 2)
     with pytest.raises(OutputError):
         sink.flush()
     monkeypatch.undo()
     assert path.read_bytes() == b""
-    write(sink, items=[{"b": 2}])
+    write(sink, items=[{"a": 2}])
     sink.close()
-    assert read_csv(path) == [["b"], ["2"]]
+    assert read_csv(path) == [["a"], ["1"], ["2"]]

@@ -6,6 +6,7 @@ resumes them with the same command until the crawl finishes."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -93,11 +94,21 @@ def test_ctrl_c_then_resume_fetches_no_page_twice_and_writes_no_item_twice(comma
 @pytest.mark.parametrize("kill_after", [5, 40, 90])
 def test_kill_9_then_resume_loses_nothing(command, tmp_path, kill_after):
     assert run_until(command, tmp_path, kill_after, signal.SIGKILL) == -signal.SIGKILL
-    finish(command)
+    stats_path = tmp_path / "stats.json"
+    result = finish([*command, "--stats", str(stats_path)])
     urls = Counter(item["url"] for item in items_of(tmp_path))
     assert len(urls) == PAGES  # nothing lost
     duplicates = sum(count - 1 for count in urls.values())
     assert duplicates <= 8  # at most what was in flight: 4 fetching, 4 being parsed
+    # The counts are those of the output, even for the items the kill came between.
+    lines = len(items_of(tmp_path))
+    assert json.loads(stats_path.read_text())["items"] == lines
+    job = subprocess.run(
+        [CRAWL, "job", str(tmp_path / "job"), "--json"], capture_output=True, text=True, check=False
+    )
+    assert json.loads(job.stdout)["items"] == lines
+    # The rate is this run's pages over this run's time.
+    assert re.search(r"pages +\d+ \(\d+ this run\) in [\d.]+s \([\d.]+/s\)", result.stderr), result.stderr
 
 
 def test_a_partial_last_line_is_repaired_on_resume(command, tmp_path):

@@ -37,20 +37,67 @@ def existing(tmp_path: Path, content: str = BEFORE) -> Path:
 def test_append_keeps_and_overwrite_truncates(tmp_path: Path, overwrite: bool, expected: str) -> None:
     path = existing(tmp_path)
     sink = JsonLinesSink(str(path), overwrite=overwrite)
+    sink.begin(durable=False)
     write(sink, b'{"new": 2}\n')
     sink.close()
     assert path.read_text(encoding="utf-8") == expected
 
 
-def test_overwrite_truncates_at_open_even_if_nothing_is_written(tmp_path: Path) -> None:
+def on_disk(sink: Any) -> bytes:
+    """What the sink's file (the temporary one, while it replaces a file) holds."""
+    return os.pread(sink._fd, 1 << 20, 0)
+
+
+def test_overwrite_leaves_the_file_alone_until_the_crawl_began(tmp_path: Path) -> None:
+    """A start-up failure (the sink is closed without ``begin``) keeps the old file whole
+    and leaves no temporary file behind."""
     path = existing(tmp_path)
-    JsonLinesSink(str(path), overwrite=True).close()
+    sink = JsonLinesSink(str(path), overwrite=True)
+    write(sink, b'{"new": 2}\n')
+    sink.close()
+    assert path.read_text() == BEFORE
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["items.jsonl"]
+
+
+def test_overwrite_replaces_the_file_when_closed(tmp_path: Path) -> None:
+    path = existing(tmp_path)
+    path.chmod(0o640)
+    sink = JsonLinesSink(str(path), overwrite=True)
+    sink.begin(durable=False)
+    write(sink, b'{"new": 2}\n')
+    sink.flush()
+    assert path.read_text() == BEFORE  # a crash now leaves the old file
+    assert on_disk(sink) == b'{"new": 2}\n'
+    sink.close()
+    assert path.read_text() == '{"new": 2}\n'
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["items.jsonl"]
+
+
+def test_a_durable_crawl_replaces_the_file_when_it_begins(tmp_path: Path) -> None:
+    """Acknowledged requests must find their items in the target on resume."""
+    path = existing(tmp_path)
+    sink = JsonLinesSink(str(path), overwrite=True)
+    assert path.read_text() == BEFORE
+    sink.begin(durable=True)
     assert path.read_text() == ""
+    write(sink, b'{"new": 2}\n')
+    sink.flush()
+    asyncio.run(sink.sync())
+    assert path.read_text() == '{"new": 2}\n'
+    sink.close()
+
+
+def test_a_new_file_is_created_only_once_the_crawl_began(tmp_path: Path) -> None:
+    path = tmp_path / "new.jsonl"
+    JsonLinesSink(str(path)).close()
+    assert not path.exists() and not list(tmp_path.iterdir())
 
 
 def test_creates_a_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "new.jsonl"
     sink = JsonLinesSink(str(path))
+    sink.begin(durable=False)
     write(sink, b'{"a": 1}\n')
     sink.close()
     assert path.read_text() == '{"a": 1}\n'
@@ -59,6 +106,7 @@ def test_creates_a_missing_file(tmp_path: Path) -> None:
 def test_data_is_buffered_until_flush(tmp_path: Path) -> None:
     path = existing(tmp_path, "")
     sink = JsonLinesSink(str(path))
+    sink.begin(durable=False)
     write(sink, b'{"a": 1}\n')
     assert path.read_text() == ""
     sink.flush()
@@ -73,6 +121,7 @@ def test_writes_wait_for_flush_and_report_what_is_buffered(tmp_path: Path) -> No
     line = b'{"pad": "' + b"x" * 1000 + b'"}\n'
     data = line * (FLUSH_BYTES // len(line) + 1)
     sink = JsonLinesSink(str(path))
+    sink.begin(durable=False)
     write(sink, data)
     assert path.read_bytes() == b"" and sink.buffered == len(data) >= FLUSH_BYTES
     sink.flush()
@@ -83,6 +132,7 @@ def test_writes_wait_for_flush_and_report_what_is_buffered(tmp_path: Path) -> No
 def test_close_twice_is_harmless(tmp_path: Path) -> None:
     path = existing(tmp_path, "")
     sink = JsonLinesSink(str(path))
+    sink.begin(durable=False)
     write(sink, b"{}\n")
     sink.close()
     sink.close()
@@ -96,6 +146,7 @@ def test_items_are_utf8_json_one_per_line(tmp_path: Path) -> None:
     path = existing(tmp_path, "")
     items = [{"title": "café 漢字 🚀", "n": 1}, {"list": [1, 2], "none": None}, {"nested": {"k": "ü"}}]
     sink = JsonLinesSink(str(path))
+    sink.begin(durable=False)
     write(sink, b"", items)
     sink.close()
     raw = path.read_bytes()
@@ -109,6 +160,7 @@ def test_items_are_utf8_json_one_per_line(tmp_path: Path) -> None:
 def test_encoded_lines_come_before_items_of_the_same_write(tmp_path: Path) -> None:
     path = existing(tmp_path, "")
     sink = JsonLinesSink(str(path))
+    sink.begin(durable=False)
     write(sink, b'{"from": "worker"}\n', [{"from": "callback"}])
     write(sink, b"", [{"n": 3}, {"n": 4}])
     sink.close()
@@ -118,7 +170,8 @@ def test_encoded_lines_come_before_items_of_the_same_write(tmp_path: Path) -> No
 
 def test_item_that_cannot_be_encoded_raises_output_error(tmp_path: Path) -> None:
     sink = JsonLinesSink(str(tmp_path / "x.jsonl"))
-    with pytest.raises(OutputError, match="not JSON-serialisable"):
+    sink.begin(durable=False)
+    with pytest.raises(OutputError, match="field 'bad' is of type object"):
         write(sink, b"", [{"bad": object()}])
     sink.close()
 
@@ -158,6 +211,7 @@ def test_read_only_file_raises_at_construction(tmp_path: Path) -> None:
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_full_device_raises_on_flush() -> None:
     sink = JsonLinesSink("/dev/full")
+    sink.begin(durable=False)
     write(sink, b'{"a": 1}\n')
     with pytest.raises(OutputError) as info:
         sink.flush()
@@ -165,12 +219,14 @@ def test_full_device_raises_on_flush() -> None:
     assert "No space" in message
     assert message.startswith("cannot write to /dev/full")
     assert "\n" not in message
-    sink.close()  # the failed data is gone, so closing does not raise again
+    with pytest.raises(OutputError, match="No space"):
+        sink.close()  # the data was kept: closing tries again, and fails again
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_full_device_raises_on_close() -> None:
     sink = JsonLinesSink("/dev/full")
+    sink.begin(durable=False)
     write(sink, b'{"a": 1}\n')
     with pytest.raises(OutputError, match="No space"):
         sink.close()
@@ -209,6 +265,7 @@ def test_failed_write_is_cut_back_to_whole_lines(
     path = existing(tmp_path)
     before = "" if overwrite else BEFORE
     sink = JsonLinesSink(str(path), overwrite=overwrite)
+    sink.begin(durable=False)
     fail_half_way(monkeypatch, lambda: sink._fd, partial, raise_in_same_call)
     write(sink, "".join(LINES).encode())
 
@@ -216,16 +273,17 @@ def test_failed_write_is_cut_back_to_whole_lines(
         sink.flush()
     monkeypatch.undo()
 
-    content = path.read_text(encoding="utf-8")
+    content = on_disk(sink).decode()
     whole_line_prefixes = [before + "".join(LINES[:k]) for k in range(len(LINES))]
     assert content in whole_line_prefixes
-    sink.close()
-    assert path.read_text(encoding="utf-8") == content
+    sink.close()  # the buffer was kept: nothing is lost once the disk has room again
+    assert path.read_text(encoding="utf-8") == before + "".join(LINES)
 
 
 def test_cut_back_keeps_earlier_successful_flushes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = existing(tmp_path)
     sink = JsonLinesSink(str(path))
+    sink.begin(durable=False)
     write(sink, LINES[0].encode())
     sink.flush()
     fail_half_way(monkeypatch, lambda: sink._fd, 10, raise_in_same_call=True)
@@ -233,9 +291,9 @@ def test_cut_back_keeps_earlier_successful_flushes(tmp_path: Path, monkeypatch: 
     with pytest.raises(OutputError):
         sink.flush()
     monkeypatch.undo()
+    assert path.read_text(encoding="utf-8") == BEFORE + LINES[0]
     sink.close()
-    content = path.read_text(encoding="utf-8")
-    assert content in (BEFORE + LINES[0], BEFORE + LINES[0] + LINES[1])
+    assert path.read_text(encoding="utf-8") == BEFORE + "".join(LINES)
 
 
 # -- stdout ----------------------------------------------------------------------------
@@ -243,6 +301,7 @@ def test_cut_back_keeps_earlier_successful_flushes(tmp_path: Path, monkeypatch: 
 
 def test_dash_writes_to_stdout_and_leaves_it_open(capfd: pytest.CaptureFixture[str]) -> None:
     sink = JsonLinesSink("-")
+    sink.begin(durable=False)
     write(sink, b"", [{"a": "é"}, {"b": 2}])
     sink.close()
     os.write(1, b"still open\n")
@@ -301,6 +360,7 @@ def test_repair_cuts_a_partial_last_line(tmp_path: Path, content: bytes, kept: b
     path = tmp_path / "items.jsonl"
     path.write_bytes(content)
     sink = JsonLinesSink(str(path))
+    sink.begin(durable=False)
     assert sink.repair() == len(content) - len(kept)
     write(sink, b'{"new": true}\n')
     sink.close()

@@ -49,8 +49,8 @@ class BookSpider(crawler.Spider):
 # -- css ------------------------------------------------------------------------------
 
 
-def test_css_returns_every_matching_node_in_document_order() -> None:
-    nodes = make().css("li.book a")
+def test_css_nodes_returns_every_matching_node_in_document_order() -> None:
+    nodes = make().css_nodes("li.book a")
     assert [node.text() for node in nodes] == ["One", "Two", "Three", "Four"]
 
 
@@ -61,6 +61,7 @@ def test_css_first_returns_first_match_or_none() -> None:
     assert first.attributes["href"] == "/b/1"
     assert response.css_first("title").text() == "Books"
     assert response.css_first("table") is None
+    assert response.css_nodes("table") == []
     assert response.css("table") == []
 
 
@@ -83,6 +84,8 @@ def test_css_on_non_html_raises_not_html_error(content_type: str | None, body: b
         response.css("a")
     with pytest.raises(crawler.NotHtmlError):
         response.css_first("a")
+    with pytest.raises(crawler.NotHtmlError):
+        response.xpath("//a")
 
 
 # -- text and encoding ------------------------------------------------------------------
@@ -277,12 +280,28 @@ def test_empty_base_href_is_ignored() -> None:
 )
 def test_follow_a_url(target: str, expected: str) -> None:
     request = make(request=Request(URL, depth=2)).follow(target)
-    assert request == Request(expected, depth=3)
+    assert request == Request(expected, depth=3, headers={"Referer": URL})
+
+
+@pytest.mark.parametrize(
+    ("page", "target", "headers", "sent"),
+    [
+        ("http://a.test/", "/x", None, {"Referer": "http://a.test/"}),
+        ("https://a.test/", "https://b.test/", {"X": "1"}, {"Referer": "https://a.test/", "X": "1"}),
+        ("http://a.test/", "/x", {"referer": "mine"}, {"referer": "mine"}),
+        ("https://a.test/", "http://a.test/", None, {}),  # no referer on a downgrade to http
+    ],
+)
+def test_followed_links_carry_the_page_as_referer(
+    page: str, target: str, headers: dict[str, str] | None, sent: dict[str, str]
+) -> None:
+    response = make(request=Request(page)).replace(url=page)
+    assert response.follow(target, headers=headers).headers == sent
 
 
 def test_follow_an_anchor_node() -> None:
     response = make()
-    anchor = response.css("li.book a")[1]
+    anchor = response.css_nodes("li.book a")[1]
     assert response.follow(anchor).url == "http://shop.test/books/two.html"
 
 
@@ -352,7 +371,7 @@ def test_follow_all_with_a_list_of_urls() -> None:
 
 def test_follow_all_with_a_list_of_nodes() -> None:
     response = make()
-    nodes = [*response.css("li.book a"), response.css_first("img"), response.css_first("p")]
+    nodes = [*response.css_nodes("li.book a"), response.css_first("img"), response.css_first("p")]
     urls = [r.url for r in response.follow_all(nodes)]
     assert urls == [*BOOK_URLS, "http://shop.test/img/cover.png"]
 

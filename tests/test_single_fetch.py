@@ -28,7 +28,7 @@ class StockSpider(Spider):
     name = "stock"
 
     async def parse(self, response: Response) -> Any:
-        for link in response.css("a.product"):
+        for link in response.css_nodes("a.product"):
             yield response.follow(link, callback=self.parse_product)
 
     async def parse_product(self, response: Response) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import time
 
 import pytest
 
@@ -23,6 +24,16 @@ def http_date(offset: float) -> str:
     return email.utils.formatdate(NOW + offset, usegmt=True)
 
 
+def _formats(when: float) -> tuple[str, str, str]:
+    """IMF-fixdate, RFC 850 and asctime spellings of ``when``."""
+    moment = time.gmtime(when)
+    return (
+        time.strftime("%a, %d %b %Y %H:%M:%S GMT", moment),
+        time.strftime("%A, %d-%b-%y %H:%M:%S GMT", moment),
+        time.strftime("%a %b ", moment) + f"{moment.tm_mday:2d}" + time.strftime(" %H:%M:%S %Y", moment),
+    )
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
@@ -40,6 +51,16 @@ def http_date(offset: float) -> str:
         (http_date(10**6), MAX_RETRY_AFTER),
         ("Wed, 21 Oct 2015 07:28:00", None),  # no zone: not an HTTP-date
         ("Mon, 32 Foo 2015 99:99:99 GMT", None),
+        # RFC 9110 5.6.7: recipients accept all three forms of the same instant
+        ("Sun, 06 Nov 1994 08:49:37 GMT", None),  # in the past
+        *[(form, 30.0) for form in (_formats(NOW + 30))],
+        # issue 14: delay-seconds are ASCII digits; other Unicode digits are garbage
+        ("²", None),
+        ("١٢٠", None),
+        ("\uff11\uff12\uff10", None),  # fullwidth 120
+        ("12²", None),
+        ("9" * 400, MAX_RETRY_AFTER),
+        ("Sun Nov 6 08:49:37 1994", None),  # asctime pads the day with a space
     ],
 )
 def test_retry_after(value, expected):
@@ -92,3 +113,11 @@ def test_one_success_closes_the_breaker():
         throttle.failed("a")
     throttle.succeeded("a", 0.1)
     assert throttle.failed("a").pause is None
+
+
+@pytest.mark.parametrize(
+    "value", ["Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"]
+)
+def test_retry_after_takes_rfc_9110s_three_example_dates(value):
+    """RFC 9110 5.6.7's examples, one instant (784111777) in three spellings."""
+    assert retry_after_seconds(value, 784_111_777 - 60) == pytest.approx(60.0)

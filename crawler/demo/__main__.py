@@ -4,4 +4,4 @@ import sys
 
 from .cli import serve
 
-serve([arg for arg in sys.argv[1:] if arg != "--serve"], prog="python -m crawler.demo")
+sys.exit(serve([arg for arg in sys.argv[1:] if arg != "--serve"], prog="python -m crawler.demo"))

@@ -9,6 +9,8 @@ serves it in the foreground until Ctrl-C, for your own spiders.
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,26 +22,92 @@ from . import install_demo
 SPIDER = Path(__file__).with_name("spider.py")
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "crawl demo") -> None:
+DEFAULT_PORT = 8000
+PORTS_TRIED = 20  # without --port: 8000, or the first free one of the next 19
+
+HELP = """usage: crawl demo [crawl options]
+       crawl demo --serve [--host HOST] [--port PORT]
+
+Crawl the demo shop that ships with crawler, or serve it for your own spiders.
+
+  crawl demo [crawl options]  start the shop on a free port, crawl it with
+                              crawler/demo/spider.py, stop it; takes every
+                              option of `crawl SPIDER.py` (see crawl --help),
+                              e.g. crawl demo -O items.jsonl
+  --serve                     serve the shop until Ctrl-C instead
+  --host HOST                 with --serve: the address to listen on [127.0.0.1]
+  --port PORT                 with --serve: the port [8000, or the next free one
+                              when 8000 is busy]; 0 picks any free port
+"""
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "crawl demo") -> int | None:
     args = list(sys.argv[1:] if argv is None else argv)
     if "--serve" in args:
         args.remove("--serve")
-        serve(args, prog)
-        return
+        return serve(args, prog)
+    if "-h" in args or "--help" in args:
+        print(HELP, end="")
+        return 0
     from ..cli import main as crawl_main  # noqa: PLC0415  (the CLI imports this module)
 
     with demo_site() as url:
         crawl_main([str(SPIDER), "-a", f"base_url={url}", *args])
+    return 0
 
 
-def serve(argv: Sequence[str], prog: str) -> None:
-    """Serve in the foreground until SIGINT or SIGTERM."""
+def serve(argv: Sequence[str], prog: str) -> int:
+    """Serve in the foreground until SIGINT or SIGTERM; 1 if it cannot listen."""
     parser = argparse.ArgumentParser(prog=f"{prog} --serve", description="Serve the demo shop until Ctrl-C.")
     parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
-    parser.add_argument("--port", type=int, default=8000, help="default: %(default)s; 0 picks a free port")
+    parser.add_argument(
+        "--port", type=_port, default=None, help="default: 8000, or the next free one; 0 picks a free port"
+    )
     args = parser.parse_args(argv)
-    server = SiteServer(host=args.host, port=args.port, record_hits=False)
-    server.serve_forever(on_ready=_announce)
+    try:
+        port = args.port if args.port is not None else _first_free_port(args.host)
+        server = SiteServer(host=args.host, port=port, record_hits=False)
+        server.serve_forever(on_ready=_announce)
+    except OSError as exc:
+        print(f"{prog}: error: {_cannot_listen(args.host, args.port, exc)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0 to 65535)")
+    return port
+
+
+def _first_free_port(host: str) -> int:
+    """8000 if it is free, else the next free port (the server then says which)."""
+    for port in range(DEFAULT_PORT, DEFAULT_PORT + PORTS_TRIED):
+        try:
+            with socket.create_server((host, port), family=_family(host)):
+                return port
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    raise OSError(errno.EADDRINUSE, f"ports {DEFAULT_PORT} to {DEFAULT_PORT + PORTS_TRIED - 1} are busy")
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _cannot_listen(host: str, port: int | None, exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):
+        return f"cannot listen on {host!r}: unknown host ({exc.strerror})"
+    where = f"{host}:{port}" if port is not None else host
+    if exc.errno == errno.EADDRINUSE and port is not None:
+        return f"cannot listen on {where}: the port is busy (choose another with --port, or 0 for any)"
+    reason = str(exc.strerror or exc).split(" (while attempting")[0]
+    return f"cannot listen on {where}: {reason}"
 
 
 def _announce(server: SiteServer) -> None:

@@ -13,6 +13,10 @@ Routes built by `build_demo_site`:
     /sitemap.xml                   every product URL
     /api/products.json             the catalog as JSON
     /api/products/<sku>.json       one product's record, plus its number of ``reviews``
+    /live/                         the live catalogue: an empty ``ol.live-products`` that
+                                   its script fills from /api/products.json, one
+                                   ``li.product`` per product (h3 a, p.price,
+                                   p.availability, span.sku); only a browser sees them
     /cart/, /cart/add?sku=<sku>, /admin/
                                    exist (200), for crawlers that ignore robots.txt
     /old-sale/                     301 to /sale/, which is gone (404)
@@ -225,10 +229,36 @@ def _service_routes(products: Sequence[Product], base: str) -> dict[str, Page]:
         "/robots.txt": Page(_robots(base).encode(), headers=_TEXT),
         "/sitemap.xml": Page(_sitemap(products, base).encode(), headers=_XML),
         "/api/products.json": Page(_json([_record(p, base) for p in products]), headers=_JSON),
+        "/live/": _html("Live catalogue", _LIVE_CATALOGUE),
         "/cart/": _html("Basket", "<h1>Your basket</h1>\n<p>Your basket is empty.</p>"),
         "/admin/": _html("Staff", "<h1>Staff area</h1>\n<p>Staff only.</p>"),
         "/old-sale/": Page(b"moved to /sale/", 301, _MOVED),
     }
+
+
+# The page a browser must render: the list is built by the script, from the API.
+_LIVE_CATALOGUE = """<h1>Live catalogue</h1>
+<ol class="live-products"></ol>
+<noscript><p>The live catalogue needs JavaScript.</p></noscript>
+<script>
+const money = (pounds) => "\u00a3" + pounds.toFixed(2);
+function productItem(record) {
+  const item = document.createElement("li");
+  item.className = "product";
+  item.innerHTML = '<h3><a></a></h3><p class="price"></p><p class="availability"></p>'
+    + '<span class="sku"></span>';
+  const link = item.querySelector("a");
+  link.href = new URL(record.url).pathname;
+  link.textContent = record.name;
+  item.querySelector(".price").textContent = money(record.price);
+  item.querySelector(".availability").textContent = record.stock ? "In stock" : "Out of stock";
+  item.querySelector(".sku").textContent = record.sku;
+  return item;
+}
+fetch("/api/products.json")
+  .then((answer) => answer.json())
+  .then((records) => document.querySelector("ol.live-products").append(...records.map(productItem)));
+</script>"""
 
 
 def _html(title: str, main: str) -> Page:
@@ -294,7 +324,8 @@ def _home(products: Sequence[Product], base: str) -> str:
 <h2>Featured</h2>
 <ul class="featured">
 {featured}
-</ul>"""
+</ul>
+<p class="live"><a href="/live/">The live catalogue</a> (needs JavaScript)</p>"""
 
 
 def _listings(category: Category, products: Sequence[Product], base: str) -> Iterator[tuple[str, Page]]:

@@ -36,7 +36,7 @@ class CatalogSpider(Spider):
     def parse_product(self, response: Response) -> Iterator[dict[str, Any]]:
         """One item per product page."""
         price = PRICE.search(text_of(response, "p.price"))
-        crumbs = response.css("nav.breadcrumb a")
+        crumbs = response.css_nodes("nav.breadcrumb a")
         yield {
             "url": response.url,
             "title": text_of(response, "h1.title"),
