@@ -129,6 +129,9 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
         bool | None,
         typer.Option("--autothrottle/--no-autothrottle", help="Adapt per-host concurrency to latency [on]."),
     ] = None,
+    politeness_key: Annotated[
+        str | None, typer.Option(metavar="host|ip", help="Rate per host:port, or per resolved IP [host].")
+    ] = None,
     job: Annotated[Path | None, typer.Option(help="Keep crawl state in DIR to resume later.")] = None,
     frontier: Annotated[str | None, typer.Option(help="Shared frontier URL (redis://HOST:PORT/DB).")] = None,
     cache: Annotated[
