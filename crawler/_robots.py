@@ -11,6 +11,9 @@ Status handling follows RFC 9309 section 2.3.1:
   disallowed for now. robots.txt is fetched again after a backoff (5 s, 10 s, 20 s);
   after ``MAX_FAILURES`` failures the origin is given up and its requests dropped,
   so the crawl still ends by itself.
+* refused by the address guard (robots.txt, or a redirect of it, on an address the
+  user did not allow): ``blocked``, given up at once, since asking again cannot
+  change the answer; its requests fail as the guard's refusals do.
 
 Rules are cached for at most ``CACHE_SECONDS`` (24 hours), then fetched again. A
 robots.txt that never answers costs one ``ROBOTS_TIMEOUT`` per attempt, and only the
@@ -29,7 +32,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from protego import Protego
 
-from ._errors import FetchError, FetchTimeout
+from ._errors import BlockedAddress, FetchError, FetchTimeout
 from ._request import Request
 from ._urls import join_url
 
@@ -73,7 +76,8 @@ class RobotsRules:
     """The rules of one origin for our product token.
 
     ``unreachable``: robots.txt could not be fetched (``reason`` says why); nothing
-    is allowed until ``retry_in`` seconds from now (``None``: given up for good)."""
+    is allowed until ``retry_in`` seconds from now (``None``: given up for good).
+    ``blocked``: unreachable for good because the address guard refused it."""
 
     parser: Protego | None = None
     token: str = "*"
@@ -81,6 +85,7 @@ class RobotsRules:
     retry_in: float | None = None
     sitemaps: tuple[str, ...] = field(default=())
     reason: str = ""
+    blocked: bool = False
 
     def allows(self, url: str) -> bool:
         if self.unreachable:
@@ -214,6 +219,9 @@ class RobotsCache:
         self.fetched += 1
         try:
             fetched = await self._fetch_following_redirects(origin + "/robots.txt")
+        except BlockedAddress as exc:  # the guard's answer will not change: no retry
+            blocked = RobotsRules(token=self._token, unreachable=True, reason=str(exc), blocked=True)
+            return blocked, CACHE_SECONDS
         except FetchError as exc:
             return self._unreachable(origin, state, str(exc))
         if fetched.status >= 500:
@@ -234,7 +242,7 @@ class RobotsCache:
             location = fetched.headers.get("location")
             if not (300 <= fetched.status < 400 and location):
                 return fetched
-            url = join_url(url, location)
+            url = join_url(url, location)  # the fetcher's guard reads any spelling
         raise FetchError(f"more than {MAX_ROBOTS_REDIRECTS} redirects")
 
     def _unreachable(self, origin: str, state: _Origin, reason: str) -> tuple[RobotsRules, float]:

@@ -23,8 +23,8 @@ from ._backends import refuse_overwriting_a_job
 from ._engine import Engine
 from ._errors import CrawlerError, OutputError, UsageError
 from ._formats import check_output_name, count_dropped_fields, open_sink
-from ._logs import configure_logging, print_error, wants_json_logs
-from ._output import ItemSink, NullSink
+from ._logs import configure_logging, exit_quietly_on_a_closed_pipe, print_error, wants_json_logs
+from ._output import ClosedPipe, ItemSink, NullSink
 from ._settings import SETTING_NAMES, command_line_settings, logging_settings, spider_settings
 from ._spider import Spider, load_spider, parse_spider_args
 from ._stats import Stats
@@ -77,6 +77,15 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
     depth: Annotated[int | None, typer.Option(help="Maximum link depth from a start URL.")] = None,
     max_pages: Annotated[int | None, typer.Option(help="Stop after this many pages.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Deadline per fetch attempt in seconds [30].")] = None,
+    connect_timeout: Annotated[
+        float | None, typer.Option(help="Deadline to open a connection in seconds [5].")
+    ] = None,
+    first_byte_timeout: Annotated[
+        float | None, typer.Option(help="Seconds to wait for the server's first byte, or between reads [10].")
+    ] = None,
+    proxy: Annotated[
+        str | None, typer.Option(metavar="URL", help="Send requests through this HTTP(S) proxy.")
+    ] = None,
     retries: Annotated[int | None, typer.Option(help="Retries of a failed fetch [2].")] = None,
     parse_workers: Annotated[
         int | None, typer.Option(help="Parse processes; 0 parses in-process [CPUs - 1].")
@@ -181,6 +190,8 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
         invocation.stats_path, invocation.progress = stats, not no_progress
         invocation.json_logs = log_format == "json"
         code = _execute(invocation)
+    except ClosedPipe:
+        code = exit_quietly_on_a_closed_pipe()
     except CrawlerError as exc:
         _report(exc, debug)
         code = exc.exit_code
