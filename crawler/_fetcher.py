@@ -41,6 +41,7 @@ import httpx
 from httpx._urlparse import MAX_URL_LENGTH, PATH_SAFE, QUERY_SAFE, UNRESERVED_CHARACTERS
 
 from ._addressguard import AddressGuard, unwrap_blocked
+from ._budget import charge_body_chunk
 from ._decoding import decode_content
 from ._errors import (
     BadResponse,
@@ -297,6 +298,7 @@ class Fetcher:
             if size > cap:
                 raise ResponseTooLarge(f"body exceeds the {cap}-byte cap")
             parts.append(chunk)
+            await charge_body_chunk(len(chunk))  # waits while the crawl's body budget is spent
         return b"".join(parts)
 
 

@@ -201,6 +201,7 @@ def canonicalize(url: str) -> str:
     return _canonical_authority(scheme, authority) + _canonical_path(path) + _canonical_query(query)
 
 
+@lru_cache(maxsize=4096)  # a site's links share a few hosts: parse each one once
 def _canonical_authority(scheme: str, authority: str) -> str:
     """``scheme://[userinfo@]host[:port]`` with the host and port canonical."""
     userinfo, _, host_and_port = authority.rpartition("@")

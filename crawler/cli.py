@@ -101,6 +101,9 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
         list[str] | None, typer.Option(help="Domain in scope (repeat it) [hosts of the start URLs].")
     ] = None,
     max_size: Annotated[int | None, typer.Option(help="Largest decoded body in bytes [32 MiB].")] = None,
+    max_body_memory: Annotated[
+        int | None, typer.Option(help="Bytes of bodies read or waiting to be parsed [256 MiB].")
+    ] = None,
     max_redirects: Annotated[int | None, typer.Option(help="Redirect hops per request [20].")] = None,
     max_url_length: Annotated[int | None, typer.Option(help="Longest URL followed [2083].")] = None,
     allow_private: Annotated[
@@ -125,6 +128,9 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
     autothrottle: Annotated[
         bool | None,
         typer.Option("--autothrottle/--no-autothrottle", help="Adapt per-host concurrency to latency [on]."),
+    ] = None,
+    politeness_key: Annotated[
+        str | None, typer.Option(metavar="host|ip", help="Rate per host:port, or per resolved IP [host].")
     ] = None,
     job: Annotated[Path | None, typer.Option(help="Keep crawl state in DIR to resume later.")] = None,
     frontier: Annotated[str | None, typer.Option(help="Shared frontier URL (redis://HOST:PORT/DB).")] = None,
@@ -195,6 +201,8 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
     except CrawlerError as exc:
         _report(exc, debug)
         code = exc.exit_code
+    except KeyboardInterrupt:  # Ctrl-C before the crawl's own handler was in place
+        code = EXIT_INTERRUPTED
     raise typer.Exit(code)
 
 
@@ -314,8 +322,8 @@ async def run_with_signals(engine: Engine) -> tuple[Stats, bool]:
         loop.add_signal_handler(signum, on_signal, signum)
     try:
         stats = await engine.run()
-    except asyncio.CancelledError:
-        stats = engine.stats
+    except asyncio.CancelledError:  # a second Ctrl-C, or one that came before ours was set
+        return engine.stats, True
     return stats, bool(signals_seen)
 
 
