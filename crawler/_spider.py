@@ -202,9 +202,12 @@ def _size(value: Any) -> int:
 
 
 def _listed(response: Response, loc: str, callback: str) -> Request:
-    """A request for a URL a sitemap lists. Sitemap URLs are UTF-8 by the protocol,
-    whatever the sitemap's own encoding, so they are not joined as a page's links."""
-    return Request(join_url(response.url, loc), callback=callback, depth=response.depth + 1)
+    """A request for a URL a sitemap lists, with the sitemap as ``Referer`` as
+    followed links have. Sitemap URLs are UTF-8 by the protocol, whatever the
+    sitemap's own encoding, so they are not joined as a page's links are."""
+    url = join_url(response.url, loc)
+    headers = response._with_referer(url, None)
+    return Request(url, callback=callback, depth=response.depth + 1, headers=headers)
 
 
 def bind_fetch(spider: Spider, fetch: Callable[..., Awaitable[Response]]) -> None:
