@@ -2,7 +2,8 @@
 
 Status handling follows RFC 9309 section 2.3.1:
 
-* 2xx: the rules apply (at most ``MAX_ROBOTS_BYTES`` are read and parsed);
+* 2xx: the rules apply (at most ``MAX_ROBOTS_BYTES`` are read and parsed: a longer
+  robots.txt is cut there, RFC 9309 2.5, not refused);
 * 3xx: redirects are followed, up to five hops and to any host, and the result
   applies to the original origin;
 * 4xx: no restrictions;
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -40,7 +42,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("crawler.robots")
 
 MAX_ROBOTS_BYTES = 500 * 1024
+READ_PREFIX = "crawler_read_prefix"
+"""``Request.meta`` key: read only this many bytes of the body, and keep them."""
 _SITEMAP_FIELDS = frozenset({b"sitemap", b"sitemaps", b"site-map"})
+# What browsers (and crawlers that look like them) put before their own name.
+_BROWSER_PRODUCTS = frozenset(
+    {"", "mozilla", "applewebkit", "chrome", "chromium", "headlesschrome", "safari", "mobile",
+     "version", "gecko", "firefox", "khtml", "like", "edg", "opr", "crios", "fxios"}
+)  # fmt: skip
+_UA_PARTS = re.compile(r"\([^()]*\)|[^\s()]+")
+_COMMENT_ITEMS = re.compile(r"[;,]")
+_COMMENT_PRODUCT = re.compile(r"\s*([A-Za-z][A-Za-z0-9_.\-]*)/[^\s/]+\s*")
 MAX_ROBOTS_REDIRECTS = 5
 CACHE_SECONDS = 24 * 3600.0
 ROBOTS_TIMEOUT = 10.0
@@ -100,6 +112,13 @@ def robots_sitemaps(body: bytes) -> tuple[str, ...]:
     return tuple(found)
 
 
+def _robots_request(url: str) -> Request:
+    """A request for a robots.txt that reads only its first ``MAX_ROBOTS_BYTES``
+    (RFC 9309 2.5: a longer file is parsed up to there, not refused), uncompressed
+    so that the prefix is text."""
+    return Request(url, headers={"Accept-Encoding": "identity"}, meta={READ_PREFIX: MAX_ROBOTS_BYTES})
+
+
 def utf8_or_none(raw: bytes) -> str | None:
     """``raw`` decoded as UTF-8, or ``None`` when it is not UTF-8."""
     try:
@@ -109,9 +128,33 @@ def utf8_or_none(raw: bytes) -> str | None:
 
 
 def product_token(user_agent: str) -> str:
-    """RFC 9309 product token of a User-Agent: ``crawler/0.1 (+url)`` -> ``crawler``."""
-    token = user_agent.strip().split("/", 1)[0].split(" ", 1)[0]
-    return token.lower() or "*"
+    """The RFC 9309 product token of a User-Agent, lower-case, as the big crawlers
+    document theirs: the first product (``name/version``) outside comments that is
+    no browser-compatibility product (``Mozilla``, ``AppleWebKit``, ``Chrome``...),
+    else the last ``name/version`` inside comments, else ``*``.
+
+    ``crawler/0.1 (+https://...)`` gives ``crawler``; ``Mozilla/5.0 (compatible;
+    Googlebot/2.1; +http://www.google.com/bot.html)`` gives ``googlebot``, as
+    Google's documentation names it; a bare token (``Foobot``) gives itself."""
+    products, commented = _products(user_agent)
+    for name in products:
+        if name.lower() not in _BROWSER_PRODUCTS:
+            return name.lower()
+    return commented[-1].lower() if commented else "*"
+
+
+def _products(user_agent: str) -> tuple[list[str], list[str]]:
+    """Names of the products outside comments, and of ``name/version`` items inside."""
+    products: list[str] = []
+    commented: list[str] = []
+    for part in _UA_PARTS.findall(user_agent):
+        if part.startswith("("):
+            commented += [
+                m[1] for m in map(_COMMENT_PRODUCT.fullmatch, _COMMENT_ITEMS.split(part[1:-1])) if m
+            ]
+        else:
+            products.append(part.partition("/")[0])
+    return products, commented
 
 
 @dataclass
@@ -154,6 +197,13 @@ class RobotsCache:
             state.loading = asyncio.ensure_future(self._load(origin, state))
         return await asyncio.shield(state.loading)
 
+    def known(self, origin: str) -> RobotsRules | None:
+        """The rules of ``origin`` if they are known and fresh now; never fetches."""
+        state = self._origins.get(origin)
+        if state is None or state.rules is None or self._clock() >= state.expires:
+            return None
+        return self._current(state)
+
     def _current(self, state: _Origin) -> RobotsRules:
         rules = state.rules
         assert rules is not None
@@ -193,7 +243,7 @@ class RobotsCache:
         for _ in range(MAX_ROBOTS_REDIRECTS + 1):
             try:
                 async with asyncio.timeout(self._timeout):
-                    fetched = await self._fetch(Request(url))
+                    fetched = await self._fetch(_robots_request(url))
             except TimeoutError:
                 raise FetchTimeout(f"no answer within {self._timeout:g}s") from None
             location = fetched.headers.get("location")

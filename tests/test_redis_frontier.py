@@ -25,7 +25,7 @@ from crawler import FrontierError
 from crawler._frontier import Frontier, HostPolicy
 from crawler._redis_frontier import RedisFrontier
 from crawler._request import Request
-from tests.frontier_contract import FakeClock, FrontierContract, FrontierFactory
+from tests.frontier_contract import FakeClock, FrontierContract, FrontierFactory, take
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 A, B = "http://a.example", "http://b.example"
@@ -84,7 +84,7 @@ def test_real_clock_by_default(redis_url: str, namespace: str) -> None:
         f = RedisFrontier(redis_url, namespace, HostPolicy(concurrency=8, interval=60.0))
         try:
             await f.add([Request(f"{A}/0"), Request(f"{A}/1")])
-            assert len(await f.take(10)) == 1
+            assert len(await take(f, 10)) == 1
             wait = (await f.status()).wait
             assert wait is not None and 59.0 < wait <= 60.0  # Redis server time moves
         finally:
@@ -152,14 +152,39 @@ def test_nodes_share_host_interval_and_pause(redis_url: str, namespace: str) -> 
         a, b = two_nodes(redis_url, namespace, HostPolicy(concurrency=8, interval=2.0), clock=clock)
         try:
             await a.add([Request(f"{A}/{i}") for i in range(3)])
-            assert len(await a.take(10)) == 1
+            [taken] = await a.take(10)
             assert await b.take(10) == []
-            assert (await b.status()).wait == 2.0
+            assert (await b.status()).wait is None  # handed out: b waits for its start
+            clock.advance(1.0)
+            async with a.limiters.start("a.example", taken.fingerprint):
+                assert await b.take(10) == []
+            assert (await b.status()).wait == 2.0  # the interval counts from the start
+            clock.advance(1.0)
+            assert await b.take(10) == []
             clock.advance(2.0)
             await a.throttle("a.example", pause=5.0)
             assert await b.take(10) == []
             clock.advance(5.0)
             assert len(await b.take(10)) == 1
+        finally:
+            await a.close()
+            await b.close()
+
+    run(body)
+
+
+def test_a_claim_ends_with_its_lease(redis_url: str, namespace: str) -> None:
+    async def body() -> None:
+        clock = FakeClock()
+        policy = HostPolicy(concurrency=8, interval=1.0)
+        a, b = two_nodes(redis_url, namespace, policy, clock=clock, lease_seconds=5.0)
+        try:
+            await a.add([Request(f"{A}/{i}") for i in range(2)])
+            assert len(await a.take(10)) == 1  # and node a dies before it starts it
+            clock.advance(4.0)
+            assert await b.take(10) == []  # a's request may still start
+            clock.advance(1.0)
+            assert len(await take(b, 10)) == 1  # the lease expired, and the claim with it
         finally:
             await a.close()
             await b.close()
