@@ -181,8 +181,9 @@ class Fetcher:
         client_factory: ClientFactory | None = None,
     ) -> None:
         self._settings = settings
+        self._guard = guard or AddressGuard((), allow_private=True)
         self._transport = transport or PoolTransport(
-            guard or AddressGuard((), allow_private=True),
+            self._guard,
             connections=settings.concurrency,
             connect_timeout=settings.connect_timeout,
             first_byte_timeout=settings.first_byte_timeout,
@@ -214,6 +215,8 @@ class Fetcher:
         try:
             outgoing = self._new_request(request)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError, TypeError) as exc:
+            with contextlib.suppress(ValueError):  # a host the guard refuses is refused
+                self._guard.check_url(request.url)  # (BlockedAddress), however httpx spells it
             raise FetchError(f"cannot send to {request.url!r}: {exc}") from None
         if not outgoing.url.is_absolute_url:
             raise FetchError(f"cannot send to {request.url!r}: not an absolute URL")
