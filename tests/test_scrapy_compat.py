@@ -281,6 +281,8 @@ def test_cb_kwargs_are_keyword_arguments_of_the_callback() -> None:
     response = fake_response("<p>x</p>", request.url, request=request)
     item = run_callback(KwargsSpider(), response, raise_errors=True)
     assert item.items == [{"category": "books", "page": 2, "same": True}]
+    made = fake_response("<p>x</p>", callback="parse_item", cb_kwargs={"category": "toys", "page": 1})
+    assert run_callback(KwargsSpider(), made).items == [{"category": "toys", "page": 1, "same": True}]
 
 
 EVENTS: list[tuple[Any, ...]] = []
