@@ -125,6 +125,8 @@ class Pipelines:
 
     async def _process_one(self, item: Any, url: str) -> Any:
         for pipeline in self._pipelines:
+            if not hasattr(pipeline, "process_item"):  # only open/close: items pass through
+                continue
             try:
                 item = await _call(pipeline, "process_item", item, self._spider)
             except Exception as exc:
