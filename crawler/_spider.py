@@ -165,6 +165,7 @@ class AttributeWatch:
     other workers and to the main process: a ``self.seen`` set silently splits in
     parts. One warning per attribute. Rebinding (``self.n += 1``) and changes of size
     (``self.seen.add(url)``) are noticed; an in-place change that keeps the size is not.
+    Private attributes (``self._pattern``) are left alone: a per-process cache is fine.
     """
 
     def __init__(self, spider: Spider) -> None:
@@ -191,7 +192,7 @@ class AttributeWatch:
 
 
 def _attribute_signatures(spider: Spider) -> dict[str, tuple[int, int]]:
-    return {name: (id(value), _size(value)) for name, value in vars(spider).items()}
+    return {name: (id(value), _size(value)) for name, value in vars(spider).items() if name[0] != "_"}
 
 
 def _size(value: Any) -> int:
