@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ._errors import FetchError, TransientFetchError
+from ._errors import BlockedAddress, FetchError, TransientFetchError
 from ._frontier import Frontier, HostPolicy
 from ._request import Request
 from ._robots import RobotsCache
@@ -43,12 +43,14 @@ RETRY_AFTER_STATUSES = frozenset({429, 503})
 @dataclass(frozen=True, slots=True)
 class Admission:
     """May a request be fetched now? If not: ``drop`` names why it never will, or
-    ``retry_in`` says when to try again."""
+    ``retry_in`` says when to try again, or ``error`` is why it fails (an error, not
+    a drop: the address guard refused its robots.txt)."""
 
     allowed: bool
     drop: str | None = None
     retry_in: float | None = None
     detail: str = ""
+    error: FetchError | None = None
 
 
 ADMITTED = Admission(True)
@@ -99,6 +101,8 @@ class Politeness:
         rules = await self._robots.rules_for(origin(request.url))
         if host not in self._intervals:
             await self._set_interval(host, rules.crawl_delay)
+        if rules.blocked:
+            return Admission(False, error=BlockedAddress(f"its robots.txt is refused: {rules.reason}"))
         if rules.unreachable:
             return await self._robots_unreachable(host, rules.retry_in, rules.reason)
         return ADMITTED if rules.allows(request.url) else Admission(False, drop="robots")
