@@ -32,7 +32,7 @@ import contextlib
 import functools
 import re
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,7 +183,6 @@ class Fetcher:
             guard or AddressGuard((), allow_private=True),
             connections=settings.concurrency,
             connect_timeout=settings.connect_timeout,
-            first_byte_timeout=settings.first_byte_timeout,
             proxy=settings.proxy,
         )
         self._client = client_factory(self._transport) if client_factory else None
@@ -246,24 +245,36 @@ class Fetcher:
         raise AssertionError("unreachable")
 
     async def _deadline(self, request: Request, outgoing: httpx.Request) -> Fetched:
-        timeout = self._settings.timeout
+        """One attempt: the response must begin within ``first_byte_timeout`` of the
+        start, and be complete within ``timeout``. One timer serves both."""
+        settings = self._settings
+        started = asyncio.get_running_loop().time()
+        first_byte = min(settings.first_byte_timeout, settings.timeout)
+        waiting = [True]
         try:
-            async with asyncio.timeout(timeout):
-                status, headers, raw = await self._exchange(outgoing)
+            async with asyncio.timeout(first_byte) as deadline:
+                status, headers, raw = await self._exchange(outgoing, deadline, started, waiting)
         except (FetchError, OutOfDescriptors):
             raise
         except TimeoutError:
-            raise FetchTimeout(f"no complete response within {timeout:g}s") from None
+            if waiting[0]:
+                raise FetchTimeout(f"no response within {first_byte:g}s") from None
+            raise FetchTimeout(f"no complete response within {settings.timeout:g}s") from None
         except (aiohttp.ClientError, httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
             raise unwrap_blocked(exc) or translate_error(exc) from exc
-        body = decode_content(raw, headers.get("content-encoding"), self._settings.max_size)
+        body = decode_content(raw, headers.get("content-encoding"), settings.max_size)
         return Fetched(request.url, status, headers, body)
 
-    async def _exchange(self, outgoing: httpx.Request) -> tuple[int, dict[str, str], bytes]:
+    async def _exchange(
+        self, outgoing: httpx.Request, deadline: asyncio.Timeout, started: float, waiting: list[bool]
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Send; once the headers are in, move the deadline to the total one and read the body."""
         if self._client is not None:
             response = await self._client.send(outgoing, stream=True)
         else:
             response = await self._transport.handle_async_request(outgoing)
+        waiting[0] = False
+        deadline.reschedule(started + self._settings.timeout)
         try:
             headers = response_headers(response.headers)
             stream = response.stream
@@ -283,17 +294,12 @@ class Fetcher:
             raise ResponseTooLarge(f"Content-Length {declared} exceeds the {cap}-byte cap")
         parts: list[bytes] = []
         size = 0
-        async for chunk in _chunks(chunks):
+        async for chunk in chunks:
             size += len(chunk)
             if size > cap:
                 raise ResponseTooLarge(f"body exceeds the {cap}-byte cap")
             parts.append(chunk)
         return b"".join(parts)
-
-
-async def _chunks(stream: httpx.AsyncByteStream) -> AsyncIterator[bytes]:
-    async for chunk in stream:
-        yield chunk
 
 
 def response_headers(headers: httpx.Headers) -> dict[str, str]:
