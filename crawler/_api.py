@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from ._backends import refuse_overwriting_a_job
@@ -31,6 +32,7 @@ def build_engine(
     backend: Frontier | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     client_factory: Callable[[httpx.AsyncBaseTransport], httpx.AsyncClient] | None = None,
+    parse_executor: Executor | None = None,
     on_tick: Ticker | None = None,
     **settings: Any,
 ) -> Engine:
@@ -47,6 +49,7 @@ def build_engine(
         frontier=backend,
         transport=transport,
         client_factory=client_factory,
+        parse_executor=parse_executor,
         on_tick=on_tick,
     )
 
@@ -66,7 +69,10 @@ def run(
     ``spider_args``, ``backend`` (a `Frontier` object to use instead of the one the
     ``job`` and ``frontier`` settings choose), ``transport`` (an httpx transport
     that replaces the network) and ``client_factory`` (given the transport, returns
-    the ``httpx.AsyncClient`` every request is sent through: event hooks, auth)."""
+    the ``httpx.AsyncClient`` every request is sent through: event hooks, auth).,
+    and ``parse_executor``
+    (a ``concurrent.futures.Executor``, such as a ``ProcessPoolExecutor``, to parse
+    in instead of the crawl's own worker processes; it stays open afterwards)."""
     refuse_overwriting_a_job(settings.get("job"), overwrite)
     sink: ItemSink = open_sink(output, overwrite=overwrite) if output else NullSink()
     try:

@@ -32,7 +32,7 @@ import contextlib
 import functools
 import re
 import ssl
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,7 @@ import httpx
 from httpx._urlparse import MAX_URL_LENGTH, PATH_SAFE, QUERY_SAFE, UNRESERVED_CHARACTERS
 
 from ._addressguard import AddressGuard, unwrap_blocked
+from ._budget import charge_body_chunk
 from ._decoding import decode_content
 from ._errors import (
     BadResponse,
@@ -54,6 +55,7 @@ from ._errors import (
     TransientFetchError,
 )
 from ._request import Request
+from ._robots import READ_PREFIX
 from ._settings import Settings
 from ._transport import OutOfDescriptors, PoolTransport
 from ._urls import hostname
@@ -250,44 +252,50 @@ class Fetcher:
         settings = self._settings
         started = asyncio.get_running_loop().time()
         first_byte = min(settings.first_byte_timeout, settings.timeout)
-        waiting = [True]
+        prefix = request.meta.get(READ_PREFIX)
+        response: httpx.Response | None = None
         try:
             async with asyncio.timeout(first_byte) as deadline:
-                status, headers, raw = await self._exchange(outgoing, deadline, started, waiting)
+                response = await self._send(outgoing)
+                deadline.reschedule(started + settings.timeout)  # the headers are in
+                status, headers, raw = await self._read(response, prefix)
         except (FetchError, OutOfDescriptors):
             raise
         except TimeoutError:
-            if waiting[0]:
+            if response is None:
                 raise FetchTimeout(f"no response within {first_byte:g}s") from None
             raise FetchTimeout(f"no complete response within {settings.timeout:g}s") from None
         except (aiohttp.ClientError, httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
             raise unwrap_blocked(exc) or translate_error(exc) from exc
-        body = decode_content(raw, headers.get("content-encoding"), settings.max_size)
+        body = decode_content(raw, headers.get("content-encoding"), prefix or settings.max_size)
         return Fetched(request.url, status, headers, body)
 
-    async def _exchange(
-        self, outgoing: httpx.Request, deadline: asyncio.Timeout, started: float, waiting: list[bool]
-    ) -> tuple[int, dict[str, str], bytes]:
-        """Send; once the headers are in, move the deadline to the total one and read the body."""
+    def _send(self, outgoing: httpx.Request) -> Awaitable[httpx.Response]:
         if self._client is not None:
-            response = await self._client.send(outgoing, stream=True)
-        else:
-            response = await self._transport.handle_async_request(outgoing)
-        waiting[0] = False
-        deadline.reschedule(started + self._settings.timeout)
+            return self._client.send(outgoing, stream=True)
+        return self._transport.handle_async_request(outgoing)
+
+    async def _read(
+        self, response: httpx.Response, prefix: int | None
+    ) -> tuple[int, dict[str, str], bytes]:
         try:
             headers = response_headers(response.headers)
             stream = response.stream
             if not isinstance(stream, httpx.AsyncByteStream):
                 raise FetchError("the transport returned a synchronous body")
-            raw = await self._read_capped(headers, stream)
+            raw = await self._read_capped(headers, stream, prefix)
         finally:
             await response.aclose()
         return response.status_code, headers, raw
 
-    async def _read_capped(self, headers: Mapping[str, str], chunks: httpx.AsyncByteStream) -> bytes:
+    async def _read_capped(
+        self, headers: Mapping[str, str], chunks: httpx.AsyncByteStream, prefix: int | None = None
+    ) -> bytes:
         """The raw body (the stream itself, never httpx's decoding); refuse it as soon
-        as its declared or actual size passes the cap."""
+        as its declared or actual size passes the cap. A request that asks for a
+        ``prefix`` (robots.txt) gets at most that many bytes, and the rest is not read."""
+        if prefix is not None:
+            return await _read_prefix(chunks, prefix)
         cap = self._settings.max_size
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > cap:
@@ -299,7 +307,19 @@ class Fetcher:
             if size > cap:
                 raise ResponseTooLarge(f"body exceeds the {cap}-byte cap")
             parts.append(chunk)
+            await charge_body_chunk(len(chunk))  # waits while the crawl's body budget is spent
         return b"".join(parts)
+
+
+async def _read_prefix(chunks: httpx.AsyncByteStream, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(parts)[:limit]
 
 
 def response_headers(headers: httpx.Headers) -> dict[str, str]:

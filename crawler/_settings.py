@@ -47,12 +47,14 @@ class Settings:
     max_pages: int | None = None
     obey_robots: bool = True
     user_agent: str = DEFAULT_USER_AGENT
+    robots_user_agent: str | None = None  # the robots.txt product token; None: from user_agent
     timeout: float = 30.0
     connect_timeout: float = 5.0
     first_byte_timeout: float = 10.0
     retries: int = 2
     max_redirects: int = 20
     max_size: int = 32 * 1024 * 1024
+    max_body_memory: int = 256 * 1024 * 1024
     max_url_length: int = 2083
     parse_workers: int = field(default_factory=default_parse_workers)
     allowed_domains: tuple[str, ...] | None = None
@@ -61,6 +63,7 @@ class Settings:
     strip_session_ids: bool = False
     max_crawl_delay: float = 30.0
     autothrottle: bool = True
+    politeness_key: str = "host"
     job: str | None = None
     frontier: str | None = None
     parse_timeout: float = 30.0
@@ -87,6 +90,7 @@ class Settings:
         _check_positive("retries", self.retries, allow_zero=True)
         _check_positive("max_url_length", self.max_url_length)
         _check_positive("max_size", self.max_size)
+        _check_positive("max_body_memory", self.max_body_memory)
         _check_positive("parse_workers", self.parse_workers, allow_zero=True)
         for name in (
             "rate",
@@ -105,6 +109,8 @@ class Settings:
                 _check_positive(name, value, allow_zero=True)
         _check_cache(self.cache_expiry, self.cache_ignore_status)
         _check_proxy(self.proxy)
+        if self.politeness_key not in ("host", "ip"):
+            raise UsageError(f"politeness_key must be 'host' or 'ip', not {self.politeness_key!r}")
         _check_render(self)
 
 
