@@ -183,3 +183,33 @@ def test_method_body_and_query_reach_the_server(serve):
     server = serve(handler=handler)
     assert fetch_one(_settings(), server.url + "/a?b=1", method="POST", body=b"x").status == 200
     assert [(hit.method, hit.target, hit.body) for hit in seen] == [("POST", "/a?b=1", b"x")]
+
+
+def test_a_single_fetch_waits_out_hosts_that_never_answered():
+    """A single fetch holds no worker slot: when attempts on hosts that never
+    answered hold their share, it waits a moment and tries again, uncounted."""
+    from crawler._direct import DirectFetcher
+    from crawler._errors import HostDeferred
+    from crawler._fetcher import Fetched
+    from crawler._memory_frontier import MemoryFrontier
+    from crawler._politeness import Politeness, default_host_policy
+    from crawler._robots import RobotsCache
+    from crawler._stats import Stats
+
+    settings = _settings(retries=0)
+    calls: list[str] = []
+
+    async def fetch(request: crawler.Request) -> Fetched:
+        calls.append(request.url)
+        if len(calls) < 3:
+            raise HostDeferred("busy", retry_in=0.01)
+        return Fetched(request.url, 200, {}, b"ok")
+
+    async def go() -> Response:
+        robots = RobotsCache(fetch, settings.user_agent)
+        politeness = Politeness(settings, MemoryFrontier(default_host_policy(settings)), robots, Stats())
+        return await DirectFetcher(settings, fetch, politeness).fetch("http://shop.test/x")
+
+    response = asyncio.run(go())
+    assert (response.status, response.body) == (200, b"ok")
+    assert calls == ["http://shop.test/x"] * 3
