@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ def build_engine(
     spider_args: Mapping[str, Any] | None = None,
     backend: Frontier | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    client_factory: Callable[[httpx.AsyncBaseTransport], httpx.AsyncClient] | None = None,
     parse_executor: Executor | None = None,
     on_tick: Ticker | None = None,
     **settings: Any,
@@ -47,6 +48,7 @@ def build_engine(
         spider_args=spider_args,
         frontier=backend,
         transport=transport,
+        client_factory=client_factory,
         parse_executor=parse_executor,
         on_tick=on_tick,
     )
@@ -65,7 +67,10 @@ def run(
 
     Keyword arguments are settings (``concurrency=16``, ``max_pages=100``, ...) plus
     ``spider_args``, ``backend`` (a `Frontier` object to use instead of the one the
-    ``job`` and ``frontier`` settings choose), ``transport`` and ``parse_executor``
+    ``job`` and ``frontier`` settings choose), ``transport`` (an httpx transport
+    that replaces the network) and ``client_factory`` (given the transport, returns
+    the ``httpx.AsyncClient`` every request is sent through: event hooks, auth).,
+    and ``parse_executor``
     (a ``concurrent.futures.Executor``, such as a ``ProcessPoolExecutor``, to parse
     in instead of the crawl's own worker processes; it stays open afterwards)."""
     refuse_overwriting_a_job(settings.get("job"), overwrite)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,8 @@ from ._errors import (
     BrowserUnavailable,
     CrawlerError,
     FetchError,
+    FrontierError,
+    HostDeferred,
     OutputError,
     TransientFetchError,
     UsageError,
@@ -48,14 +51,14 @@ from ._render import RenderStep
 from ._request import Request
 from ._robots import ROBOTS_TIMEOUT, RobotsCache, SharedStore
 from ._settings import Settings
-from ._spider import Spider, bind_fetch, call_hook
+from ._spider import Spider, bind_fetch, call_hook, start_requests_of
 from ._stats import Stats
 from ._urls import default_allowed_domains, host_key, in_scope, join_url
 
 if TYPE_CHECKING:  # at run time these load after the parse workers are forked
     import httpx
 
-    from ._fetcher import Fetched, Fetcher
+    from ._fetcher import ClientFactory, Fetched, Fetcher
 
 log = logging.getLogger("crawler.engine")
 
@@ -82,6 +85,7 @@ class Engine:
         spider_args: Mapping[str, Any] | None = None,
         frontier: Frontier | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        client_factory: ClientFactory | None = None,
         parse_executor: Executor | None = None,
         on_tick: Ticker | None = None,
     ) -> None:
@@ -104,6 +108,7 @@ class Engine:
         # four times a second; alone, a local event always comes first.
         self._poll = 0.25 if settings.frontier is not None else 1.0
         self._transport = transport
+        self._client_factory = client_factory
         self._executor = parse_executor  # the caller's, if any: it stays open after the crawl
         self._own_executor: ParseExecutor | None = None
         self._on_tick = on_tick
@@ -158,6 +163,8 @@ class Engine:
                 log.info("nothing left to crawl: this crawl has finished already")
             self.sink.begin(durable=self._durable)  # start-up succeeded: the output may change now
             await self._crawl()
+        except CrawlerError as exc:  # a pipeline's open(), the frontier: the crawl failed
+            self._fail(exc)
         finally:
             await self._shut_down()
         if self._fatal is not None:
@@ -192,33 +199,36 @@ class Engine:
         return result
 
     def _open_network(self) -> None:
-        """The fetcher, and with it aiohttp, loads only now: the parse workers are
-        forked already and do not carry the network stack (about 20 MB each)."""
-        from ._addressguard import AddressGuard  # noqa: PLC0415
-        from ._fetcher import Fetcher  # noqa: PLC0415
+        """The fetcher, and with it httpx and aiohttp, loads only now: the parse
+        workers are forked already and do not carry the network stack (about 20 MB
+        each, and 30 ms of imports)."""
+        from ._fetcher import Fetcher, network_guard  # noqa: PLC0415
         from ._httpcache import open_http_cache  # noqa: PLC0415
 
         cache = open_http_cache(self.settings, self.stats)  # a bad cache directory stops here
-        named = (*self._start_hosts, *(self.settings.allowed_domains or ()))
-        guard = AddressGuard(named, allow_private=self.settings.allow_private)
-        self._fetcher = Fetcher(self.settings, self._transport, guard=guard)
-        network = self._fetcher.fetch if cache is None else self._paced_network_fetch
+        guard = network_guard(self.settings, (*self._start_hosts, *(self.settings.allowed_domains or ())))
+        self._fetcher = Fetcher(
+            self.settings, self._transport, guard=guard, client_factory=self._client_factory
+        )
+        network = self._fetcher.fetch if cache is None else self._network_fetch
         plain = network if cache is None else cache.wrap(network)
         shared = self._frontier if isinstance(self._frontier, SharedStore) else None
         timeout = min(self.settings.timeout, ROBOTS_TIMEOUT)
-        robots = RobotsCache(plain, self.settings.user_agent, timeout=timeout, shared=shared)
+        # robots.txt is a request to its host like any other: it waits for the host's limiter
+        robots_fetch = plain if cache is not None else self._network_fetch
+        agent = self.settings.robots_user_agent or self.settings.user_agent
+        robots = RobotsCache(robots_fetch, agent, timeout=timeout, shared=shared)
         self._politeness = Politeness(self.settings, self._frontier, robots, self.stats)
+        self._paced_network = self._politeness.paced(self._fetcher.fetch)
         # Requests that ask to be rendered go through a browser after their fetch.
         self._render = RenderStep(self.settings, self.stats, self._politeness, self._fetcher.fetch)
         if self.settings.render:
             self._render.check()  # no browser: one clear error before the crawl starts
         self._fetch = self._render.hook(network, cache)
 
-    async def _paced_network_fetch(self, request: Request) -> Fetched:
-        """With the HTTP cache on, what a miss does: wait for the host's interval, fetch."""
-        await self._politeness.pace(request)
-        assert self._fetcher is not None
-        return await self._fetcher.fetch(request)
+    async def _network_fetch(self, request: Request) -> Fetched:
+        """A fetch inside its host's limiter: with the HTTP cache on, what a miss does."""
+        return await self._paced_network(request)
 
     def _offer_single_fetches(self) -> None:
         """``Spider.fetch`` for ``async def`` callbacks, through this crawl's gates."""
@@ -241,7 +251,7 @@ class Engine:
     async def _start_requests(self) -> list[Request]:
         start: list[Request] = []
         try:
-            for request in _iterate(self.spider.start_requests()):
+            async for request in start_requests_of(self.spider):
                 self._vet_start_request(request, start)
         except Exception as exc:
             self.stats.inc("errors/start_requests")
@@ -274,12 +284,15 @@ class Engine:
         start.append(replace(request, url=url))
 
     async def _crawl(self) -> None:
-        async with asyncio.TaskGroup() as group:
-            stage = range(self.settings.concurrency)
-            self._workers = [group.create_task(self._fetch_worker()) for _ in stage]
-            self._workers += [group.create_task(self._parse_worker()) for _ in stage]
-            ticker = group.create_task(self._tick())
-            group.create_task(self._dispatch(ticker))
+        try:
+            async with asyncio.TaskGroup() as group:
+                stage = range(self.settings.concurrency)
+                self._workers = [group.create_task(self._fetch_worker()) for _ in stage]
+                self._workers += [group.create_task(self._parse_worker()) for _ in stage]
+                ticker = group.create_task(self._tick())
+                group.create_task(self._dispatch(ticker))
+        except* FrontierError as failed:  # Redis gone, a job's disk full: stop, say why
+            self._fail(failed.exceptions[0])
 
     async def _dispatch(self, ticker: asyncio.Task[None]) -> None:
         try:
@@ -354,10 +367,13 @@ class Engine:
 
     async def _save_progress(self) -> None:
         """The job's statistics so far; this node's share of a shared crawl's."""
-        if self._job is not None:
-            await self._job.save(self.stats)
-        if self._cluster is not None:
-            await self._cluster.push(self.stats)
+        try:
+            if self._job is not None:
+                await self._job.save(self.stats)
+            if self._cluster is not None:
+                await self._cluster.push(self.stats)
+        except FrontierError as exc:
+            self._fail(exc)
 
     async def _flush_and_ack(self) -> None:
         """Write buffered items out, then acknowledge the requests they came from: a
@@ -374,11 +390,10 @@ class Engine:
                 if self._job is not None:
                     await self._job.save(self.stats)
                 await self.sink.sync()
-        except OutputError as exc:
+            for request in acknowledged:
+                await self._frontier.done(request)
+        except (OutputError, FrontierError) as exc:
             self._fail(exc)
-            return
-        for request in acknowledged:
-            await self._frontier.done(request)
 
     def _fail(self, exc: BaseException) -> None:
         if self._fatal is None:
@@ -423,7 +438,7 @@ class Engine:
         """Run one stage for ``request``; a bug in it ends the request, not the crawl."""
         try:
             return await stage
-        except (OutputError, BrowserUnavailable) as exc:
+        except (OutputError, FrontierError, BrowserUnavailable) as exc:
             self._fail(exc)
         except Exception:
             self.stats.inc("errors/internal")
@@ -436,14 +451,27 @@ class Engine:
         self._wake.set()
 
     async def _fetch_stage(self, request: Request) -> Page | None:
+        try:
+            return await self._admit_and_fetch(request)
+        except HostDeferred as deferred:  # nothing was attempted: back soon, no retry counted
+            await self._frontier.retry(request, deferred.retry_in * random.uniform(0.5, 1.5))
+            return None
+
+    async def _admit_and_fetch(self, request: Request) -> Page | None:
         admission = await self._politeness.admit(request)
+        if admission.allowed and not self._politeness.can_start(request):
+            admission = Admission(False, retry_in=0.0)  # its robots.txt took the start: no waiting here
         if not admission.allowed:
             await self._not_admitted(request, admission)
             return None
         started = time.monotonic()
-        self._politeness.started(request)
         try:
-            fetched = await self._fetch(request)
+            async with self._politeness.slot(request):
+                self._wake.set()  # the host's next start may be due before this fetch ends
+                fetched = await self._fetch(request)
+        except HostDeferred:
+            await self._frontier.fetched(request)
+            raise
         except FetchError as exc:
             await self._frontier.fetched(request)
             await self._politeness.failed(request, exc)
@@ -467,8 +495,12 @@ class Engine:
         return await self._accept_page(request, fetched)
 
     async def _not_admitted(self, request: Request, admission: Admission) -> None:
+        await self._frontier.fetched(request, sent=False)  # its host's slot and start back
         if admission.retry_in is not None:  # no attempt was made: the retry count stays
             await self._frontier.retry(request, admission.retry_in)
+            return
+        if admission.error is not None:
+            await self._retry_or_give_up(request, admission.error.kind, str(admission.error), retryable=False)
             return
         self.stats.inc(f"dropped/{admission.drop}")
         log.debug("Dropped <%s %s> (%s)", request.method, request.url, admission.drop)
@@ -560,9 +592,20 @@ class Engine:
                 self._log_errors(request, failures)
         await self.sink.write(lines, items)
         self._unwritten_items += len(items) + lines.count(b"\n")  # JSON Lines: one newline per item
-        if result.requests:
-            queued = await self._frontier.add(result.requests)
-            self.stats.inc("dropped/duplicate", len(result.requests) - queued)
+        if requests := self._unrefused(result.requests):
+            queued = await self._frontier.add(requests)
+            self.stats.inc("dropped/duplicate", len(requests) - queued)
+
+    def _unrefused(self, requests: list[Request]) -> list[Request]:
+        """``requests`` without those the known politeness rules refuse (robots.txt,
+        page cap, a given-up host): they never take a place in the queue."""
+        kept = []
+        for request in requests:
+            if (drop := self._politeness.refusal(request)) is None:
+                kept.append(request)
+            else:
+                self.stats.inc(f"dropped/{drop}")
+        return kept
 
     def _log_errors(self, request: Request, errors: list[str]) -> None:
         for error in errors:
@@ -610,6 +653,3 @@ def spider_identity(spider: Spider) -> str:
     name = type(spider).name
     return name if name != Spider.name else type(spider).__qualname__
 
-
-def _iterate(requests: Iterable[Any] | None) -> Iterable[Any]:
-    return requests if requests is not None else ()

@@ -25,7 +25,7 @@ from crawler import FrontierError
 from crawler._frontier import Frontier, HostPolicy
 from crawler._redis_frontier import RedisFrontier
 from crawler._request import Request
-from tests.frontier_contract import FakeClock, FrontierContract, FrontierFactory
+from tests.frontier_contract import FakeClock, FrontierContract, FrontierFactory, take
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 A, B = "http://a.example", "http://b.example"
@@ -84,7 +84,7 @@ def test_real_clock_by_default(redis_url: str, namespace: str) -> None:
         f = RedisFrontier(redis_url, namespace, HostPolicy(concurrency=8, interval=60.0))
         try:
             await f.add([Request(f"{A}/0"), Request(f"{A}/1")])
-            assert len(await f.take(10)) == 1
+            assert len(await take(f, 10)) == 1
             wait = (await f.status()).wait
             assert wait is not None and 59.0 < wait <= 60.0  # Redis server time moves
         finally:
@@ -152,14 +152,39 @@ def test_nodes_share_host_interval_and_pause(redis_url: str, namespace: str) -> 
         a, b = two_nodes(redis_url, namespace, HostPolicy(concurrency=8, interval=2.0), clock=clock)
         try:
             await a.add([Request(f"{A}/{i}") for i in range(3)])
-            assert len(await a.take(10)) == 1
+            [taken] = await a.take(10)
             assert await b.take(10) == []
-            assert (await b.status()).wait == 2.0
+            assert (await b.status()).wait is None  # handed out: b waits for its start
+            clock.advance(1.0)
+            async with a.limiters.start("a.example", taken.fingerprint):
+                assert await b.take(10) == []
+            assert (await b.status()).wait == 2.0  # the interval counts from the start
+            clock.advance(1.0)
+            assert await b.take(10) == []
             clock.advance(2.0)
             await a.throttle("a.example", pause=5.0)
             assert await b.take(10) == []
             clock.advance(5.0)
             assert len(await b.take(10)) == 1
+        finally:
+            await a.close()
+            await b.close()
+
+    run(body)
+
+
+def test_a_claim_ends_with_its_lease(redis_url: str, namespace: str) -> None:
+    async def body() -> None:
+        clock = FakeClock()
+        policy = HostPolicy(concurrency=8, interval=1.0)
+        a, b = two_nodes(redis_url, namespace, policy, clock=clock, lease_seconds=5.0)
+        try:
+            await a.add([Request(f"{A}/{i}") for i in range(2)])
+            assert len(await a.take(10)) == 1  # and node a dies before it starts it
+            clock.advance(4.0)
+            assert await b.take(10) == []  # a's request may still start
+            clock.advance(1.0)
+            assert len(await take(b, 10)) == 1  # the lease expired, and the claim with it
         finally:
             await a.close()
             await b.close()
@@ -366,10 +391,11 @@ def test_bad_url_raises_frontier_error() -> None:
 
 class RedisServer:
     """A redis-server of this test's own on ``port``, keeping its data in ``dir``
-    (append-only file), so it can be stopped and started again."""
+    (append-only file), so it can be stopped and started again; without
+    ``persist`` a restart loses everything."""
 
-    def __init__(self, port: int, directory: Path) -> None:
-        self.port, self.dir = port, directory
+    def __init__(self, port: int, directory: Path, *, persist: bool = True) -> None:
+        self.port, self.dir, self.persist = port, directory, persist
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -378,7 +404,8 @@ class RedisServer:
 
     def start(self) -> None:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.dir)]
+        args += ["--appendonly", "yes" if self.persist else "no", "--appendfsync", "always"]
+        args += ["--dir", str(self.dir)]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
@@ -397,15 +424,20 @@ class RedisServer:
             self.process = None
 
 
-@pytest.fixture
-def own_redis(redis_url: str, unused_port: int, tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(unused_port, tmp_path)
+def started_redis(port: int, directory: Path, *, persist: bool = True) -> Iterator[RedisServer]:
+    """A started `RedisServer` (the test is skipped if it cannot start), stopped after."""
+    server = RedisServer(port, directory, persist=persist)
     try:
         server.start()
     except (OSError, RuntimeError) as exc:
         pytest.skip(f"cannot start redis-server: {exc}")
     yield server
     server.stop()
+
+
+@pytest.fixture
+def own_redis(redis_url: str, unused_port: int, tmp_path: Path) -> Iterator[RedisServer]:
+    yield from started_redis(unused_port, tmp_path)
 
 
 def test_connection_lost_mid_crawl_is_retried_and_nothing_is_lost(own_redis: RedisServer) -> None:
