@@ -408,6 +408,7 @@ def hostname(url: str) -> str:
     return host_and_port.partition(":")[0]
 
 
+@lru_cache(maxsize=4096)  # the engine asks for one request's host key many times
 def _scheme_and_host_port(url: str) -> tuple[str, str]:
     """Lower-case scheme and ``host[:port]`` of a URL with an authority."""
     match = _AUTHORITY.match(url)
