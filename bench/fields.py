@@ -23,6 +23,13 @@ ATTRIBUTE_FIELDS = {"description": ("meta[name=description]", "content")}
 
 FIELD_NAMES = ("url", *TEXT_FIELDS, *ATTRIBUTE_FIELDS)
 
+DOC_PAGE_LINKS = 'a[href*=".html"]'
+"""What the real-site spiders follow: links to HTML pages (documentation sets also
+link their reStructuredText sources and images, which are not pages)."""
+
+DOC_HEADING = "h1"
+"""The real-site spiders yield each page's title and the text of its first heading."""
+
 
 def start_url() -> str:
     """The site's root URL, from ``$BENCH_URL``."""

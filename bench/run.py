@@ -301,16 +301,20 @@ def _machine() -> dict[str, Any]:
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    header = f"{'crawler':<8}{'run':>4}{'pages':>7}{'wall s':>9}{'pages/s':>9}{'CPU s':>8}"
-    header += f"{'CPU ms/pg':>10}{'RSS MB':>8}{'PSS MB':>8}{'procs':>6}{'srv CPU':>8}  ok"
-    print(f"\n{header}\n{'-' * len(header)}")
-    for run in report["runs"]:
-        print(_row(run))
+    _print_runs(report["runs"])
     for metric, label in RATIOS.items():
         if metric in report["ratios_ours_over_scrapy"]:
             print(f"ours/scrapy {label:<32} {report['ratios_ours_over_scrapy'][metric]:8.2f}")
     if not report["same_items"]:
         print("!!! WARNING: the runs did not all extract the same items (see items_digest)", file=sys.stderr)
+
+
+def _print_runs(runs: list[dict[str, Any]]) -> None:
+    header = f"{'crawler':<8}{'run':>4}{'pages':>7}{'wall s':>9}{'pages/s':>9}{'CPU s':>8}"
+    header += f"{'CPU ms/pg':>10}{'RSS MB':>8}{'PSS MB':>8}{'procs':>6}{'srv CPU':>8}  ok"
+    print(f"\n{header}\n{'-' * len(header)}")
+    for run in runs:
+        print(_row(run))
 
 
 def _row(run: dict[str, Any]) -> str:

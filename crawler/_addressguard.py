@@ -78,11 +78,14 @@ def is_public_address(ip: IPAddress) -> bool:
     are judged by the IPv4 addresses they embed (both, for Teredo). Everything else
     is refused: unspecified, loopback, unique-local ``fc00::/7``, link-local,
     site-local, multicast, discard-only, IPv4-compatible ``::a.b.c.d`` (deprecated).
+    A zone id (``fe80::1%eth0``) is ignored: the address is judged without it.
     Decided from this module's own tables, not ``ipaddress``'s ``is_private`` and
     ``is_global``, whose answers change between Python versions.
     """
     if isinstance(ip, IPv4Address):
         return not any(ip in net for net in _NON_PUBLIC_V4)
+    if ip.scope_id is not None:  # a zone names an interface, not another address
+        ip = IPv6Address(int(ip))
     embedded = _embedded_ipv4(ip)
     if embedded is not None:
         return all(map(is_public_address, embedded))
@@ -133,10 +136,29 @@ class AddressGuard:
     def check_url(self, url: str) -> None:
         """``check`` for a URL whose host is an IP literal, which aiohttp connects to
         without asking the resolver; a host name passes (``GuardedResolver`` checks
-        it). Expects a canonical URL; raises ``InvalidURL`` for one without a host."""
-        host = _allowed_domain(hostname(url))
-        if ":" in host or host[-1:].isdigit():  # canonical names never end in a digit
-            self.check(host, [ip_address(host)])
+        it). The host is judged in its canonical spelling whatever spelling the URL
+        uses (``0x7f.1``, ``[::ffff:127.0.0.1]``, ``127.0.0.1.``, ``%31...``), and a
+        host that has none, such as an IPv6 literal with a zone id
+        (``[fe80::1%25eth0]``), is refused outright, named or not: the guard fails
+        closed. Raises ``InvalidURL`` for a URL without a host."""
+        host, address = literal_address(url)
+        if address is not None:
+            self.check(host, [address])
+
+
+def literal_address(url: str) -> tuple[str, IPAddress | None]:
+    """``url``'s host in its canonical spelling, and the address it is a literal of
+    (``None`` for a host name, which is never a number: ``web1`` is a name,
+    ``127.1`` an address). Raises ``BlockedAddress`` for a host without a canonical
+    spelling."""
+    raw = hostname(url)
+    host = _allowed_domain(raw)
+    if not host:
+        raise BlockedAddress(f"refused {raw!r}: a host the address guard cannot read (a zone id?)")
+    try:
+        return host, ip_address(host)
+    except ValueError:
+        return host, None
 
 
 def _refusal(host: str, address: IPAddress) -> str:

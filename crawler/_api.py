@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from ._backends import refuse_overwriting_a_job
@@ -30,6 +31,8 @@ def build_engine(
     spider_args: Mapping[str, Any] | None = None,
     backend: Frontier | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    client_factory: Callable[[httpx.AsyncBaseTransport], httpx.AsyncClient] | None = None,
+    parse_executor: Executor | None = None,
     on_tick: Ticker | None = None,
     **settings: Any,
 ) -> Engine:
@@ -45,6 +48,8 @@ def build_engine(
         spider_args=spider_args,
         frontier=backend,
         transport=transport,
+        client_factory=client_factory,
+        parse_executor=parse_executor,
         on_tick=on_tick,
     )
 
@@ -62,7 +67,12 @@ def run(
 
     Keyword arguments are settings (``concurrency=16``, ``max_pages=100``, ...) plus
     ``spider_args``, ``backend`` (a `Frontier` object to use instead of the one the
-    ``job`` and ``frontier`` settings choose) and ``transport``."""
+    ``job`` and ``frontier`` settings choose), ``transport`` (an httpx transport
+    that replaces the network) and ``client_factory`` (given the transport, returns
+    the ``httpx.AsyncClient`` every request is sent through: event hooks, auth).,
+    and ``parse_executor``
+    (a ``concurrent.futures.Executor``, such as a ``ProcessPoolExecutor``, to parse
+    in instead of the crawl's own worker processes; it stays open afterwards)."""
     refuse_overwriting_a_job(settings.get("job"), overwrite)
     sink: ItemSink = open_sink(output, overwrite=overwrite) if output else NullSink()
     try:

@@ -19,7 +19,8 @@ connection itself:
   the target of a fulfilled redirect); and the crawl's politeness: each request
   waits for its host's interval (``rate``, Crawl-delay) like a single fetch, one
   at a time per host and page (a page holds one of its host's concurrency slots),
-  and its answer feeds Retry-After and the adaptive throttle.
+  and its answer feeds the adaptive throttle; a Retry-After pauses the host for the
+  frontier and for every page's later requests to it.
 
 WebSockets are refused and service workers blocked (Playwright cannot intercept
 what they fetch). As a backstop, the browser resolves no host name at all
@@ -83,6 +84,10 @@ CHROMIUM_FLAGS = (
     "--no-first-run",
     "--disable-quic",
     "--mute-audio",
+    # Headless: no GPU to use; and containers often give /dev/shm 64 MB, too
+    # little for Chromium's shared memory (pages crash), so it uses /tmp instead.
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
     # Every request is fulfilled by the crawl's fetcher: the browser needs no DNS.
     # Whatever escapes interception (a preconnect, WebRTC) fails, IP literals too.
     "--host-resolver-rules=MAP * ~NOTFOUND",
@@ -156,6 +161,7 @@ class Renderer:
         self._context: BrowserContext | None = None
         self._generation = 0
         self._restarting = asyncio.Lock()
+        self._paused_until: dict[str, float] = {}  # host: monotonic time (Retry-After)
 
     async def start(self) -> None:
         try:
@@ -191,23 +197,20 @@ class Renderer:
     async def render(self, request: Request, main: Fetched) -> Fetched:
         """The page of ``main`` (the response to ``request``) after it settled."""
         wait = parse_wait(request.wait_for if request.wait_for is not None else self._settings.wait_for)
-        started = time.monotonic()
         for attempt in range(CRASH_RETRIES + 1):
             try:
-                rendered = await self._render_once(request, main, wait)
+                return await self._render_once(request, main, wait)
             except _Crashed:
                 if attempt == CRASH_RETRIES:
                     raise FetchError(f"the browser crashed {attempt + 1} times on this page") from None
                 self._stats.inc("render/retries")
                 log.warning("the browser crashed while rendering %s: rendering it again", request.url)
-                continue
-            self._stats.inc("render/pages")
-            self._stats.inc("render/ms", round((time.monotonic() - started) * _MS))
-            return rendered
         raise AssertionError("unreachable")
 
     async def _render_once(self, request: Request, main: Fetched, wait: Wait) -> Fetched:
+        """One attempt, timed from when a page is free (``render/ms``)."""
         async with self._slots:
+            started = time.monotonic()
             page, generation = await self._page()
             job = _Job(request, main, main, budget=self._settings.max_size)
             self._jobs[page] = job
@@ -218,12 +221,13 @@ class Renderer:
                 await self._discard(page, generation, crashed=isinstance(failure, _Crashed))
                 raise failure from None
             except FetchError:
-                self._jobs.pop(page, None)
                 await self._recycle(page)
                 raise
             finally:
                 self._jobs.pop(page, None)
             await self._recycle(page)
+            self._stats.inc("render/pages")
+            self._stats.inc("render/ms", round((time.monotonic() - started) * _MS))
         return _rendered(job.document, url, body)
 
     async def _page(self) -> tuple[Page, int]:
@@ -256,7 +260,7 @@ class Renderer:
             await page.wait_for_selector(wait.selector, state="attached", timeout=left * _MS)
         if wait.seconds:
             await asyncio.sleep(min(wait.seconds, max(deadline - loop.time(), 0.0)))
-        body = (await page.content()).encode("utf-8", "surrogatepass")
+        body = (await page.content()).encode("utf-8", "replace")  # a lone surrogate becomes "?"
         if len(body) > self._settings.max_size:
             raise ResponseTooLarge(f"rendered page exceeds the {self._settings.max_size}-byte cap")
         return body, page.url.partition("#")[0]
@@ -294,15 +298,15 @@ class Renderer:
         self._idle.append(page)
 
     async def _restart(self, generation: int) -> None:
-        """Count a crash and start a new browser if the browser of ``generation`` is
-        dead; several renders see the same crash, one of them restarts."""
+        """Count a crash, and start a new browser if the browser of ``generation`` is
+        dead: several renders see the death of one browser, one of them restarts it."""
         async with self._restarting:
             if generation != self._generation:
                 return
-            self._generation += 1
             self._stats.inc("render/crashes")
             if self._browser is not None and self._browser.is_connected():
-                return  # only a page crashed
+                return  # only a page crashed: it is closed already
+            self._generation += 1
             log.warning("the browser died: starting a new one")
             with contextlib.suppress(PlaywrightError):
                 assert self._browser is not None
@@ -386,9 +390,12 @@ class Renderer:
         raise FetchError(f"{request.url}: more than {self._settings.max_redirects} redirects")
 
     async def _paced(self, job: _Job, request: Request) -> Fetched:
-        """One fetch under the host's politeness: its interval, one at a time per
-        host and page, and its answer learnt from (Retry-After, throttle)."""
-        async with job.lock(host_key(request.url)):
+        """One fetch under the host's politeness: one at a time per host and page,
+        after the host's Retry-After pause, inside its limiter; its answer is learnt from."""
+        host = host_key(request.url)
+        async with job.lock(host):
+            while (pause := self._paused_until.get(host, 0.0) - time.monotonic()) > 0:
+                await asyncio.sleep(pause)  # a render that cannot wait that long times out
             started = time.monotonic()
             try:
                 fetched = await self._politeness.paced(self._network)(request)
@@ -396,8 +403,16 @@ class Renderer:
                 await self._politeness.failed(request, exc)
                 raise
             self._stats.inc("render/requests")
-            await self._politeness.answered(request, fetched, time.monotonic() - started)
+            await self._learn(host, request, fetched, time.monotonic() - started)
         return fetched
+
+    async def _learn(self, host: str, request: Request, fetched: Fetched, latency: float) -> None:
+        """Feed the throttle; a Retry-After pauses the host's frontier (in `answered`)
+        and the browser's other requests to it (here)."""
+        pause = await self._politeness.answered(request, fetched, latency)
+        if pause:
+            until = time.monotonic() + pause
+            self._paused_until[host] = max(self._paused_until.get(host, 0.0), until)
 
 
 class _Crashed(Exception):

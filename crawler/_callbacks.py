@@ -13,6 +13,8 @@ import dataclasses
 import inspect
 import logging
 import multiprocessing
+import os
+import pickle
 import traceback
 from collections import Counter
 from collections.abc import AsyncIterable, Iterable, Mapping
@@ -24,7 +26,7 @@ from ._itemjson import encode_items
 from ._pickling import fast_pickle
 from ._request import Request, relocated
 from ._response import Response
-from ._spider import AttributeWatch, Spider
+from ._spider import AttributeWatch, Spider, SpiderRef
 from ._urls import (
     InvalidURL,
     canonicalize,
@@ -40,16 +42,30 @@ log = logging.getLogger("crawler.callbacks")
 SENT_MEMORY = 65_536
 
 
-@fast_pickle
 @dataclass(frozen=True, slots=True)
 class ParseTask:
-    """A fetched page to hand to a callback."""
+    """A fetched page to hand to a callback.
+
+    Under pickle protocol 5 the body travels as an out-of-band buffer: a sender that
+    collects buffers (the parse executor) writes it to the pipe from its own memory,
+    where copying it into the pickle would cost the main process a copy per page."""
 
     request: Request
     url: str
     status: int
     headers: Mapping[str, str]
     body: bytes
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        body = pickle.PickleBuffer(self.body) if protocol >= 5 else self.body
+        return _rebuild_task, (self.request, self.url, self.status, self.headers, body)
+
+
+def _rebuild_task(
+    request: Request, url: str, status: int, headers: Mapping[str, str], body: bytes | memoryview
+) -> ParseTask:
+    """The receiving end: an out-of-band body arrives as a view into the message."""
+    return ParseTask(request, url, status, headers, body if isinstance(body, bytes) else bytes(body))
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +239,66 @@ class CallbackRunner:
                 result.counts["errors/item"] += len(failures)
             result.items = []
         return result
+
+
+# The callback runner of each crawl in this process, by crawl id, with the pid that
+# built it: a forked child inherits its parent's entries, and must build its own.
+_RUNNERS: dict[str, tuple[int, CallbackRunner]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class SpiderParser:
+    """``parse_page`` for a parse executor: ``await loop.run_in_executor(executor,
+    parser, task)`` runs the task's callback with this crawl's spider.
+
+    It pickles as the spider's identity (a reference to its class, its arguments, the
+    link rules), so any ``concurrent.futures`` executor can run it: each process builds
+    the spider once, in ``load`` (a worker initializer) or on its first page."""
+
+    crawl_id: str
+    source: SpiderRef | type[Spider]
+    args: Mapping[str, Any]
+    rules: LinkRules
+
+    @classmethod
+    def of(cls, spider_cls: type[Spider], args: Mapping[str, Any], rules: LinkRules) -> SpiderParser:
+        """Forked workers may get the class itself; other processes import it by
+        reference (so a class defined inside a function needs ``fork``)."""
+        ref = SpiderRef.of(spider_cls)
+        source = ref if ref.importable else spider_cls
+        return cls(os.urandom(8).hex(), source, dict(args), rules)
+
+    def __call__(self, task: ParseTask) -> ParseResult:
+        return self.runner().run(task)
+
+    def runner(self) -> CallbackRunner:
+        entry = _RUNNERS.get(self.crawl_id)
+        if entry is None or entry[0] != os.getpid():
+            return self.load()
+        return entry[1]
+
+    def load(self) -> CallbackRunner:
+        """Build this process's spider (from the crawl's class and arguments)."""
+        spider_cls = self.source.load() if isinstance(self.source, SpiderRef) else self.source
+        return self.install(spider_cls(**self.args))
+
+    def install(self, spider: Spider) -> CallbackRunner:
+        """Use ``spider`` for this crawl's pages parsed in this process."""
+        runner = CallbackRunner(spider, self.rules)
+        _RUNNERS[self.crawl_id] = (os.getpid(), runner)
+        return runner
+
+    def forget(self) -> None:
+        _RUNNERS.pop(self.crawl_id, None)
+
+
+def parse_failure(exc: BaseException) -> ParseResult:
+    """The result of a page whose parse executor gave up on it: its worker died, or
+    it ran past the parse deadline."""
+    result = ParseResult()
+    result.errors.append(str(exc) or type(exc).__name__)
+    result.counts["errors/parse_timeout" if isinstance(exc, TimeoutError) else "errors/worker_crash"] += 1
+    return result
 
 
 def vet_url(url: str, rules: LinkRules) -> tuple[str | None, str]:

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ._callbacks import LinkRules, vet_url
-from ._errors import RequestRefused, TransientFetchError
+from ._errors import HostDeferred, RequestRefused, TransientFetchError
 from ._http import REDIRECT_STATUSES, RETRY_STATUSES, backoff, follow_redirect
 from ._memory_frontier import MemoryFrontier
 from ._politeness import Admission, Politeness, default_host_policy
@@ -82,8 +83,7 @@ class DirectFetcher:
         request = replace(target, **fields) if isinstance(target, Request) else Request(target, **fields)
         request = replace(request, url=self._vetted(request.url))
         for _ in range(self._settings.max_redirects + 1):
-            await self._admit(request)
-            fetched = await self._attempts(request)
+            fetched = await self._admitted_attempts(request)
             location = fetched.headers.get("location")
             if fetched.status not in REDIRECT_STATUSES or not location:
                 return Response(fetched.url, fetched.status, fetched.headers, fetched.body, request)
@@ -99,8 +99,20 @@ class DirectFetcher:
             raise RequestRefused(f"{canonical} refused: off-site (allowed: {', '.join(self._scope)})")
         return canonical
 
+    async def _admitted_attempts(self, request: Request) -> Fetched:
+        """Admission and attempts; a single fetch holds no worker slot, so it waits
+        out `HostDeferred` (too many attempts on hosts that never answered)."""
+        while True:
+            try:
+                await self._admit(request)
+                return await self._attempts(request)
+            except HostDeferred as deferred:
+                await asyncio.sleep(deferred.retry_in * random.uniform(0.5, 1.5))
+
     async def _admit(self, request: Request) -> None:
         admission = await self._politeness.admit(request)
+        if admission.error is not None:
+            raise type(admission.error)(f"{request.url} refused: {admission.error}")
         if not admission.allowed:
             raise RequestRefused(f"{request.url} refused: {_reason(admission)}")
 
@@ -144,13 +156,12 @@ async def standalone_fetcher(
     outside any crawl (``crawl parse``, ``crawl shell``). ``named_hosts`` are exempt
     from the address guard, as a crawl's start hosts are. Requests that ask for it
     (or all, with the ``render`` setting) are rendered in a browser."""
-    from ._addressguard import AddressGuard  # noqa: PLC0415  (aiohttp loads only when needed)
-    from ._fetcher import Fetcher  # noqa: PLC0415
+    from ._fetcher import Fetcher, network_guard  # noqa: PLC0415  (httpx loads only when needed)
     from ._httpcache import open_http_cache  # noqa: PLC0415
 
     stats = Stats()
     cache = open_http_cache(settings, stats)
-    fetcher = Fetcher(settings, guard=AddressGuard(tuple(named_hosts), allow_private=settings.allow_private))
+    fetcher = Fetcher(settings, guard=network_guard(settings, named_hosts))
     render: RenderStep | None = None
     try:
         paced: list[Fetch] = []
@@ -160,7 +171,8 @@ async def standalone_fetcher(
 
         fetch = fetcher.fetch if cache is None else cache.wrap(network)
         timeout = min(settings.timeout, ROBOTS_TIMEOUT)
-        robots = RobotsCache(network if cache is None else fetch, settings.user_agent, timeout=timeout)
+        agent = settings.robots_user_agent or settings.user_agent
+        robots = RobotsCache(network if cache is None else fetch, agent, timeout=timeout)
         politeness = Politeness(settings, MemoryFrontier(default_host_policy(settings)), robots, stats)
         paced.append(politeness.paced(fetcher.fetch))
         render = RenderStep(settings, stats, politeness, fetcher.fetch)

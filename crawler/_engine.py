@@ -11,18 +11,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ._backends import ClusterStats, Job, open_frontier
-from ._callbacks import LinkRules, ParseResult, ParseTask, vet_url
+from ._budget import BodyBudget, Claim
+from ._callbacks import (
+    LinkRules,
+    ParseResult,
+    ParseTask,
+    SpiderParser,
+    is_async_callback,
+    parse_failure,
+    vet_url,
+)
 from ._direct import DirectFetcher
 from ._errors import (
     BrowserUnavailable,
     CrawlerError,
     FetchError,
+    FrontierError,
+    HostDeferred,
     OutputError,
     TransientFetchError,
     UsageError,
@@ -33,27 +46,31 @@ from ._itemjson import encode_items
 from ._output import FLUSH_BYTES, ItemSink
 from ._pipelines import Pipelines
 from ._politeness import Admission, Politeness, default_host_policy
-from ._pool import ParsePool
+from ._pool import ParseExecutor
 from ._render import RenderStep
 from ._request import Request
 from ._robots import ROBOTS_TIMEOUT, RobotsCache, SharedStore
 from ._settings import Settings
-from ._spider import Spider, bind_fetch, call_hook
+from ._spider import Spider, bind_fetch, call_hook, start_requests_of
 from ._stats import Stats
 from ._urls import default_allowed_domains, host_key, in_scope, join_url
 
 if TYPE_CHECKING:  # at run time these load after the parse workers are forked
     import httpx
 
-    from ._fetcher import Fetched, Fetcher
+    from ._fetcher import ClientFactory, Fetched, Fetcher
 
 log = logging.getLogger("crawler.engine")
 
 STOP_GRACE = 5.0
 TICK = 0.5
+# The largest page the main process parses itself when the parse workers are all
+# busy: parsing it blocks the event loop for a few milliseconds at most.
+RUN_HERE_MAX_BODY = 256 * 1024
 
 Ticker = Callable[[Stats, FrontierStatus], None]
 Page = tuple[Request, "Fetched"]
+ClaimedPage = tuple[Request, "Fetched", Claim]  # a page with its bytes in the body budget
 
 
 class Engine:
@@ -68,6 +85,8 @@ class Engine:
         spider_args: Mapping[str, Any] | None = None,
         frontier: Frontier | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        client_factory: ClientFactory | None = None,
+        parse_executor: Executor | None = None,
         on_tick: Ticker | None = None,
     ) -> None:
         self.spider = spider
@@ -89,12 +108,16 @@ class Engine:
         # four times a second; alone, a local event always comes first.
         self._poll = 0.25 if settings.frontier is not None else 1.0
         self._transport = transport
+        self._client_factory = client_factory
+        self._executor = parse_executor  # the caller's, if any: it stays open after the crawl
+        self._own_executor: ParseExecutor | None = None
         self._on_tick = on_tick
         self._pipelines = Pipelines(spider.pipelines, spider, self.stats)
         self._work: asyncio.Queue[Request | None] = asyncio.Queue()
-        self._pages: asyncio.Queue[Page | None] = asyncio.Queue(settings.concurrency)
+        self._pages: asyncio.Queue[ClaimedPage | None] = asyncio.Queue(settings.concurrency)
         self._fetching = 0
         self._wake = asyncio.Event()
+        self._budget = BodyBudget(settings.max_body_memory, on_release=self._wake.set)
         self._active = 0
         self._stopping = False
         self._fatal: BaseException | None = None
@@ -125,12 +148,12 @@ class Engine:
         self._start_hosts = default_allowed_domains(r.url for r in start)
         self._scope = self.settings.allowed_domains or self._start_hosts
         self._rules = self._link_rules()
-        settings = self.settings
-        self._pool = ParsePool(
-            self.spider, self._spider_args, self._rules, settings.parse_workers, settings.parse_timeout
-        )
+        self._parse_page = SpiderParser.of(type(self.spider), self._spider_args, self._rules)
+        self._runner = self._parse_page.install(self.spider)
         try:
-            await self._pool.start()
+            await self._start_parse_executor()
+            if self._stopping:  # Ctrl-C while the workers were starting
+                return self.stats
             self._open_network()
             self._offer_single_fetches()
             await self._pipelines.open()
@@ -140,30 +163,61 @@ class Engine:
                 log.info("nothing left to crawl: this crawl has finished already")
             self.sink.begin(durable=self._durable)  # start-up succeeded: the output may change now
             await self._crawl()
+        except CrawlerError as exc:  # a pipeline's open(), the frontier: the crawl failed
+            self._fail(exc)
         finally:
             await self._shut_down()
         if self._fatal is not None:
             raise self._fatal
         return self.stats
 
+    async def _start_parse_executor(self) -> None:
+        """Our parse executor, unless the caller brought one or parses in-process."""
+        if self._executor is not None or self.settings.parse_workers == 0:
+            return
+        executor = ParseExecutor(
+            self.settings.parse_workers,
+            initializer=self._parse_page.load,
+            timeout=self.settings.parse_timeout,
+            may_run_here=_small_page,
+            weigh=_page_size,
+        )
+        self._own_executor = executor
+        await executor.start()
+        self._executor = executor
+
+    async def _parse(self, task: ParseTask) -> ParseResult:
+        """Run the page's callback: in the parse executor, or here for ``async def``
+        callbacks and ``parse_workers=0``."""
+        if self._executor is None or is_async_callback(self.spider, task.request):
+            return await self._runner.run_async(task)
+        loop = asyncio.get_running_loop()
+        try:
+            result: ParseResult = await loop.run_in_executor(self._executor, self._parse_page, task)
+        except (BrokenExecutor, TimeoutError) as exc:
+            return parse_failure(exc)
+        return result
+
     def _open_network(self) -> None:
-        """The fetcher, and with it aiohttp, loads only now: the parse workers are
-        forked already and do not carry the network stack (about 20 MB each)."""
-        from ._addressguard import AddressGuard  # noqa: PLC0415
-        from ._fetcher import Fetcher  # noqa: PLC0415
+        """The fetcher, and with it httpx and aiohttp, loads only now: the parse
+        workers are forked already and do not carry the network stack (about 20 MB
+        each, and 30 ms of imports)."""
+        from ._fetcher import Fetcher, network_guard  # noqa: PLC0415
         from ._httpcache import open_http_cache  # noqa: PLC0415
 
         cache = open_http_cache(self.settings, self.stats)  # a bad cache directory stops here
-        named = (*self._start_hosts, *(self.settings.allowed_domains or ()))
-        guard = AddressGuard(named, allow_private=self.settings.allow_private)
-        self._fetcher = Fetcher(self.settings, self._transport, guard=guard)
+        guard = network_guard(self.settings, (*self._start_hosts, *(self.settings.allowed_domains or ())))
+        self._fetcher = Fetcher(
+            self.settings, self._transport, guard=guard, client_factory=self._client_factory
+        )
         network = self._fetcher.fetch if cache is None else self._network_fetch
         plain = network if cache is None else cache.wrap(network)
         shared = self._frontier if isinstance(self._frontier, SharedStore) else None
         timeout = min(self.settings.timeout, ROBOTS_TIMEOUT)
         # robots.txt is a request to its host like any other: it waits for the host's limiter
         robots_fetch = plain if cache is not None else self._network_fetch
-        robots = RobotsCache(robots_fetch, self.settings.user_agent, timeout=timeout, shared=shared)
+        agent = self.settings.robots_user_agent or self.settings.user_agent
+        robots = RobotsCache(robots_fetch, agent, timeout=timeout, shared=shared)
         self._politeness = Politeness(self.settings, self._frontier, robots, self.stats)
         self._paced_network = self._politeness.paced(self._fetcher.fetch)
         # Requests that ask to be rendered go through a browser after their fetch.
@@ -197,7 +251,7 @@ class Engine:
     async def _start_requests(self) -> list[Request]:
         start: list[Request] = []
         try:
-            for request in _iterate(self.spider.start_requests()):
+            async for request in start_requests_of(self.spider):
                 self._vet_start_request(request, start)
         except Exception as exc:
             self.stats.inc("errors/start_requests")
@@ -230,12 +284,15 @@ class Engine:
         start.append(replace(request, url=url))
 
     async def _crawl(self) -> None:
-        async with asyncio.TaskGroup() as group:
-            stage = range(self.settings.concurrency)
-            self._workers = [group.create_task(self._fetch_worker()) for _ in stage]
-            self._workers += [group.create_task(self._parse_worker()) for _ in stage]
-            ticker = group.create_task(self._tick())
-            group.create_task(self._dispatch(ticker))
+        try:
+            async with asyncio.TaskGroup() as group:
+                stage = range(self.settings.concurrency)
+                self._workers = [group.create_task(self._fetch_worker()) for _ in stage]
+                self._workers += [group.create_task(self._parse_worker()) for _ in stage]
+                ticker = group.create_task(self._tick())
+                group.create_task(self._dispatch(ticker))
+        except* FrontierError as failed:  # Redis gone, a job's disk full: stop, say why
+            self._fail(failed.exceptions[0])
 
     async def _dispatch(self, ticker: asyncio.Task[None]) -> None:
         try:
@@ -267,6 +324,8 @@ class Engine:
         """How many more requests to fetch now: ``concurrency`` counts requests on the
         wire (as in Scrapy), not pages waiting for or in the parse pool."""
         free = self.settings.concurrency - self._fetching
+        if self._budget.spent:  # fetching pauses until parsed pages give bytes back
+            free = 0
         if self.settings.max_pages is not None:
             free = min(free, self.settings.max_pages - self.stats.pages - self._active)
         return free
@@ -308,10 +367,13 @@ class Engine:
 
     async def _save_progress(self) -> None:
         """The job's statistics so far; this node's share of a shared crawl's."""
-        if self._job is not None:
-            await self._job.save(self.stats)
-        if self._cluster is not None:
-            await self._cluster.push(self.stats)
+        try:
+            if self._job is not None:
+                await self._job.save(self.stats)
+            if self._cluster is not None:
+                await self._cluster.push(self.stats)
+        except FrontierError as exc:
+            self._fail(exc)
 
     async def _flush_and_ack(self) -> None:
         """Write buffered items out, then acknowledge the requests they came from: a
@@ -328,11 +390,10 @@ class Engine:
                 if self._job is not None:
                     await self._job.save(self.stats)
                 await self.sink.sync()
-        except OutputError as exc:
+            for request in acknowledged:
+                await self._frontier.done(request)
+        except (OutputError, FrontierError) as exc:
             self._fail(exc)
-            return
-        for request in acknowledged:
-            await self._frontier.done(request)
 
     def _fail(self, exc: BaseException) -> None:
         if self._fatal is None:
@@ -342,25 +403,42 @@ class Engine:
     async def _fetch_worker(self) -> None:
         """Fetch stage: robots.txt, fetch, redirect or retry; pages go on to the parse stage."""
         while (request := await self._work.get()) is not None:
-            page = await self._guarded(request, self._fetch_stage(request))
-            if page is not None:
-                await self._pages.put(page)
-            else:
-                self._request_finished()
+            await self._fetch_one(request)
             self._fetching -= 1
             self._wake.set()
+
+    async def _fetch_one(self, request: Request) -> None:
+        """Fetch ``request`` under a claim on the body budget, and pass its page on.
+        (A function of its own: an idle worker must not hold its last page's body.)"""
+        claim = self._budget.claim()
+        reading = claim.reading()
+        try:
+            page = await self._guarded(request, self._fetch_stage(request))
+        finally:
+            claim.done_reading(reading)
+        if page is not None:
+            claim.cover(len(page[1].body))
+            await self._pages.put((*page, claim))
+        else:
+            claim.release()
+            self._request_finished()
 
     async def _parse_worker(self) -> None:
         """Parse stage: callback in the pool, items to the sink, links to the frontier."""
         while (page := await self._pages.get()) is not None:
-            await self._guarded(page[0], self._parse_stage(*page))
+            request, fetched, claim = page
+            try:
+                await self._guarded(request, self._parse_stage(request, fetched))
+            finally:
+                claim.release()
+            del page, fetched  # an idle worker must not hold its last page's body
             self._request_finished()
 
     async def _guarded(self, request: Request, stage: Awaitable[Page | None]) -> Page | None:
         """Run one stage for ``request``; a bug in it ends the request, not the crawl."""
         try:
             return await stage
-        except (OutputError, BrowserUnavailable) as exc:
+        except (OutputError, FrontierError, BrowserUnavailable) as exc:
             self._fail(exc)
         except Exception:
             self.stats.inc("errors/internal")
@@ -373,6 +451,13 @@ class Engine:
         self._wake.set()
 
     async def _fetch_stage(self, request: Request) -> Page | None:
+        try:
+            return await self._admit_and_fetch(request)
+        except HostDeferred as deferred:  # nothing was attempted: back soon, no retry counted
+            await self._frontier.retry(request, deferred.retry_in * random.uniform(0.5, 1.5))
+            return None
+
+    async def _admit_and_fetch(self, request: Request) -> Page | None:
         admission = await self._politeness.admit(request)
         if admission.allowed and not self._politeness.can_start(request):
             admission = Admission(False, retry_in=0.0)  # its robots.txt took the start: no waiting here
@@ -384,6 +469,9 @@ class Engine:
             async with self._politeness.slot(request):
                 self._wake.set()  # the host's next start may be due before this fetch ends
                 fetched = await self._fetch(request)
+        except HostDeferred:
+            await self._frontier.fetched(request)
+            raise
         except FetchError as exc:
             await self._frontier.fetched(request)
             await self._politeness.failed(request, exc)
@@ -410,6 +498,9 @@ class Engine:
         await self._frontier.fetched(request, sent=False)  # its host's slot and start back
         if admission.retry_in is not None:  # no attempt was made: the retry count stays
             await self._frontier.retry(request, admission.retry_in)
+            return
+        if admission.error is not None:
+            await self._retry_or_give_up(request, admission.error.kind, str(admission.error), retryable=False)
             return
         self.stats.inc(f"dropped/{admission.drop}")
         log.debug("Dropped <%s %s> (%s)", request.method, request.url, admission.drop)
@@ -478,7 +569,7 @@ class Engine:
 
     async def _parse_stage(self, request: Request, fetched: Fetched) -> None:
         task = ParseTask(request, fetched.url, fetched.status, fetched.headers, fetched.body)
-        result = await self._pool.parse(task)
+        result = await self._parse(task)
         await self._store(request, result)
         self._unacked.append(request)
         if self.sink.buffered >= self._flush_bytes:
@@ -530,7 +621,7 @@ class Engine:
             await self._flush_and_ack()
             self.stats.finish(self.stats.finish_reason)
             await self._save_progress()
-            closing = [self._pool.close(), self._frontier.close()]
+            closing = [self._close_parse_executor(), self._frontier.close()]
             if self._fetcher is not None:
                 closing.append(self._fetcher.close())
             if self._render is not None:
@@ -541,12 +632,24 @@ class Engine:
             except OutputError as exc:
                 self._fatal = self._fatal or exc
 
+    async def _close_parse_executor(self) -> None:
+        self._parse_page.forget()
+        if self._own_executor is not None:
+            await self._own_executor.aclose()
+            self.stats.inc("parse/main_process", self._own_executor.ran_here)
+
+
+def _page_size(fn: Callable[..., Any], args: tuple[Any, ...]) -> int:
+    return len(args[0].body) if args and isinstance(args[0], ParseTask) else 0
+
+
+def _small_page(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
+    """Whether the main process may parse this page itself (see ``ParseExecutor``)."""
+    return _page_size(fn, args) <= RUN_HERE_MAX_BODY
+
 
 def spider_identity(spider: Spider) -> str:
     """The name a job or a shared frontier knows the spider by."""
     name = type(spider).name
     return name if name != Spider.name else type(spider).__qualname__
 
-
-def _iterate(requests: Iterable[Any] | None) -> Iterable[Any]:
-    return requests if requests is not None else ()

@@ -100,6 +100,16 @@ class RequestRefused(FetchError):
     kind = "refused"
 
 
+class HostDeferred(CrawlerError):
+    """Not a failure: the fetch was not attempted, because attempts on hosts that
+    never answered already hold their share of ``concurrency``. The caller puts the
+    request back for ``retry_in`` seconds; no attempt is counted against the host."""
+
+    def __init__(self, message: str, retry_in: float) -> None:
+        super().__init__(message)
+        self.retry_in = retry_in
+
+
 class NotHtmlError(CrawlerError):
     """``Response.css`` on a body that is not HTML: use ``.text`` or ``.json()``."""
 

@@ -16,6 +16,7 @@ EXIT_CLOSED_PIPE = 128 + 13  # 128 + SIGPIPE, what a shell reports for `yes | he
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+_TRACEBACK = "\nTraceback (most recent call last):"
 # Attributes every LogRecord has; anything else came in through ``extra=``.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -34,6 +35,11 @@ class JsonFormatter(logging.Formatter):
         entry.update((key, value) for key, value in vars(record).items() if key not in _STANDARD)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        elif _TRACEBACK in entry["message"]:
+            # A callback's traceback comes from a parse worker as text (traceback
+            # objects do not cross processes), logged after its message.
+            message, _, trace = entry["message"].partition(_TRACEBACK)
+            entry["message"], entry["exception"] = message.rstrip(": \n"), _TRACEBACK.lstrip() + trace
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
@@ -42,7 +48,8 @@ class _Mode:
 
 
 def print_error(prog: str, message: str) -> None:
-    """One line on stderr, ``PROG: error: MESSAGE``: a JSON object in JSON mode."""
+    """One line on stderr, ``PROG: error: MESSAGE``: a JSON object in JSON mode (where
+    a traceback after the message goes to ``exception``)."""
     line = f"{prog}: error: {message}"
     if _Mode.json:
         record = logging.makeLogRecord({"name": "crawler", "levelname": "ERROR", "levelno": 40, "msg": line})

@@ -55,6 +55,11 @@ class ItemSink(Protocol):
     def close(self) -> None: ...
 
 
+class ClosedPipe(OutputError):
+    """``-o -`` into a pipe whose reader went away (``crawl ... -o - | head``): the
+    crawl stops and ends quietly, as other Unix tools do."""
+
+
 class FileSink:
     """A file (or stdout, ``-``) that grows only by whole units: data is buffered and
     written by ``flush`` (which the engine calls); ``_good_size`` is where the last
@@ -121,6 +126,8 @@ class FileSink:
             if self.target != "-":
                 with contextlib.suppress(OSError):
                     os.ftruncate(self._fd, self._good_size)
+            elif exc.errno == errno.EPIPE:
+                raise ClosedPipe("stdout was closed by its reader") from None
             raise OutputError(f"cannot write to {self.target}: {exc.strerror or exc}") from None
         self._buffer = bytearray()
         self._good_size += len(data)

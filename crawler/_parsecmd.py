@@ -235,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return exit_quietly_on_a_closed_pipe()
     for error in report.result.errors:
-        print(f"{PROG}: callback {report.callback} failed:\n{error}", file=sys.stderr)
+        print_error(PROG, f"callback {report.callback} failed:\n{error}")
     return 1 if report.result.errors or report.skipped else 0
 
 

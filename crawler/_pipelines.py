@@ -23,8 +23,29 @@ async def _call(obj: Any, name: str, *args: Any) -> Any:
     method = getattr(obj, name, None)
     if method is None:
         return None
+    function = getattr(method, "__func__", method)
+    takes_spider = _TAKES_SPIDER.get(function)
+    if takes_spider is None:
+        takes_spider = _TAKES_SPIDER[function] = _takes_spider(method)
+    if not takes_spider:  # Scrapy 2.13+ pipelines may leave out the spider argument
+        args = args[:-1]
     result = method(*args)
     return await result if inspect.isawaitable(result) else result
+
+
+_TAKES_SPIDER: dict[Any, bool] = {}
+
+
+def _takes_spider(method: Any) -> bool:
+    """Whether ``method`` accepts the ``spider`` argument that comes last."""
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: pass everything
+        return True
+    kinds = [p.kind for p in parameters]
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    wanted = 2 if getattr(method, "__name__", "") == "process_item" else 1
+    return inspect.Parameter.VAR_POSITIONAL in kinds or sum(k in positional for k in kinds) >= wanted
 
 
 class PipelineError(CrawlerError):
@@ -104,6 +125,8 @@ class Pipelines:
 
     async def _process_one(self, item: Any, url: str) -> Any:
         for pipeline in self._pipelines:
+            if not hasattr(pipeline, "process_item"):  # only open/close: items pass through
+                continue
             try:
                 item = await _call(pipeline, "process_item", item, self._spider)
             except Exception as exc:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from ._errors import FetchError, TransientFetchError
+from ._errors import BlockedAddress, FetchError, TransientFetchError
 from ._frontier import Frontier, HostPolicy
 from ._limiters import HostLimiters
 from ._request import Request
@@ -53,12 +53,14 @@ RETRY_AFTER_STATUSES = frozenset({429, 503})
 @dataclass(frozen=True, slots=True)
 class Admission:
     """May a request be fetched now? If not: ``drop`` names why it never will, or
-    ``retry_in`` says when to try again."""
+    ``retry_in`` says when to try again, or ``error`` is why it fails (an error, not
+    a drop: the address guard refused its robots.txt)."""
 
     allowed: bool
     drop: str | None = None
     retry_in: float | None = None
     detail: str = ""
+    error: FetchError | None = None
 
 
 ADMITTED = Admission(True)
@@ -140,6 +142,8 @@ class Politeness:
         if host not in self._known:
             self._known.add(host)
             await self._set_interval(host, rules.crawl_delay)
+        if rules.blocked:
+            return Admission(False, error=BlockedAddress(f"its robots.txt is refused: {rules.reason}"))
         if rules.unreachable:
             return await self._robots_unreachable(host, rules.retry_in, rules.reason)
         return ADMITTED if rules.allows(request.url) else Admission(False, drop="robots")

@@ -36,6 +36,7 @@ Key layout (``K`` = ``{<namespace>}:``; every key carries the hash tag)::
     K delayed        ZSET    retried request ids: due time
     K leases         ZSET    leased request ids: expiry
     K lease          HASH    id -> "<1|0: holds its host slot><node id>"
+    K id             STRING  the crawl's identity, set by its first node (``_JOIN``)
 
 As in `MemoryFrontier`, a host with work is in ``ring`` or ``wait`` unless its
 concurrency is used up (``done`` places it again); a throttle may make a ring
@@ -76,7 +77,14 @@ Connection trouble: if Redis cannot be reached at the first call, that call rais
 `FrontierError` at once. A connection lost later is retried inside each call with
 backoff (``RECONNECT_DELAYS``, about 10 s) before `FrontierError`. Retrying is safe:
 a script runs whole or not at all, and a lost reply costs at most a duplicate
-``dont_filter`` request or leases that expire and are re-queued.
+``dont_filter`` request or leases that expire and are re-queued. A `FrontierError`
+is final: every later call raises it at once, so the node only shuts down.
+
+Lost data: a Redis that forgets the crawl (``FLUSHALL``, a restart without
+persistence) would otherwise look like a finished crawl. A node's first call
+(``_JOIN``) reads the crawl's identity key, or writes a new random one; every
+script compares it with the node's before changing anything, and a mismatch is a
+`FrontierError` saying what was lost.
 """
 
 from __future__ import annotations
@@ -111,15 +119,20 @@ DEFAULT_POLICY = HostPolicy()
 RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 3.0)
 ADD_BATCH = 1000
 RENEW_BATCH = 1000
-_KEYS = ("seq", "count", "req", "ring", "wait", "delayed", "leases", "lease")
+_KEYS = ("seq", "count", "req", "ring", "wait", "delayed", "leases", "lease", "id")
 
 # KEYS: _KEYS in order. ARGV[1] key prefix, ARGV[2] now ("" = Redis TIME),
-# ARGV[3] and ARGV[4] default concurrency and interval; each script's own from ARGV[5].
+# ARGV[3] and ARGV[4] default concurrency and interval, ARGV[5] the crawl's identity
+# (see _JOIN); each script's own from ARGV[6]. A script whose identity does not match
+# the crawl's identity key changes nothing and fails with ``LOST_MARK``.
 _PRELUDE = r"""
 local WAKE_BUDGET, SKIP_BUDGET = 1000, 100
 local K_SEQ, K_COUNT, K_REQ, K_RING = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_WAIT, K_DELAYED, K_LEASES, K_LEASE = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local P = ARGV[1]
+if redis.call('GET', KEYS[9]) ~= ARGV[5] then
+  return redis.error_reply('CRAWL_DATA_LOST the identity key is gone or changed')
+end
 local DEFAULT_CONC, DEFAULT_IVL = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = tonumber(ARGV[2])
 if not now then
@@ -250,10 +263,10 @@ local function wake_up()
 end
 """
 
-# ARGV[5..]: per request: fingerprint (8 bytes), dont_filter (1/0), priority, host, pickle.
+# ARGV[6..]: per request: fingerprint (8 bytes), dont_filter (1/0), priority, host, pickle.
 _ADD = r"""
 local added = 0
-for i = 5, #ARGV, 5 do
+for i = 6, #ARGV, 5 do
   local fp, priority, host = ARGV[i], tonumber(ARGV[i + 2]), ARGV[i + 3]
   local bucket = P .. 's:' .. string.format('%02x%02x', string.byte(fp, 1, 2))
   local new = redis.call('HSETNX', bucket, string.sub(fp, 3), '')
@@ -269,10 +282,10 @@ place_touched()
 return added
 """
 
-# ARGV[5] limit, ARGV[6] node, ARGV[7] lease seconds.
+# ARGV[6] limit, ARGV[7] node, ARGV[8] lease seconds.
 # Returns {reclaimed, id1, pickle1, id2, pickle2, ...}.
 _TAKE = r"""
-local limit, node, expiry = tonumber(ARGV[5]), ARGV[6], now + tonumber(ARGV[7])
+local limit, node, expiry = tonumber(ARGV[6]), ARGV[7], now + tonumber(ARGV[8])
 local out = {reclaim()}
 wake_up()
 local taken, visits = 0, 0
@@ -300,12 +313,12 @@ end
 return out
 """
 
-# ARGV[5] id, ARGV[6] node; or ARGV[5] "", ARGV[7] host: a request from outside the
+# ARGV[6] id, ARGV[7] node; or ARGV[6] "", ARGV[8] host: a request from outside the
 # frontier (robots.txt, a single fetch). Returns 0: lease lost, 1: started.
 _START = r"""
-local id, host = ARGV[5], ARGV[7]
+local id, host = ARGV[6], ARGV[8]
 if id ~= '' then
-  if not lease_of(id, ARGV[6]) then return 0 end
+  if not lease_of(id, ARGV[7]) then return 0 end
   local _, of = parse(redis.call('HGET', K_REQ, id))
   host = of
   unclaim(host, id)
@@ -315,51 +328,51 @@ place(host)
 return 1
 """
 
-# ARGV[5] id, ARGV[6] node, ARGV[7] "0" if it was never sent (its claim goes back).
+# ARGV[6] id, ARGV[7] node, ARGV[8] "0" if it was never sent (its claim goes back).
 # Returns 0: lease lost, 1: slot freed, 2: held no slot.
 _FETCHED = r"""
-local id, node = ARGV[5], ARGV[6]
+local id, node = ARGV[6], ARGV[7]
 local v = lease_of(id, node)
 if not v then return 0 end
 if string.sub(v, 1, 1) ~= '1' then return 2 end
 redis.call('HSET', K_LEASE, id, '0' .. node)
 local _, host = parse(redis.call('HGET', K_REQ, id))
 redis.call('HINCRBY', host_key(host), 'n', -1)
-if ARGV[7] == '0' then unclaim(host, id) end
+if ARGV[8] == '0' then unclaim(host, id) end
 place(host)
 return 1
 """
 
-# ARGV[5] id, ARGV[6] node. Returns 0: lease lost, 1: ended.
+# ARGV[6] id, ARGV[7] node. Returns 0: lease lost, 1: ended.
 _DONE = r"""
-local v = lease_of(ARGV[5], ARGV[6])
+local v = lease_of(ARGV[6], ARGV[7])
 if not v then return 0 end
-end_lease(ARGV[5], v)
+end_lease(ARGV[6], v)
 place_touched()
 return 1
 """
 
-# ARGV[5] id, ARGV[6] node, ARGV[7] delay, ARGV[8] priority, ARGV[9] pickle of the
+# ARGV[6] id, ARGV[7] node, ARGV[8] delay, ARGV[9] priority, ARGV[10] pickle of the
 # request to queue (maybe a changed copy). Returns 0: lease lost, 1: queued.
 _RETRY = r"""
-local v = lease_of(ARGV[5], ARGV[6])
+local v = lease_of(ARGV[6], ARGV[7])
 if not v then return 0 end
-local _, host = parse(end_lease(ARGV[5], v))
+local _, host = parse(end_lease(ARGV[6], v))
 place_touched()
 local id = new_id()
-redis.call('HSET', K_REQ, id, ARGV[8] .. ' ' .. host .. ' ' .. ARGV[9])
-redis.call('ZADD', K_DELAYED, now + math.max(tonumber(ARGV[7]), 0), id)
+redis.call('HSET', K_REQ, id, ARGV[9] .. ' ' .. host .. ' ' .. ARGV[10])
+redis.call('ZADD', K_DELAYED, now + math.max(tonumber(ARGV[8]), 0), id)
 return 1
 """
 
-# ARGV[5] host, ARGV[6] concurrency, ARGV[7] interval, ARGV[8] pause ("" = unchanged).
+# ARGV[6] host, ARGV[7] concurrency, ARGV[8] interval, ARGV[9] pause ("" = unchanged).
 _THROTTLE = r"""
-local host = ARGV[5]
-if ARGV[6] ~= '' then
-  redis.call('HSET', host_key(host), 'conc', ARGV[6], 'ivl', ARGV[7])
+local host = ARGV[6]
+if ARGV[7] ~= '' then
+  redis.call('HSET', host_key(host), 'conc', ARGV[7], 'ivl', ARGV[8])
 end
-if ARGV[8] ~= '' then
-  local until_ = now + tonumber(ARGV[8])
+if ARGV[9] ~= '' then
+  local until_ = now + tonumber(ARGV[9])
   local current = tonumber(redis.call('HGET', host_key(host), 'pause'))
   if not current or until_ > current then
     redis.call('HSET', host_key(host), 'pause', until_)
@@ -389,10 +402,10 @@ local pending = (tonumber(count[1]) or 0) + redis.call('ZCARD', K_DELAYED)
 return {pending, redis.call('ZCARD', K_LEASES), tonumber(count[2]) or 0, reclaimed, wait}
 """
 
-# ARGV[5] node, ARGV[6] lease seconds, ARGV[7..] ids. Returns how many were renewed.
+# ARGV[6] node, ARGV[7] lease seconds, ARGV[8..] ids. Returns how many were renewed.
 _RENEW = r"""
-local node, expiry, renewed = ARGV[5], now + tonumber(ARGV[6]), 0
-for i = 7, #ARGV do
+local node, expiry, renewed = ARGV[6], now + tonumber(ARGV[7]), 0
+for i = 8, #ARGV do
   if lease_of(ARGV[i], node) then
     redis.call('ZADD', K_LEASES, 'XX', 'GT', expiry, ARGV[i])
     renewed = renewed + 1
@@ -401,6 +414,15 @@ end
 return renewed
 """
 
+
+LOST_MARK = "CRAWL_DATA_LOST"
+
+# KEYS[1] the identity key; ARGV[1] a new identity. A node's first call: a crawl
+# that has none yet (a new crawl, or one whose data is gone) gets this one.
+_JOIN = r"""
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+"""
 
 _SCRIPTS = (
     ("add", _ADD),
@@ -475,10 +497,13 @@ class RedisFrontier:
         self._prefix = f"{{{namespace}}}:"
         self._keys = [self._prefix + name for name in _KEYS]
         self._scripts = {name: self._redis.register_script(_PRELUDE + body) for name, body in _SCRIPTS}
+        self._join_script = self._redis.register_script(_JOIN)
+        self._crawl: bytes | None = None  # the identity of the crawl this node works on
         self._leases: dict[int, list[_Lease]] = {}  # fingerprint -> this node's leases
         self._reached = False
         self._renewal: asyncio.Task[None] | None = None
-        self._renewal_error: FrontierError | None = None
+        self._failure: FrontierError | None = None  # final: see _retrying
+        self._outage = False
 
     @property
     def node_id(self) -> str:
@@ -585,8 +610,19 @@ class RedisFrontier:
 
     async def _run(self, script: str, args: list[Any]) -> Any:
         """Run one script, retrying with backoff while the connection is down."""
+        if self._crawl is None:
+            await self._join()
         return await self._retrying(
             lambda: self._scripts[script](keys=self._keys, args=self._common_args() + args)
+        )
+
+    async def _join(self) -> None:
+        """Learn the crawl's identity, or give a new crawl one. Every later script
+        checks it: a Redis that lost its data (``FLUSHALL``, a restart without
+        persistence) no longer has it, and the scripts refuse to go on."""
+        identity = uuid.uuid4().hex.encode()
+        self._crawl = await self._retrying(
+            lambda: self._join_script(keys=[self._prefix + "id"], args=[identity])
         )
 
     # -- shared by the nodes of a crawl: robots.txt answers, statistics ---------------
@@ -616,32 +652,72 @@ class RedisFrontier:
 
     async def _retrying(self, operation: Callable[[], Awaitable[Any]]) -> Any:
         """Run ``operation`` (a Redis call), retrying with backoff while the
-        connection is down; any Redis failure becomes ``FrontierError``."""
-        if self._renewal_error is not None:
-            raise self._renewal_error
+        connection is down; any Redis failure becomes ``FrontierError``. The first
+        failure is final: every call after it (and every call still retrying) raises
+        it at once, so a node whose frontier failed shuts down without waiting again."""
+        if self._failure is not None:
+            raise self._failure
+        try:
+            return await self._attempts(operation)
+        except FrontierError as exc:
+            self._failure = self._failure or exc
+            raise self._failure from None
+
+    async def _attempts(self, operation: Callable[[], Awaitable[Any]]) -> Any:
         delays = iter(RECONNECT_DELAYS)
-        while True:
+        while self._failure is None:
             try:
                 result = await operation()
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 delay = next(delays, None) if self._reached else None
                 if delay is None:
-                    raise self._unreachable(exc) from exc
-                log.warning("Redis at %s: %s; retrying in %gs", self._where, _reason(exc), delay)
+                    raise self._unreachable(exc) from None
+                self._log_outage(exc)
                 await asyncio.sleep(delay)
             except RedisError as exc:
-                raise FrontierError(f"Redis at {self._where} failed: {exc}") from exc
+                lost = str(exc).startswith(LOST_MARK)
+                raise (
+                    self._lost() if lost else FrontierError(f"Redis at {self._where} failed: {exc}")
+                ) from None
             else:
                 self._reached = True
+                self._end_outage()
                 return result
+        raise self._failure
+
+    def _log_outage(self, exc: RedisError) -> None:
+        """One warning per outage, however many calls are retrying."""
+        if self._outage:
+            return
+        self._outage = True
+        seconds = sum(RECONNECT_DELAYS)
+        log.warning(
+            "lost the connection to Redis at %s (%s): retrying for %gs", self._where, _reason(exc), seconds
+        )
+
+    def _end_outage(self) -> None:
+        if self._outage:
+            self._outage = False
+            log.warning("Redis at %s is back", self._where)
 
     def _common_args(self) -> list[Any]:
         now = b"" if self._clock is None else self._clock()
-        return [self._prefix, now, self._policy.concurrency, self._policy.interval]
+        return [self._prefix, now, self._policy.concurrency, self._policy.interval, self._crawl]
+
+    def _lost(self) -> FrontierError:
+        return FrontierError(
+            f"the crawl's data in Redis at {self._where} is gone (FLUSHALL, or a restart without "
+            f"persistence): its queue, seen URLs and leases under {self._prefix}* are lost, so this "
+            "node stops rather than finish with pages missing; stop every node, then start them "
+            "again to crawl from the start (use appendonly yes to keep a crawl across restarts)"
+        )
 
     def _unreachable(self, exc: RedisError) -> FrontierError:
         if self._reached:
-            return FrontierError(f"lost the connection to Redis at {self._where}: {_reason(exc)}")
+            seconds = sum(RECONNECT_DELAYS)
+            return FrontierError(
+                f"lost the connection to Redis at {self._where}: {_reason(exc)} (retried for {seconds:g}s)"
+            )
         return FrontierError(f"cannot reach Redis at {self._where}: {_reason(exc)}")
 
     def _start_renewal(self) -> None:
@@ -657,9 +733,8 @@ class RedisFrontier:
                 for start in range(0, len(ids), RENEW_BATCH):
                     batch = ids[start : start + RENEW_BATCH]
                     await self._run("renew", [self._node, self._lease_seconds, *batch])
-        except FrontierError as exc:
-            log.error("stopped renewing leases: %s", exc)
-            self._renewal_error = exc
+        except FrontierError as exc:  # final: this node's next call raises it
+            log.debug("stopped renewing leases: %s", exc)
 
     def _log_reclaimed(self, count: int) -> None:
         if count:

@@ -13,7 +13,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 from ._encoding import decode_body, is_html
 from ._errors import NotHtmlError, SelectorError
 from ._request import Request
-from ._urls import join_url
+from ._urls import is_http_url, join_url
 
 if TYPE_CHECKING:  # parsel (and lxml) load on the first css()/xpath() call
     import parsel
@@ -107,12 +107,14 @@ class Response:
 
     @cached_property
     def base_url(self) -> str:
-        """The URL relative links resolve against (``<base href>`` if present)."""
+        """The URL relative links resolve against: ``<base href>`` if present and
+        http(s), else the page's URL."""
         if self.is_html:
             base = self._tree.css_first("base[href]")
             href = base.attributes.get("href") if base is not None else None
-            if href:
-                return join_url(self.url, href)
+            base_url = join_url(self.url, href, self.encoding) if href else ""
+            if is_http_url(base_url):  # a javascript:, data: or broken base: the page's URL
+                return base_url
         return self.url
 
     @cached_property
@@ -171,8 +173,9 @@ class Response:
         )
 
     def urljoin(self, href: str) -> str:
-        """``href`` made absolute against this page (its ``<base href>`` if it has one)."""
-        return join_url(self.base_url, href)
+        """``href`` made absolute against this page (its ``<base href>`` if it has
+        one), a non-ASCII query percent-encoded in the page's encoding as browsers do."""
+        return join_url(self.base_url, href, self.encoding)
 
     def follow(self, target: Any, callback: Any = None, **kwargs: Any) -> Request:
         """A request for ``target`` (a URL, relative or absolute; a selectolax node or a

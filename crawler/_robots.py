@@ -2,7 +2,8 @@
 
 Status handling follows RFC 9309 section 2.3.1:
 
-* 2xx: the rules apply (at most ``MAX_ROBOTS_BYTES`` are read and parsed);
+* 2xx: the rules apply (at most ``MAX_ROBOTS_BYTES`` are read and parsed: a longer
+  robots.txt is cut there, RFC 9309 2.5, not refused);
 * 3xx: redirects are followed, up to five hops and to any host, and the result
   applies to the original origin;
 * 4xx: no restrictions;
@@ -10,6 +11,9 @@ Status handling follows RFC 9309 section 2.3.1:
   disallowed for now. robots.txt is fetched again after a backoff (5 s, 10 s, 20 s);
   after ``MAX_FAILURES`` failures the origin is given up and its requests dropped,
   so the crawl still ends by itself.
+* refused by the address guard (robots.txt, or a redirect of it, on an address the
+  user did not allow): ``blocked``, given up at once, since asking again cannot
+  change the answer; its requests fail as the guard's refusals do.
 
 Rules are cached for at most ``CACHE_SECONDS`` (24 hours), then fetched again. A
 robots.txt that never answers costs one ``ROBOTS_TIMEOUT`` per attempt, and only the
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -27,7 +32,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from protego import Protego
 
-from ._errors import FetchError, FetchTimeout
+from ._errors import BlockedAddress, FetchError, FetchTimeout
 from ._request import Request
 from ._urls import join_url
 
@@ -37,7 +42,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("crawler.robots")
 
 MAX_ROBOTS_BYTES = 500 * 1024
+READ_PREFIX = "crawler_read_prefix"
+"""``Request.meta`` key: read only this many bytes of the body, and keep them."""
 _SITEMAP_FIELDS = frozenset({b"sitemap", b"sitemaps", b"site-map"})
+# What browsers (and crawlers that look like them) put before their own name.
+_BROWSER_PRODUCTS = frozenset(
+    {"", "mozilla", "applewebkit", "chrome", "chromium", "headlesschrome", "safari", "mobile",
+     "version", "gecko", "firefox", "khtml", "like", "edg", "opr", "crios", "fxios"}
+)  # fmt: skip
+_UA_PARTS = re.compile(r"\([^()]*\)|[^\s()]+")
+_COMMENT_ITEMS = re.compile(r"[;,]")
+_COMMENT_PRODUCT = re.compile(r"\s*([A-Za-z][A-Za-z0-9_.\-]*)/[^\s/]+\s*")
 MAX_ROBOTS_REDIRECTS = 5
 CACHE_SECONDS = 24 * 3600.0
 ROBOTS_TIMEOUT = 10.0
@@ -61,7 +76,8 @@ class RobotsRules:
     """The rules of one origin for our product token.
 
     ``unreachable``: robots.txt could not be fetched (``reason`` says why); nothing
-    is allowed until ``retry_in`` seconds from now (``None``: given up for good)."""
+    is allowed until ``retry_in`` seconds from now (``None``: given up for good).
+    ``blocked``: unreachable for good because the address guard refused it."""
 
     parser: Protego | None = None
     token: str = "*"
@@ -69,6 +85,7 @@ class RobotsRules:
     retry_in: float | None = None
     sitemaps: tuple[str, ...] = field(default=())
     reason: str = ""
+    blocked: bool = False
 
     def allows(self, url: str) -> bool:
         if self.unreachable:
@@ -95,6 +112,13 @@ def robots_sitemaps(body: bytes) -> tuple[str, ...]:
     return tuple(found)
 
 
+def _robots_request(url: str) -> Request:
+    """A request for a robots.txt that reads only its first ``MAX_ROBOTS_BYTES``
+    (RFC 9309 2.5: a longer file is parsed up to there, not refused), uncompressed
+    so that the prefix is text."""
+    return Request(url, headers={"Accept-Encoding": "identity"}, meta={READ_PREFIX: MAX_ROBOTS_BYTES})
+
+
 def utf8_or_none(raw: bytes) -> str | None:
     """``raw`` decoded as UTF-8, or ``None`` when it is not UTF-8."""
     try:
@@ -104,9 +128,33 @@ def utf8_or_none(raw: bytes) -> str | None:
 
 
 def product_token(user_agent: str) -> str:
-    """RFC 9309 product token of a User-Agent: ``crawler/0.1 (+url)`` -> ``crawler``."""
-    token = user_agent.strip().split("/", 1)[0].split(" ", 1)[0]
-    return token.lower() or "*"
+    """The RFC 9309 product token of a User-Agent, lower-case, as the big crawlers
+    document theirs: the first product (``name/version``) outside comments that is
+    no browser-compatibility product (``Mozilla``, ``AppleWebKit``, ``Chrome``...),
+    else the last ``name/version`` inside comments, else ``*``.
+
+    ``crawler/0.1 (+https://...)`` gives ``crawler``; ``Mozilla/5.0 (compatible;
+    Googlebot/2.1; +http://www.google.com/bot.html)`` gives ``googlebot``, as
+    Google's documentation names it; a bare token (``Foobot``) gives itself."""
+    products, commented = _products(user_agent)
+    for name in products:
+        if name.lower() not in _BROWSER_PRODUCTS:
+            return name.lower()
+    return commented[-1].lower() if commented else "*"
+
+
+def _products(user_agent: str) -> tuple[list[str], list[str]]:
+    """Names of the products outside comments, and of ``name/version`` items inside."""
+    products: list[str] = []
+    commented: list[str] = []
+    for part in _UA_PARTS.findall(user_agent):
+        if part.startswith("("):
+            commented += [
+                m[1] for m in map(_COMMENT_PRODUCT.fullmatch, _COMMENT_ITEMS.split(part[1:-1])) if m
+            ]
+        else:
+            products.append(part.partition("/")[0])
+    return products, commented
 
 
 @dataclass
@@ -178,6 +226,9 @@ class RobotsCache:
         self.fetched += 1
         try:
             fetched = await self._fetch_following_redirects(origin + "/robots.txt")
+        except BlockedAddress as exc:  # the guard's answer will not change: no retry
+            blocked = RobotsRules(token=self._token, unreachable=True, reason=str(exc), blocked=True)
+            return blocked, CACHE_SECONDS
         except FetchError as exc:
             return self._unreachable(origin, state, str(exc))
         if fetched.status >= 500:
@@ -192,13 +243,13 @@ class RobotsCache:
         for _ in range(MAX_ROBOTS_REDIRECTS + 1):
             try:
                 async with asyncio.timeout(self._timeout):
-                    fetched = await self._fetch(Request(url))
+                    fetched = await self._fetch(_robots_request(url))
             except TimeoutError:
                 raise FetchTimeout(f"no answer within {self._timeout:g}s") from None
             location = fetched.headers.get("location")
             if not (300 <= fetched.status < 400 and location):
                 return fetched
-            url = join_url(url, location)
+            url = join_url(url, location)  # the fetcher's guard reads any spelling
         raise FetchError(f"more than {MAX_ROBOTS_REDIRECTS} redirects")
 
     def _unreachable(self, origin: str, state: _Origin, reason: str) -> tuple[RobotsRules, float]:

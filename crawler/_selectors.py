@@ -17,11 +17,28 @@ from cssselect import SelectorError as CssSelectorError
 
 from ._errors import SelectorError
 
+# What selectolax nodes have and parsel selectors do not, with the parsel way to say it.
+_NODE_HABITS = {
+    "text": ".css('::text').get() (or .xpath('string()').get() for nested text)",
+    "attributes": ".attrib",
+    "tag": ".root.tag",
+}
+
 
 class Selector(parsel.Selector):
     """parsel's ``Selector`` whose errors name the selector that caused them."""
 
     __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        # Before parsel, response.css() returned selectolax nodes: say what changed.
+        if name in _NODE_HABITS:
+            raise AttributeError(
+                f"a Scrapy selector has no .{name}: use {_NODE_HABITS[name]}, or "
+                f"response.css_nodes() for selectolax nodes (response.css() returns "
+                f"Scrapy selectors)"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def css(self, query: str) -> parsel.SelectorList[Any]:
         try:

@@ -47,10 +47,14 @@ class Settings:
     max_pages: int | None = None
     obey_robots: bool = True
     user_agent: str = DEFAULT_USER_AGENT
+    robots_user_agent: str | None = None  # the robots.txt product token; None: from user_agent
     timeout: float = 30.0
+    connect_timeout: float = 5.0
+    first_byte_timeout: float = 10.0
     retries: int = 2
     max_redirects: int = 20
     max_size: int = 32 * 1024 * 1024
+    max_body_memory: int = 256 * 1024 * 1024
     max_url_length: int = 2083
     parse_workers: int = field(default_factory=default_parse_workers)
     allowed_domains: tuple[str, ...] | None = None
@@ -66,6 +70,7 @@ class Settings:
     cache: str | None = None
     cache_expiry: float = 0.0
     cache_ignore_status: tuple[int, ...] = DEFAULT_CACHE_IGNORE_STATUS
+    proxy: str | None = None
     render: bool = False
     wait_for: str | float = "networkidle"
     browser_pages: int = 4
@@ -85,8 +90,16 @@ class Settings:
         _check_positive("retries", self.retries, allow_zero=True)
         _check_positive("max_url_length", self.max_url_length)
         _check_positive("max_size", self.max_size)
+        _check_positive("max_body_memory", self.max_body_memory)
         _check_positive("parse_workers", self.parse_workers, allow_zero=True)
-        for name in ("rate", "timeout", "max_crawl_delay", "parse_timeout"):
+        for name in (
+            "rate",
+            "timeout",
+            "connect_timeout",
+            "first_byte_timeout",
+            "max_crawl_delay",
+            "parse_timeout",
+        ):
             value = getattr(self, name)
             if value is not None and not (_is_number(value) and value > 0):
                 raise UsageError(f"{name} must be a positive number, not {value!r}")
@@ -95,9 +108,16 @@ class Settings:
             if value is not None:
                 _check_positive(name, value, allow_zero=True)
         _check_cache(self.cache_expiry, self.cache_ignore_status)
+        _check_proxy(self.proxy)
         if self.politeness_key not in ("host", "ip"):
             raise UsageError(f"politeness_key must be 'host' or 'ip', not {self.politeness_key!r}")
         _check_render(self)
+
+
+def _check_proxy(proxy: str | None) -> None:
+    scheme, _, rest = (proxy or "http://x").partition("://")
+    if scheme.lower() not in ("http", "https") or not rest.strip("/"):
+        raise UsageError(f"proxy must be an http:// or https:// URL, not {proxy!r}")
 
 
 def _check_render(settings: Settings) -> None:

@@ -124,8 +124,15 @@ class ShellSession:
         return await run_on(self.spider, self.settings, scope, response)
 
     def close(self) -> None:
-        self.loop.run_until_complete(self._open.aclose())
-        self.loop.close()
+        """Close the fetchers; a fetch that Ctrl-C interrupted is cancelled first."""
+        try:
+            if pending := asyncio.all_tasks(self.loop):
+                for task in pending:
+                    task.cancel()
+                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self.loop.run_until_complete(self._open.aclose())
+        finally:
+            self.loop.close()
 
 
 def _parser() -> argparse.ArgumentParser:

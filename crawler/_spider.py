@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -134,6 +134,18 @@ class Spider:
 
 
 _FETCH_ATTRIBUTE = "_crawler_fetch"
+
+
+async def start_requests_of(spider: Spider) -> AsyncIterator[Any]:
+    """The spider's first requests: Scrapy 2.13's ``async def start()`` when it has
+    one, else ``start_requests()``."""
+    start = getattr(spider, "start", None)
+    if start is not None and inspect.isasyncgenfunction(start):
+        async for request in start():
+            yield request
+        return
+    for request in spider.start_requests() or ():
+        yield request
 
 
 async def call_hook(spider: Spider, name: str, *args: Any) -> None:

@@ -325,7 +325,7 @@ class SqliteFrontier:
         doubt, so the frontier refuses any further work."""
         try:
             if self._broken is not None:
-                raise FrontierError(f"the frontier at {self._path} failed earlier") from self._broken
+                raise FrontierError(f"{self._failure(self._broken)} (an earlier failure)") from self._broken
             opening = self._db is None
             if opening:
                 self._open()

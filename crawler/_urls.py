@@ -30,6 +30,11 @@ _DEFAULT_PORT_SUFFIXES = {scheme: f":{port}" for scheme, port in _DEFAULT_PORTS.
 _C0_AND_SPACE = "".join(map(chr, range(0x21)))
 _TAB_AND_NEWLINES = str.maketrans("", "", "\t\r\n")
 _UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+# Page encodings whose links keep a UTF-8 query (URL standard: UTF-16 pages too).
+_UTF8_QUERIES = frozenset({"utf-8", "utf-16-le", "utf-16-be", "replacement"})
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+# The URL standard's userinfo percent-encode set: C0, space, "#<>?`{}/:;=@[\]^|, DEL, non-ASCII.
+_USERINFO_UNSAFE = re.compile(r"[\x00-\x20\"#<>?`{}/:;=@\[\\\]^|\x7f-\U0010ffff]")
 
 # RFC 3986 appendix B, with a strict scheme; the fragment is left unmatched.
 _URL = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))?")
@@ -48,21 +53,33 @@ class InvalidURL(ValueError):
     """A text that is not an absolute URL, or an http(s) URL without a usable host."""
 
 
-def join_url(base: str, href: str) -> str:
+def join_url(base: str, href: str, encoding: str = "utf-8") -> str:
     """Resolve ``href`` against the absolute URL ``base`` as a browser does.
 
     Leading and trailing C0 controls and spaces of ``href`` are stripped, tabs and
-    newlines anywhere in it removed, and for http(s) a backslash before the query
-    counts as a slash (WHATWG). An empty ``href`` is ``base`` without its fragment.
-    The result is not canonical. Never raises: an ``href`` that cannot be resolved
-    (a broken IPv6 host such as ``//[x``) is returned cleaned, for ``canonicalize``
-    to refuse.
+    newlines anywhere in it removed, and for http(s) (the URL standard's special
+    schemes) a backslash before the query counts as a slash, slashes after the
+    scheme or at the start of ``href`` beyond two are ignored (``///host/p``), and
+    ``https:host`` on a page of another scheme names a host. Non-ASCII characters
+    of an http(s) query are percent-encoded in ``encoding``, the page's (a Python
+    codec name), as the URL standard says for links in a document; characters it
+    cannot encode become ``%26%23NNNN%3B``. An empty ``href`` is ``base`` without
+    its fragment. The result is not canonical. Never raises: an ``href`` that
+    cannot be resolved (a broken IPv6 host such as ``//[x``) is returned cleaned,
+    for ``canonicalize`` to refuse.
     """
     href = href.strip(_C0_AND_SPACE).translate(_TAB_AND_NEWLINES)
     if not href:
         return base.partition("#")[0]
     if "\\" in href and _is_http_reference(base, href):
         href = _backslashes_to_slashes(href)
+    joined = _resolve(base, _special_authority(base, href))
+    if encoding in _UTF8_QUERIES or joined.isascii():
+        return joined
+    return _encode_query(joined, encoding)
+
+
+def _resolve(base: str, href: str) -> str:
     joined = _fast_join(base, href)
     if joined is not None:
         return joined
@@ -70,6 +87,51 @@ def join_url(base: str, href: str) -> str:
         return urljoin(base, href)
     except ValueError:
         return href
+
+
+def _special_authority(base: str, href: str) -> str:
+    """``href`` with the URL standard's special-authority rules applied: extra
+    slashes before an http(s) host are ignored, and ``https:host`` names a host
+    unless the base has the same scheme (then it is a relative reference)."""
+    if href.startswith("///"):
+        return "//" + href.lstrip("/") if is_followable(base) else href
+    scheme, colon, rest = href.partition(":")
+    scheme = scheme.lower()
+    if not colon or scheme not in _DEFAULT_PORTS or (rest.startswith("//") and not rest.startswith("///")):
+        return href
+    if not rest.startswith("//") and base[: len(scheme) + 1].lower() == scheme + ":":
+        return href
+    return f"{scheme}://{rest.lstrip('/')}"
+
+
+def _encode_query(url: str, encoding: str) -> str:
+    """``url`` with the non-ASCII characters of its query percent-encoded in ``encoding``."""
+    if not is_followable(url):
+        return url
+    head, question, rest = url.partition("?")
+    query, hash_mark, fragment = rest.partition("#")
+    if not question or query.isascii():
+        return url
+    return (
+        head
+        + question
+        + _NON_ASCII.sub(lambda run: _percent_encoded(run[0], encoding), query)
+        + hash_mark
+        + fragment
+    )
+
+
+def _percent_encoded(text: str, encoding: str) -> str:
+    """``text`` encoded and percent-encoded; a character ``encoding`` lacks becomes
+    the escaped HTML reference ``%26%23NNNN%3B`` (the URL standard's HTML mode)."""
+    try:
+        return percent_bytes(text.encode(encoding))
+    except UnicodeEncodeError:
+        if len(text) > 1:
+            return "".join(_percent_encoded(char, encoding) for char in text)
+        return f"%26%23{ord(text)}%3B"
+    except LookupError:
+        return text  # canonicalize encodes it as UTF-8
 
 
 def _fast_join(base: str, href: str) -> str | None:
@@ -114,13 +176,16 @@ def canonicalize(url: str) -> str:
     empty query (``?``); escapes of unreserved characters decoded, others upper-cased;
     a lone ``%``, spaces, other characters that are neither unreserved nor reserved,
     and non-ASCII percent-encoded as UTF-8 in path and query; dot segments resolved,
-    empty path ``/``. Userinfo, the case of path and query, and the order of query
-    parameters are kept. Tabs and newlines inside the URL are escaped, not removed
-    (``join_url`` removes them). Other schemes (``mailto:``, ``javascript:``...) only
-    get a lower-case scheme.
+    empty path ``/``; userinfo percent-encoded as the URL standard says, and dropped
+    when empty. The case of path and query and the order of query parameters are
+    kept. Tabs and newlines anywhere are removed, as browsers remove them (so a
+    start URL is cleaned as a link is). Other schemes (``mailto:``,
+    ``javascript:``...) only get a lower-case scheme.
     Idempotent: ``canonicalize(canonicalize(u)) == canonicalize(u)``.
     """
     url = url.strip(_C0_AND_SPACE)
+    if "\t" in url or "\n" in url or "\r" in url:
+        url = url.translate(_TAB_AND_NEWLINES)
     match = _URL.match(url)
     if match is None:
         raise InvalidURL(f"not an absolute URL: {url!r}")
@@ -133,14 +198,26 @@ def canonicalize(url: str) -> str:
     return _canonical_authority(scheme, authority) + _canonical_path(path) + _canonical_query(query)
 
 
+@lru_cache(maxsize=4096)  # a site's links share a few hosts: parse each one once
 def _canonical_authority(scheme: str, authority: str) -> str:
     """``scheme://[userinfo@]host[:port]`` with the host and port canonical."""
-    userinfo, at, host_and_port = authority.rpartition("@")
+    userinfo, _, host_and_port = authority.rpartition("@")
     match = _HOST_AND_PORT.fullmatch(host_and_port)
     if match is None:
         raise InvalidURL(f"bad host in {authority!r}")
     port = _canonical_port(match[2], _DEFAULT_PORTS[scheme])
-    return f"{scheme}://{userinfo}{at}{_canonical_host(match[1])}{port}"
+    return f"{scheme}://{_canonical_userinfo(userinfo)}{_canonical_host(match[1])}{port}"
+
+
+def _canonical_userinfo(userinfo: str) -> str:
+    """``user[:password]@`` percent-encoded with the URL standard's userinfo set (an
+    ``@`` or ``:`` inside becomes ``%40``/``%3A``); ``""`` when both are empty, and
+    no ``:`` for an empty password."""
+    user, _, password = userinfo.partition(":")
+    user, password = _USERINFO_UNSAFE.sub(_escape_match, user), _USERINFO_UNSAFE.sub(_escape_match, password)
+    if password:
+        return f"{user}:{password}@"
+    return f"{user}@" if user else ""
 
 
 def _canonical_port(port: str | None, default: int) -> str:
@@ -262,7 +339,17 @@ def _normalize_escape(match: re.Match[str]) -> str:
     if len(text) == 3:
         char = chr(int(text[1:], 16))
         return char if char in _UNRESERVED else text.upper()
-    return "".join(f"%{byte:02X}" for byte in text.encode("utf-8", "surrogatepass"))
+    return _escape_match(match)
+
+
+def _escape_match(match: re.Match[str]) -> str:
+    """The matched characters percent-encoded as UTF-8."""
+    return percent_bytes(match[0].encode("utf-8", "surrogatepass"))
+
+
+def percent_bytes(data: bytes) -> str:
+    """Every byte of ``data`` as ``%XX``."""
+    return "".join(f"%{byte:02X}" for byte in data)
 
 
 def _remove_dot_segments(path: str) -> str:
@@ -285,6 +372,17 @@ def _remove_dot_segments(path: str) -> str:
 def is_followable(url: str) -> bool:
     """Whether a crawler fetches ``url``: only ``http://`` and ``https://`` URLs."""
     return url[:8].lower().startswith(("http://", "https://"))
+
+
+def is_http_url(url: str) -> bool:
+    """Whether ``url`` is an http(s) URL that ``canonicalize`` accepts."""
+    if not is_followable(url):
+        return False
+    try:
+        canonicalize(url)
+    except InvalidURL:
+        return False
+    return True
 
 
 def host_key(url: str) -> str:

@@ -23,8 +23,8 @@ from ._backends import refuse_overwriting_a_job
 from ._engine import Engine
 from ._errors import CrawlerError, OutputError, UsageError
 from ._formats import check_output_name, count_dropped_fields, open_sink
-from ._logs import configure_logging, print_error, wants_json_logs
-from ._output import ItemSink, NullSink
+from ._logs import configure_logging, exit_quietly_on_a_closed_pipe, print_error, wants_json_logs
+from ._output import ClosedPipe, ItemSink, NullSink
 from ._settings import SETTING_NAMES, command_line_settings, logging_settings, spider_settings
 from ._spider import Spider, load_spider, parse_spider_args
 from ._stats import Stats
@@ -77,6 +77,15 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
     depth: Annotated[int | None, typer.Option(help="Maximum link depth from a start URL.")] = None,
     max_pages: Annotated[int | None, typer.Option(help="Stop after this many pages.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Deadline per fetch attempt in seconds [30].")] = None,
+    connect_timeout: Annotated[
+        float | None, typer.Option(help="Deadline to open a connection in seconds [5].")
+    ] = None,
+    first_byte_timeout: Annotated[
+        float | None, typer.Option(help="Seconds to wait for the server's first byte, or between reads [10].")
+    ] = None,
+    proxy: Annotated[
+        str | None, typer.Option(metavar="URL", help="Send requests through this HTTP(S) proxy.")
+    ] = None,
     retries: Annotated[int | None, typer.Option(help="Retries of a failed fetch [2].")] = None,
     parse_workers: Annotated[
         int | None, typer.Option(help="Parse processes; 0 parses in-process [CPUs - 1].")
@@ -85,10 +94,16 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
         bool | None, typer.Option("--obey-robots/--no-obey-robots", help="Obey robots.txt [on].")
     ] = None,
     user_agent: Annotated[str | None, typer.Option(help="User-Agent header [crawler/VERSION].")] = None,
+    robots_user_agent: Annotated[
+        str | None, typer.Option(help="Product token robots.txt groups match [the User-Agent's].")
+    ] = None,
     allowed_domains: Annotated[
         list[str] | None, typer.Option(help="Domain in scope (repeat it) [hosts of the start URLs].")
     ] = None,
     max_size: Annotated[int | None, typer.Option(help="Largest decoded body in bytes [32 MiB].")] = None,
+    max_body_memory: Annotated[
+        int | None, typer.Option(help="Bytes of bodies read or waiting to be parsed [256 MiB].")
+    ] = None,
     max_redirects: Annotated[int | None, typer.Option(help="Redirect hops per request [20].")] = None,
     max_url_length: Annotated[int | None, typer.Option(help="Longest URL followed [2083].")] = None,
     allow_private: Annotated[
@@ -181,9 +196,13 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
         invocation.stats_path, invocation.progress = stats, not no_progress
         invocation.json_logs = log_format == "json"
         code = _execute(invocation)
+    except ClosedPipe:
+        code = exit_quietly_on_a_closed_pipe()
     except CrawlerError as exc:
         _report(exc, debug)
         code = exc.exit_code
+    except KeyboardInterrupt:  # Ctrl-C before the crawl's own handler was in place
+        code = EXIT_INTERRUPTED
     raise typer.Exit(code)
 
 
@@ -303,8 +322,8 @@ async def run_with_signals(engine: Engine) -> tuple[Stats, bool]:
         loop.add_signal_handler(signum, on_signal, signum)
     try:
         stats = await engine.run()
-    except asyncio.CancelledError:
-        stats = engine.stats
+    except asyncio.CancelledError:  # a second Ctrl-C, or one that came before ours was set
+        return engine.stats, True
     return stats, bool(signals_seen)
 
 

@@ -24,7 +24,9 @@ class ShopSpider(Spider):
     per_host = 4  # be gentle by default; `--per-host` overrides
 
     def start_requests(self) -> Iterator[Request]:
-        yield Request(self.base_url.rstrip("/") + "/")
+        """``-a start_urls=...`` wins; otherwise the shop at ``base_url``."""
+        for url in self.start_urls or [self.base_url.rstrip("/") + "/"]:
+            yield Request(url)
 
     def parse(self, response: Response) -> Iterator[dict[str, Any] | Request]:
         title = response.css_first("article.product h1.title")

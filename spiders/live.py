@@ -36,7 +36,7 @@ class LiveSpider(Spider):
 
     def parse(self, response: Response) -> Iterator[dict[str, Any]]:
         """The rendered live catalogue: one item per product the script listed."""
-        for product in response.css("ol.live-products li.product"):
+        for product in response.css_nodes("ol.live-products li.product"):
             link = product.css_first("h3 a")
             yield {
                 "url": response.urljoin(link.attributes["href"] or ""),

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from crawler import Response, Spider
 from crawler._addressguard import (
     AddressGuard,
     GuardedResolver,
@@ -408,3 +409,39 @@ def test_unwrap_blocked_finds_nothing_in_an_ordinary_connection_error(unused_por
         return caught.value
 
     assert unwrap_blocked(run(main)) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("http://web1/", []),  # a name: the resolver checks what it resolves to
+        ("http://db01:8080/x", ["db01"]),
+        ("http://host-2.example/", []),
+        ("http://[::ffff:7f00:30b%251]:18711/", ["127.0.0.1"]),
+    ],
+)
+def test_check_url_reads_names_ending_in_a_digit_as_names(url: str, named: list[str]) -> None:
+    guard = AddressGuard(named)
+    if "%" in url:  # a zone id: no canonical spelling, refused whoever is named
+        with pytest.raises(BlockedAddress, match="cannot read"):
+            guard.check_url(url)
+    else:
+        guard.check_url(url)
+
+
+class NamePage(Spider):
+    def parse(self, response: Response) -> Any:
+        yield {"url": response.url, "title": response.css_first("title").text()}
+
+
+@pytest.mark.parametrize("allow_private", [False, True])
+def test_host_names_ending_in_a_digit_are_fetched(allow_private, monkeypatch, serve, crawl_items) -> None:
+    """``web1`` and ``db01`` are host names, not IPv4 addresses: named (start URLs)
+    or with ``allow_private``, they are resolved and fetched."""
+    server = serve({"/": Page(b"<title>named</title>")})
+    table = {"web1": ["127.0.0.1"], "db01": ["127.0.0.1"]}
+    monkeypatch.setattr(aiohttp, "DefaultResolver", lambda: FakeResolver(table))
+    starts = [f"http://web1:{server.port}/", f"http://db01:{server.port}/"]
+    items, stats = crawl_items(NamePage, starts, obey_robots=False, allow_private=allow_private, retries=0)
+    assert sorted(item["url"] for item in items) == sorted(starts)
+    assert stats.errors == 0 and len(server.hits) == 2

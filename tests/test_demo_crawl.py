@@ -37,7 +37,7 @@ def test_catalog_example_spider_finds_every_product_and_respects_robots(tmp_path
     shop = serve_demo()
     try:
         stats = crawler.run(
-            spider, output=str(tmp_path / "products.jsonl"), spider_args={"start_urls": [shop.url + "/"]}
+            spider, output=str(tmp_path / "products.jsonl"), spider_args={"base_url": shop.url}
         )
     finally:
         shop.stop()

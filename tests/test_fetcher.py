@@ -1,7 +1,10 @@
-"""Tests for the fetcher: one HTTP exchange per call, errors translated at the boundary.
+"""Tests for the fetcher: one HTTP exchange per call, through httpx, errors translated
+at the boundary.
 
-Most tests inject an ``httpx.MockTransport``; the last ones use the real default
-(aiohttp) transport against a `SiteServer` on 127.0.0.1.
+Most tests mock with respx at the entry of the real transport
+(``PoolTransport.handle_async_request``): the request is built, sent, read under the
+cap and decoded by the same code as in a crawl, and only the network is replaced.
+The last ones use the real transport against a `SiteServer` on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -9,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import gzip
 import ssl
+import subprocess
+import sys
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -21,30 +26,63 @@ import pytest
 import respx
 import zstandard
 from aiohttp.client_reqrep import ConnectionKey
+from hypothesis import given
+from hypothesis import strategies as st
+from respx.mocks import AbstractRequestMocker
 
 from crawler import FetchError, Request, Settings
-from crawler._errors import BrokenTransfer, FetchTimeout, ResponseTooLarge, TransientFetchError
-from crawler._fetcher import ACCEPT, Fetched, Fetcher, translate_error
+from crawler._errors import BrokenTransfer, FetchTimeout, HostDeferred, ResponseTooLarge, TransientFetchError
+from crawler._fetcher import ACCEPT, Fetched, Fetcher, httpx_url, translate_error
 from crawler._siteserver import Page, SiteServer
 
 URL = "http://shop.test/page"
 Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
 
 
-def fetch(
-    handler: Handler | httpx.AsyncBaseTransport, request: Request | None = None, **settings: Any
-) -> Fetched:
-    """Fetch ``request`` (default: GET URL) once through ``handler`` and close the fetcher."""
-    transport = handler if isinstance(handler, httpx.AsyncBaseTransport) else httpx.MockTransport(handler)
+class PoolTransportMocker(AbstractRequestMocker):
+    """respx's mocker for the crawler's transport: ``respx.mock(using="crawler")``
+    answers at ``PoolTransport.handle_async_request``, under everything the fetcher does."""
+
+    name = "crawler"
+    targets = ["crawler._transport.PoolTransport"]
+    target_methods = ["handle_async_request"]
+
+    @classmethod
+    def to_httpx_request(cls, **kwargs: Any) -> httpx.Request:
+        request: httpx.Request = kwargs["request"]
+        return request
+
+    @classmethod
+    async def from_async_httpx_response(
+        cls, httpx_response: httpx.Response, target: Any, **kwargs: Any
+    ) -> httpx.Response:
+        return httpx_response
+
+
+@pytest.fixture
+def router() -> Iterator[respx.MockRouter]:
+    with respx.mock(using="crawler", assert_all_mocked=True, assert_all_called=False) as mocked:
+        yield mocked
+
+
+def fetch(handler: Handler, request: Request | None = None, **settings: Any) -> Fetched:
+    """Fetch ``request`` (default: GET URL) once, answered by ``handler`` through respx,
+    and close the fetcher."""
 
     async def main() -> Fetched:
-        fetcher = Fetcher(Settings(**settings), transport=transport)
-        try:
-            return await fetcher.fetch(request or Request(URL))
-        finally:
-            await fetcher.close()
+        with respx.mock(using="crawler") as router:
+            router.route().mock(side_effect=handler)
+            return await fetch_once(request or Request(URL), **settings)
 
     return asyncio.run(main())
+
+
+async def fetch_once(request: Request, **settings: Any) -> Fetched:
+    fetcher = Fetcher(Settings(**settings))
+    try:
+        return await fetcher.fetch(request)
+    finally:
+        await fetcher.close()
 
 
 class TrackedStream(httpx.AsyncByteStream):
@@ -116,15 +154,23 @@ def test_sends_method_body_and_request_headers() -> None:
     assert seen[0].headers["x-token"] == "t1"
 
 
-def test_does_not_follow_redirects() -> None:
-    router = respx.Router(assert_all_called=False)
+def test_does_not_follow_redirects(router: respx.MockRouter) -> None:
     router.get(URL).respond(301, headers={"Location": "/elsewhere"})
     target = router.get("http://shop.test/elsewhere").respond(200, text="moved")
 
-    fetched = fetch(httpx.MockTransport(router.async_handler))
+    fetched = asyncio.run(fetch_once(Request(URL)))
     assert fetched.status == 301
     assert fetched.headers["location"] == "/elsewhere"
     assert not target.called
+
+
+def test_every_fetch_sends_an_httpx_request_and_reads_an_httpx_response(router: respx.MockRouter) -> None:
+    route = router.get(URL).respond(200, headers={"Set-Cookie": "a=1", "X-Two": "b"}, text="ok")
+    fetched = asyncio.run(fetch_once(Request(URL, headers={"X-Trace": "t"})))
+    sent = route.calls.last.request
+    assert isinstance(sent, httpx.Request) and isinstance(route.calls.last.response, httpx.Response)
+    assert (sent.method, str(sent.url), sent.headers["x-trace"]) == ("GET", URL, "t")
+    assert fetched.headers["set-cookie"] == "a=1" and fetched.body == b"ok"
 
 
 PLAIN = b"<html>" + b"caf\xc3\xa9 " * 2000 + b"</html>"
@@ -432,3 +478,91 @@ def test_real_transport_slow_server_times_out() -> None:
 def test_real_transport_declared_size_over_cap() -> None:
     with SiteServer({"/big": Page(b"x" * 5000)}) as server, pytest.raises(ResponseTooLarge):
         fetch_real(server.url + "/big", max_size=4096)
+
+
+# -- building httpx requests -----------------------------------------------------------
+
+CANONICAL_URLS = [
+    "http://shop.test/",
+    "http://shop.test/a/b.html?x=1&y=%20z",
+    "https://shop.test:8443/p;a=b/c,d/~e?q=a/b?c",
+    "http://127.0.0.1:8080/item-1.html",
+    "http://[::1]:8080/x?",
+    "https://shop.test:443/default-port",
+    "http://xn--caf-dma.test/caf%C3%A9",
+    "http://shop.test/.well-known/x/../y",
+    "http://shop.test/a b",
+    "http://shop.test/%zz",
+    "http://shop.test/p?q={}|^`",
+    "http://user@shop.test/",
+]
+
+
+@pytest.mark.parametrize("url", CANONICAL_URLS)
+def test_httpx_url_is_what_httpx_parses(url: str) -> None:
+    assert httpx_url(url)._uri_reference == httpx.URL(url)._uri_reference
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40))
+def test_httpx_url_is_what_httpx_parses_for_any_path(tail: str) -> None:
+    url = "http://shop.test/" + tail
+    try:
+        expected = httpx.URL(url)
+    except httpx.InvalidURL:
+        with pytest.raises(httpx.InvalidURL):
+            httpx_url(url)
+        return
+    assert httpx_url(url)._uri_reference == expected._uri_reference
+
+
+def test_the_network_stack_loads_after_the_parse_workers_fork() -> None:
+    """httpx and aiohttp (30 ms of imports, about 20 MB) load in ``_open_network``,
+    once the parse workers exist: importing the package and the CLI loads neither."""
+    code = (
+        "import sys, crawler, crawler.cli, crawler._engine, crawler._direct;"
+        "print(sorted({'httpx', 'aiohttp'} & set(sys.modules)))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
+
+
+# -- hosts that never answered ---------------------------------------------------------
+
+
+def test_hosts_that_never_answered_hold_at_most_half_the_concurrency(router: respx.MockRouter) -> None:
+    release = asyncio.Event()
+
+    async def silent(request: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return httpx.Response(200)
+
+    router.route(host__regex=r"silent\d").mock(side_effect=silent)
+    router.get("http://known.test/").respond(200)
+
+    async def main() -> None:
+        fetcher = Fetcher(Settings(concurrency=4))
+        await fetcher.fetch(Request("http://known.test/"))  # answered once: never deferred
+        waiting = [asyncio.create_task(fetcher.fetch(Request(f"http://silent{i}.test/"))) for i in range(2)]
+        await asyncio.sleep(0.05)
+        with pytest.raises(HostDeferred):
+            await fetcher.fetch(Request("http://silent9.test/"))
+        assert (await fetcher.fetch(Request("http://known.test/"))).status == 200
+        release.set()
+        await asyncio.gather(*waiting)
+        assert (await fetcher.fetch(Request("http://silent0.test/"))).status == 200
+        await fetcher.close()
+
+    asyncio.run(main())
+
+
+# -- file descriptors ------------------------------------------------------------------
+
+
+def test_out_of_descriptors_waits_and_tries_again(router: respx.MockRouter) -> None:
+    from crawler._transport import OutOfDescriptors
+
+    emfile = OutOfDescriptors("[Errno 24] Too many open files")
+    router.get(URL).mock(side_effect=[emfile, emfile, httpx.Response(200)])
+    fetched = asyncio.run(fetch_once(Request(URL)))
+    assert fetched.status == 200
+    assert router.routes[0].call_count == 3

@@ -427,10 +427,11 @@ def test_bad_url_raises_frontier_error() -> None:
 
 class RedisServer:
     """A redis-server of this test's own on ``port``, keeping its data in ``dir``
-    (append-only file), so it can be stopped and started again."""
+    (append-only file), so it can be stopped and started again; without
+    ``persist`` a restart loses everything."""
 
-    def __init__(self, port: int, directory: Path) -> None:
-        self.port, self.dir = port, directory
+    def __init__(self, port: int, directory: Path, *, persist: bool = True) -> None:
+        self.port, self.dir, self.persist = port, directory, persist
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -439,7 +440,8 @@ class RedisServer:
 
     def start(self) -> None:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.dir)]
+        args += ["--appendonly", "yes" if self.persist else "no", "--appendfsync", "always"]
+        args += ["--dir", str(self.dir)]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
@@ -458,15 +460,20 @@ class RedisServer:
             self.process = None
 
 
-@pytest.fixture
-def own_redis(redis_url: str, unused_port: int, tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(unused_port, tmp_path)
+def started_redis(port: int, directory: Path, *, persist: bool = True) -> Iterator[RedisServer]:
+    """A started `RedisServer` (the test is skipped if it cannot start), stopped after."""
+    server = RedisServer(port, directory, persist=persist)
     try:
         server.start()
     except (OSError, RuntimeError) as exc:
         pytest.skip(f"cannot start redis-server: {exc}")
     yield server
     server.stop()
+
+
+@pytest.fixture
+def own_redis(redis_url: str, unused_port: int, tmp_path: Path) -> Iterator[RedisServer]:
+    yield from started_redis(unused_port, tmp_path)
 
 
 def test_connection_lost_mid_crawl_is_retried_and_nothing_is_lost(own_redis: RedisServer) -> None:

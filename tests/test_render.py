@@ -211,7 +211,7 @@ class Rendered(Spider):
             "status": response.status,
             "redirects": list(response.redirect_urls),
             "shop": response.headers.get("x-shop"),
-            "items": [node.text(strip=True) for node in response.css("#list li")],
+            "items": response.css("#list li::text").getall(),
         }
 
 
@@ -330,20 +330,77 @@ def _hits_in_any_second(hits: list[Hit]) -> int:
 
 
 @needs_browser
+@pytest.mark.parametrize("limit", ["rate", "crawl_delay"])
 def test_the_browsers_own_requests_keep_the_hosts_rate(
-    serve: Callable[..., SiteServer], crawl_items: Callable[..., Any]
+    serve: Callable[..., SiteServer], crawl_items: Callable[..., Any], limit: str
 ) -> None:
     calls = "".join(f'fetch("/api/items?n={n}");' for n in range(4))
     routes = _site(**{f"p{n}": _page(f"{FILL_LIST}<script>{calls}</script>") for n in range(3)})
     for n in range(4):
         routes[f"/api/items?n={n}"] = routes["/api/items"]
+    settings: dict[str, Any] = {"rate": 4} if limit == "rate" else {}
+    if limit == "crawl_delay":
+        routes["/robots.txt"] = Page(b"User-agent: *\nCrawl-delay: 0.25\n", headers=TEXT)
     server = serve(routes)
     starts = [f"{server.url}/p{n}" for n in range(3)]
-    items, stats = crawl_items(Rendered, starts, rate=4, per_host=4, autothrottle=False, browser_pages=3)
+    items, stats = crawl_items(
+        Rendered, starts, per_host=4, autothrottle=False, browser_pages=3, **settings
+    )
     assert len(items) == 3 and all(item["items"] == ["kettle", "teapot"] for item in items)
     assert stats["render/requests"] == 15
     assert len(server.hits) == 19  # robots.txt, 3 pages, 15 of their scripts' calls
     assert _hits_in_any_second(server.hits) <= 4
+
+
+BUSY_THEN_ITEMS = """<ul id="list"></ul><script>
+fetch("/api/busy").then(() => fetch("/api/items")).then((a) => a.json()).then((names) => {
+  for (const name of names) {
+    const item = document.createElement("li"); item.textContent = name;
+    document.getElementById("list").append(item);
+  }
+});
+</script>"""
+
+
+@needs_browser
+def test_a_retry_after_from_a_script_request_pauses_the_host(
+    serve: Callable[..., SiteServer], crawl_items: Callable[..., Any]
+) -> None:
+    busy = Page(b"busy", 503, (("Retry-After", "1"), *TEXT))
+    server = serve(_site(page=_page(BUSY_THEN_ITEMS), later=_page(FILL_LIST)))
+    server.routes["/api/busy"] = busy
+    items, stats = crawl_items(
+        Rendered, [server.url + "/page", server.url + "/later"], autothrottle=False, browser_pages=1
+    )
+    assert sorted(len(item["items"]) for item in items) == [2, 2]
+    assert stats["politeness/retry_after"] == 1
+    arrived = {hit.target: hit.time for hit in server.hits if hit.target != "/api/items"}
+    after = [hit.time for hit in server.hits if hit.time > arrived["/api/busy"]]
+    assert after and min(after) - arrived["/api/busy"] >= 0.95  # nothing for the pause's second
+
+
+class FollowsToRender(Spider):
+    """A plain start page whose links are followed with ``render=True``."""
+
+    def parse(self, response: Response) -> Iterator[Request]:
+        yield from response.follow_all("a", callback="parse_rendered", render=True, wait_for="#list li")
+
+    def parse_rendered(self, response: Response) -> Iterator[dict[str, Any]]:
+        yield {"url": response.url, "items": response.css("#list li::text").getall()}
+
+
+@needs_browser
+def test_follow_render_true_through_a_job(
+    tmp_path: Path, serve: Callable[..., SiteServer], crawl_items: Callable[..., Any]
+) -> None:
+    server = serve(_site(start=_page('<a href="/a">a</a> <a href="/b">b</a>'), a=_page(FILL_LIST)))
+    server.routes["/b"] = server.routes["/a"]
+    items, stats = crawl_items(FollowsToRender, [server.url + "/start"], job=str(tmp_path / "job"))
+    assert sorted((i["url"], tuple(i["items"])) for i in items) == [
+        (server.url + "/a", ("kettle", "teapot")),
+        (server.url + "/b", ("kettle", "teapot")),
+    ]
+    assert stats["render/pages"] == 2 and stats["pages"] == 3
 
 
 @needs_browser
@@ -351,7 +408,7 @@ def test_images_are_blocked_unless_render_resources_allows_them(
     serve: Callable[..., SiteServer], crawl_items: Callable[..., Any]
 ) -> None:
     picture = Page(b"GIF89a", headers=(("Content-Type", "image/gif"),))
-    server = serve(_site(page=_page('<img src="/a.gif">' + FILL_LIST), a_gif=picture))
+    server = serve(_site(page=_page('<img src="/a.gif">' + FILL_LIST)))
     server.routes["/a.gif"] = picture
     _, stats = crawl_items(Rendered, [server.url + "/page"])
     assert "/a.gif" not in {hit.target for hit in server.hits}
@@ -374,7 +431,7 @@ class WaitsPerRequest(Spider):
         yield Request(url + "?plain", meta={"wait": "none"})
 
     def parse(self, response: Response) -> Iterator[dict[str, Any]]:
-        yield {"wait": response.meta["wait"], "items": [n.text() for n in response.css("#list li")]}
+        yield {"wait": response.meta["wait"], "items": response.css("#list li::text").getall()}
 
 
 @needs_browser
@@ -424,30 +481,36 @@ class PerRequestRender(Rendered):
         yield from (Request(url, render=True) for url in self.start_urls)
 
 
-def _kill_the_browser_once(killed: list[int]) -> Callable[[Hit], Page | None]:
-    """A handler whose first answer comes after killing this process's Chromium."""
+def _kill_once(killed: list[int], only_renderers: bool) -> Callable[[Hit], Page | None]:
+    """A handler whose first answer comes after killing this process's Chromium (all
+    of it, or only its renderer processes: the page crashes, the browser lives)."""
     import psutil
+
+    def doomed(process: psutil.Process) -> bool:
+        if "chrom" not in process.name().lower():
+            return False
+        return not only_renderers or "--type=renderer" in process.cmdline()
 
     def handler(hit: Hit) -> Page | None:
         if hit.target != "/api/slow":
             return None
         if not killed:
-            for child in psutil.Process().children(recursive=True):
-                if "chrom" in child.name().lower():
-                    killed.append(child.pid)
-                    child.kill()
+            for child in filter(doomed, psutil.Process().children(recursive=True)):
+                killed.append(child.pid)
+                child.kill()
         return Page(b'["after", "restart"]', headers=JSON)
 
     return handler
 
 
 @needs_browser
-def test_a_crashed_browser_is_restarted_and_its_page_rendered_again(
-    serve: Callable[..., SiteServer], crawl_items: Callable[..., Any]
+@pytest.mark.parametrize("only_renderers", [False, True], ids=["browser", "page"])
+def test_a_crash_is_counted_and_the_page_rendered_again(
+    serve: Callable[..., SiteServer], crawl_items: Callable[..., Any], only_renderers: bool
 ) -> None:
     killed: list[int] = []
     page = _page(FILL_LIST.replace("/api/items", "/api/slow"))
-    server = serve(_site(page=page), _kill_the_browser_once(killed))
+    server = serve(_site(page=page), _kill_once(killed, only_renderers))
     items, stats = crawl_items(Rendered, [server.url + "/page"])
     assert killed, "no Chromium process was found to kill"
     assert [item["items"] for item in items] == [["after", "restart"]]

@@ -126,3 +126,14 @@ def test_selectors_load_parsel_only_when_used() -> None:
         "assert r.css('h1::text').get() == 'x' and 'parsel' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_node_habits_on_a_scrapy_selector_say_what_to_use_instead() -> None:
+    link = make().css("a.next")[0]
+    with pytest.raises(AttributeError, match=r"no \.text: use \.css\('::text'\)\.get\(\).*css_nodes\(\)"):
+        link.text()  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError, match=r"no \.attributes: use \.attrib"):
+        link.attributes  # type: ignore[attr-defined]  # noqa: B018
+    with pytest.raises(AttributeError, match="object has no attribute 'nothing'"):
+        link.nothing  # type: ignore[attr-defined]  # noqa: B018
+    assert not hasattr(link, "nothing")

@@ -291,7 +291,8 @@ def test_spider_allowed_domains_list_becomes_a_tuple() -> None:
 
 
 def test_unknown_setting_names_are_a_usage_error() -> None:
-    with pytest.raises(UsageError, match=r"unknown setting\(s\): concurency, speed$"):
+    message = r"unknown setting\(s\) speed, concurency \(did you mean concurrency\?\); supported: allow"
+    with pytest.raises(UsageError, match=message):
         resolve_settings(Spider, {"speed": 1, "concurency": 2, "rate": 1})
 
 

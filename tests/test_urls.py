@@ -125,7 +125,7 @@ def test_join_url_never_raises(base: str, href: str) -> None:
         ("http://☃.net/", "http://xn--n3h.net/"),  # IDNA 2003 fallback
         # userinfo
         ("http://User:Pa%2fss@Example.com/", "http://User:Pa%2fss@example.com/"),
-        ("http://a@b@example.com/", "http://a@b@example.com/"),
+        ("http://a@b@example.com/", "http://a%40b@example.com/"),
         # path: dot segments, empty path
         ("http://a.com/a/./b/../c", "http://a.com/a/c"),
         ("http://a.com/a/b/..", "http://a.com/a/"),
@@ -148,7 +148,7 @@ def test_join_url_never_raises(base: str, href: str) -> None:
         ("http://a.com/100%", "http://a.com/100%25"),
         ("http://a.com/%zz", "http://a.com/%25zz"),
         ('http://a.com/|^{}`"<>\\', "http://a.com/%7C%5E%7B%7D%60%22%3C%3E%5C"),
-        ("http://a.com/a\tb", "http://a.com/a%09b"),
+        ("http://a.com/a\tb", "http://a.com/ab"),  # removed, as browsers do
         ("http://a.com/[x]:@!$&'()*+,;=", "http://a.com/[x]:@!$&'()*+,;="),
         ("http://a.com/Path/CASE", "http://a.com/Path/CASE"),
         # query
@@ -467,3 +467,93 @@ def test_strip_session_ids(url: str, expected: str) -> None:
     from crawler._urls import strip_session_ids
 
     assert strip_session_ids(url) == expected
+
+
+# The URL standard's special-scheme rules, as its web-platform tests (urltestdata.json)
+# state them: (input, base, href after canonicalize).
+SPECIAL_SCHEME_CASES = [
+    ("///test", "http://example.org/", "http://test/"),
+    ("///\\//\\//test", "http://example.org/", "http://test/"),
+    ("///example.org/path", "http://example.org/", "http://example.org/path"),
+    ("///example.org/../path", "http://example.org/", "http://example.org/path"),
+    ("\\\\server\\file", "http://example.org/foo/bar", "http://server/file"),
+    ("/\\server/file", "http://example.org/foo/bar", "http://server/file"),
+    ("\\/server/file", "http://example.org/foo/bar", "http://server/file"),
+    ("http:\\\\www.google.com\\foo", "http://example.org/foo/bar", "http://www.google.com/foo"),
+    # another special scheme than the page's: slashes or not, what follows is the host
+    ("https:example.com/", "http://example.org/foo/bar", "https://example.com/"),
+    ("https:/example.com/", "http://example.org/foo/bar", "https://example.com/"),
+    ("https:///example.com/", "http://example.org/foo/bar", "https://example.com/"),
+    ("http:example.com/", "https://example.org/foo/bar", "http://example.com/"),
+    ("HTTPS:example.com", "http://example.org/foo/bar", "https://example.com/"),
+    # the page's own scheme without "//": a relative reference
+    ("http:example.com/", "http://example.org/foo/bar", "http://example.org/foo/example.com/"),
+    ("http:/example.com/", "http://example.org/foo/bar", "http://example.org/example.com/"),
+    ("http::@c:29", "http://example.org/foo/bar", "http://example.org/foo/:@c:29"),
+    ("http:///example.com/", "http://example.org/foo/bar", "http://example.com/"),
+    # userinfo percent-encoding
+    ("http://&a:foo(b]c@d:2/", "http://example.org/foo/bar", "http://&a:foo(b%5Dc@d:2/"),
+    ("http://::@c@d:2", "http://example.org/foo/bar", "http://:%3A%40c@d:2/"),
+    ("http://foo.com:b@d/", "http://example.org/foo/bar", "http://foo.com:b@d/"),
+    ("http://@www.example.com", "http://example.org/foo/bar", "http://www.example.com/"),
+    ("http://:@www.example.com", "http://example.org/foo/bar", "http://www.example.com/"),
+    ("http://user:@www.example.com", "http://example.org/foo/bar", "http://user@www.example.com/"),
+    ("http://`{}:`{}@h/", "http://example.org/foo/bar", "http://%60%7B%7D:%60%7B%7D@h/"),
+    ("http://us er:pä ss@h/", "http://example.org/foo/bar", "http://us%20er:p%C3%A4%20ss@h/"),
+    ("http://a/b:c@d/", "http://example.org/foo/bar", "http://a/b:c@d/"),  # "@" in the path
+    # tabs and newlines go anywhere, also in an absolute URL
+    ("ht\ttp://exa\nmple.com/p\rath", "http://example.org/", "http://example.com/path"),
+]
+
+
+@pytest.mark.parametrize(("href", "base", "expected"), SPECIAL_SCHEME_CASES)
+def test_the_url_standards_special_scheme_cases(href: str, base: str, expected: str) -> None:
+    assert canonicalize(join_url(base, href)) == expected
+
+
+@pytest.mark.parametrize(
+    "start_url",
+    [
+        "  http://example.com/p\n",
+        "\thttp://example.com/p",
+        "http://exam\tple.com/\r\np",
+        "\x00http://example.com/p ",
+    ],
+)
+def test_start_urls_are_cleaned_as_links_are(start_url: str) -> None:
+    assert (
+        canonicalize(start_url)
+        == canonicalize(join_url("http://example.com/", start_url))
+        == ("http://example.com/p")
+    )
+
+
+# Links of a page in a legacy encoding: the query in the page's encoding (URL standard,
+# "encoding" of an HTML document), path and fragment in UTF-8.
+QUERY_ENCODING_CASES = [
+    ("?q=привет", "cp1251", "http://a.test/b/c?q=%EF%F0%E8%E2%E5%F2"),  # issue 14's example
+    ("/search?q=привет&lang=ru", "koi8-r", "http://a.test/search?q=%D0%D2%C9%D7%C5%D4&lang=ru"),
+    (
+        "/каталог?раздел=книги",
+        "cp1251",
+        "http://a.test/%D0%BA%D0%B0%D1%82%D0%B0%D0%BB%D0%BE%D0%B3?%F0%E0%E7%E4%E5%EB=%EA%ED%E8%E3%E8",
+    ),
+    ("/s?q=café crème", "cp1252", "http://a.test/s?q=caf%E9%20cr%E8me"),
+    ("/s?q=İstanbul şehri", "cp1254", "http://a.test/s?q=%DDstanbul%20%FEehri"),
+    ("/s?q=日本語", "cp932", "http://a.test/s?q=%93%FA%96%7B%8C%EA"),
+    ("/s?q=日本語", "euc_jp", "http://a.test/s?q=%C6%FC%CB%DC%B8%EC"),
+    ("/s?q=中文", "gb18030", "http://a.test/s?q=%D6%D0%CE%C4"),
+    ("/s?q=한국어", "cp949", "http://a.test/s?q=%C7%D1%B1%B9%BE%EE"),
+    ("/s?q=ภาษาไทย", "cp874", "http://a.test/s?q=%C0%D2%C9%D2%E4%B7%C2"),
+    ("/s?q=€ 😀", "cp1252", "http://a.test/s?q=%80%20%26%23128512%3B"),  # not in cp1252: &#128512;
+    ("/s?q=привет#якорь", "cp1251", "http://a.test/s?q=%EF%F0%E8%E2%E5%F2"),
+    ("/s?q=привет", "utf-8", "http://a.test/s?q=%D0%BF%D1%80%D0%B8%D0%B2%D0%B5%D1%82"),
+    ("/s?q=привет", "utf-16-le", "http://a.test/s?q=%D0%BF%D1%80%D0%B8%D0%B2%D0%B5%D1%82"),
+    ("/s?q=%EF%F0", "cp1251", "http://a.test/s?q=%EF%F0"),  # escapes stay as written
+    ("mailto:пётр@example.com?subject=привет", "cp1251", "mailto:пётр@example.com?subject=привет"),
+]
+
+
+@pytest.mark.parametrize(("href", "encoding", "expected"), QUERY_ENCODING_CASES)
+def test_link_queries_keep_the_pages_encoding(href: str, encoding: str, expected: str) -> None:
+    assert canonicalize(join_url("http://a.test/b/c", href, encoding)) == expected
