@@ -181,8 +181,9 @@ class Fetcher:
         client_factory: ClientFactory | None = None,
     ) -> None:
         self._settings = settings
+        self._guard = guard or AddressGuard((), allow_private=True)
         self._transport = transport or PoolTransport(
-            guard or AddressGuard((), allow_private=True),
+            self._guard,
             connections=settings.concurrency,
             connect_timeout=settings.connect_timeout,
             proxy=settings.proxy,
@@ -213,6 +214,7 @@ class Fetcher:
         try:
             outgoing = self._new_request(request)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError, TypeError) as exc:
+            self._refuse_if_blocked(request.url)  # a spelling httpx rejects may still be one we know
             raise FetchError(f"cannot send to {request.url!r}: {exc}") from None
         if not outgoing.url.is_absolute_url:
             raise FetchError(f"cannot send to {request.url!r}: not an absolute URL")
@@ -233,6 +235,12 @@ class Fetcher:
         )
         outgoing.read()
         return outgoing
+
+    def _refuse_if_blocked(self, url: str) -> None:
+        """Raise ``BlockedAddress`` for a URL whose host is a private IP literal in a
+        spelling the guard reads; anything else passes."""
+        with contextlib.suppress(ValueError):
+            self._guard.check_url(url)
 
     async def _attempt(self, request: Request, outgoing: httpx.Request) -> Fetched:
         """One attempt under the total deadline, tried again (unsent) while the
