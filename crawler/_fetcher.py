@@ -214,7 +214,8 @@ class Fetcher:
         try:
             outgoing = self._new_request(request)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError, TypeError) as exc:
-            self._refuse_if_blocked(request.url)  # a spelling httpx rejects may still be one we know
+            with contextlib.suppress(ValueError):  # a host the guard refuses is refused
+                self._guard.check_url(request.url)  # (BlockedAddress), however httpx spells it
             raise FetchError(f"cannot send to {request.url!r}: {exc}") from None
         if not outgoing.url.is_absolute_url:
             raise FetchError(f"cannot send to {request.url!r}: not an absolute URL")
@@ -235,12 +236,6 @@ class Fetcher:
         )
         outgoing.read()
         return outgoing
-
-    def _refuse_if_blocked(self, url: str) -> None:
-        """Raise ``BlockedAddress`` for a URL whose host is a private IP literal in a
-        spelling the guard reads; anything else passes."""
-        with contextlib.suppress(ValueError):
-            self._guard.check_url(url)
 
     async def _attempt(self, request: Request, outgoing: httpx.Request) -> Fetched:
         """One attempt under the total deadline, tried again (unsent) while the

@@ -9,6 +9,7 @@ import logging
 import time
 from collections import Counter
 
+import aiolimiter
 import pytest
 
 import crawler._robots
@@ -165,6 +166,24 @@ def test_a_failing_host_is_backed_off_by_the_circuit_breaker(serve, crawl_items,
     )  # each page failed or dropped once
     assert stats["dropped/host_failing"] >= 1  # given up: the crawl ends by itself
     assert stats.finish_reason == "finished"
+
+
+def test_every_request_of_a_paced_host_goes_through_its_aiolimiter(serve, crawl_items, monkeypatch):
+    entered: list[int] = []
+    acquire = aiolimiter.AsyncLimiter.acquire
+
+    async def counted(self: aiolimiter.AsyncLimiter, amount: float = 1) -> None:
+        entered.append(id(self))
+        await acquire(self, amount)
+
+    monkeypatch.setattr(aiolimiter.AsyncLimiter, "acquire", counted)
+    rules = robots("User-agent: *\nDisallow: /private\n")
+    server = serve(pages_with(rules, count=5))
+    server.routes["/0"] = html("page 0", ["/1", "/private/a", "/private/b"])
+    items, stats = crawl_items(TitleSpider, [server.url + "/0"], rate=100)
+    assert len(items) == 5 and stats["dropped/robots"] == 2
+    assert len(server.hits) == 6  # robots.txt and five pages
+    assert len(entered) == 6 and len(set(entered)) == 1  # each through the host's one limiter
 
 
 # -- refused requests cost their host nothing (fake clock) ------------------------------

@@ -71,7 +71,9 @@ def test_single_fetches_count_against_the_hosts_rate(serve, crawl_items):
     crawl_items(StockSpider, [server.url + "/"], rate=10.0, obey_robots=False)
     starts = sorted(hit.time for hit in server.hits if hit.target != "/private/stock")
     gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
-    assert len(starts) == 7 and min(gaps) >= 0.09, gaps  # 1 / rate, less server-side jitter
+    # Spaced 1.05 / rate apart when they start; the server stamps arrivals with its own
+    # jitter, which moves single gaps but not the span of six intervals by much.
+    assert len(starts) == 7 and starts[-1] - starts[0] >= 0.55 and min(gaps) >= 0.05, gaps
 
 
 def test_a_single_fetch_off_site_is_refused(serve, crawl_items):
