@@ -20,6 +20,7 @@ from ._frontier import Frontier, FrontierStatus, HostPolicy
 from ._request import Request
 from ._response import Response
 from ._settings import Settings
+from ._sitemaps import SitemapEntry
 from ._spider import Spider, load_spider
 from ._stats import Stats
 from ._version import __version__
@@ -38,6 +39,7 @@ __all__ = [
     "Response",
     "SelectorError",
     "Settings",
+    "SitemapEntry",
     "Spider",
     "SpiderLoadError",
     "Stats",

@@ -12,7 +12,8 @@ import crawler
 EXPECTED = {
     "CrawlerError", "FetchError", "Frontier", "FrontierError", "FrontierStatus", "HostPolicy",
     "NotHtmlError", "OutputError", "Request", "RequestRefused", "Response", "SelectorError", "Settings",
-    "Spider", "SpiderLoadError", "Stats", "UsageError", "__version__", "crawl", "load_spider", "run",
+    "SitemapEntry", "Spider", "SpiderLoadError", "Stats", "UsageError", "__version__", "crawl",
+    "load_spider", "run",
 }  # fmt: skip
 
 
