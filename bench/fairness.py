@@ -2,25 +2,43 @@
 
     python bench/fairness.py [--hosts 20] [--pages 60] [--rate 5] [--concurrency 8]
                              [--per-host N] [--delay-ms 20 50] [--timeout 45]
+                             [--robots] [--links tree|random]
+                             [--frontier memory|sqlite|redis] [--nodes 3] [--redis URL]
+                             [--spacing-margin 1.05]
 
 Starts ``--hosts`` SiteServers on 127.0.0.1 in one separate process (one port each,
 and the politeness key is ``host:port``, so each is a host of its own), crawls them
-all at once with ``crawler.run`` in this process (robots.txt off), then reads every
-server's hit log and checks the two criteria of "Polite by default":
+all at once with ``crawler.run`` in this process (``--nodes`` forked processes on one
+Redis frontier with ``--frontier redis``; a job database with ``--frontier sqlite``),
+then reads every server's hit log and checks the criteria of "Polite by default":
 
-1. efficiency: in the steady state, from the first request until the first host
-   runs out of pages, the crawl sends at least 90% of ``hosts x rate`` requests/s,
-   and at least 90% of the most requests the limits allow in that window (the stricter
+1. efficiency: over the whole crawl, from its first request to its last, and in the
+   steady state, from the first request until the first host runs out of pages, the
+   crawl sends at least 90% of ``hosts x rate`` requests/s; in the steady state also
+   at least 90% of the most requests the limits allow in that window (the stricter
    figure: a host may start ``ceil(rate x span)`` requests in a span, one more than
    ``rate x span`` when it starts at both ends);
 2. no host ever gets more than ``rate`` requests in a 1-second window ``[t, t + 1)``,
-   checked with ``t`` at every request of that host.
+   checked with ``t`` at every request of that host;
+3. the smallest gap between two requests of a host is at least ``1 / rate`` minus
+   ``GAP_TOLERANCE_S``.
+
+``--robots``: every host serves a robots.txt that disallows ``/cart`` and ``/login``,
+every page links to one URL under each (as real sites do), and the crawl obeys
+robots.txt; robots.txt requests count as requests of their host. ``--links random``:
+a random link graph, so that pages are discovered while the crawl runs: page ``i``
+links to ``i + 1``, to ``RANDOM_LINKS`` random pages of its host and to one random
+page of another host.
 
 All times are the servers' (``Hit.time``: when the request head had arrived), so
-they include the network stack's jitter; the smallest gap between two consecutive
-requests of a host is printed next to the window check. Exit status 1 if a criterion
-fails, the crawl did not fetch every page exactly once, or it ran out of time.
-Everything, per-host arrival times included, goes to ``bench/results/fairness.json``.
+they include the network stack's jitter and the server process's own delays (its
+event loop's lag is reported). The crawler's side is reported too: each node records
+when it handed each request to its fetcher (inside the host's limiter), and the
+report gives the worst 1-second window and the smallest gap of those starts. Exit
+status 1 if a criterion fails, the crawl did not fetch every page exactly once, or
+it ran out of time. Everything, per-host arrival times included, goes to ``bench/results/fairness.json``.
+``--spacing-margin`` replaces the crawler's ``SPACING_MARGIN`` (how much wider than
+the rate it spaces starts), to measure whether it is still needed.
 
 ``--serve HITS.json`` is the server process itself: it prints ``{"urls": [...]}``
 once listening and writes the hit logs to HITS.json on SIGTERM or SIGINT, with how late
@@ -40,12 +58,15 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -53,11 +74,16 @@ if __package__ in (None, ""):  # run as a script: make the bench package importa
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import crawler
+import crawler._politeness
 from bench.measure import RESULTS, save_report
 from crawler import Request, Response, Spider
+from crawler._fetcher import Fetched, Fetcher
 from crawler._siteserver import Page, SiteServer
 
 MIN_EFFICIENCY = 0.90
+GAP_TOLERANCE_S = 0.010
+RANDOM_LINKS = 3
+ROBOTS_TXT = b"User-agent: *\nDisallow: /cart\nDisallow: /login\n"
 WINDOW_S = 1.0
 SEED = 2026
 LAG_PROBE_S = 0.005
@@ -72,6 +98,12 @@ class Options:
     per_host: int | None
     delay_ms: tuple[float, float]
     timeout: float
+    robots: bool = False
+    links: str = "tree"
+    frontier: str = "memory"
+    nodes: int = 1
+    redis: str = "redis://127.0.0.1:6379/0"
+    spacing_margin: float | None = None
 
 
 class FairnessSpider(Spider):
@@ -86,8 +118,9 @@ class FairnessSpider(Spider):
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     options = Options(
-        args.hosts, args.pages, args.rate, args.concurrency, args.per_host, tuple(args.delay_ms), args.timeout
-    )
+        args.hosts, args.pages, args.rate, args.concurrency, args.per_host, tuple(args.delay_ms),
+        args.timeout, args.robots, args.links, args.frontier, args.nodes, args.redis, args.spacing_margin,
+    )  # fmt: skip
     if args.serve is not None:
         asyncio.run(_serve(options, args.serve))
         return 0
@@ -115,6 +148,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="Each page answers after a fixed delay drawn from [MIN, MAX] ms [20 50].",
     )  # fmt: skip
     parser.add_argument("--timeout", type=float, default=45.0, help="Seconds to stop the crawl after [45].")
+    parser.add_argument("--robots", action="store_true", help="robots.txt on; disallowed links everywhere.")
+    parser.add_argument("--links", choices=("tree", "random"), default="tree", help="The link graph [tree].")
+    parser.add_argument("--frontier", choices=("memory", "sqlite", "redis"), default="memory",
+                        help="The crawl's frontier [memory].")  # fmt: skip
+    parser.add_argument("--nodes", type=int, default=1, help="Crawl processes, with --frontier redis [1].")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis of --frontier redis.")
+    parser.add_argument("--spacing-margin", type=float, help="Replace the crawler's SPACING_MARGIN.")
     parser.add_argument("--serve", type=Path, metavar="HITS", help="Be the server process (see above).")
     return parser.parse_args(argv)
 
@@ -126,28 +166,51 @@ def page_path(index: int) -> str:
     return "/" if index == 0 else f"/page/{index}.html"
 
 
-def site_routes(host: int, options: Options) -> dict[str, Page]:
-    """Host ``host``'s pages. Page ``i`` links to ``2i+1``, ``2i+2``, ``i+1`` and ``/``, so
-    all are reachable from ``/`` and a host has pages queued soon after its first."""
+def site_routes(host: int, options: Options, urls: Sequence[str]) -> dict[str, Page]:
+    """Host ``host``'s pages (``urls``: every host's root). In the tree, page ``i`` links
+    to ``2i+1``, ``2i+2``, ``i+1`` and ``/``, so all are reachable from ``/`` and a host
+    has pages queued soon after its first; for the random graph see above."""
     rng = random.Random(SEED * 1000 + host)
     low, high = options.delay_ms
-    return {
-        page_path(index): Page(_html(index, options.pages), delay=rng.uniform(low, high) / 1000)
+    routes = {
+        page_path(index): Page(
+            _html(index, _links(host, index, options, urls, rng)), delay=rng.uniform(low, high) / 1000
+        )
         for index in range(options.pages)
     }
+    if options.robots:
+        routes["/robots.txt"] = Page(ROBOTS_TXT, headers=(("Content-Type", "text/plain"),))
+    return routes
 
 
-def _html(index: int, pages: int) -> bytes:
-    targets = [target for target in (2 * index + 1, 2 * index + 2, index + 1, 0) if target < pages]
-    links = "".join(f'<li><a href="{page_path(target)}">page {target}</a></li>' for target in targets)
-    return f"<html><head><title>page {index}</title></head><body><ul>{links}</ul></body></html>".encode()
+def _links(host: int, index: int, options: Options, urls: Sequence[str], rng: random.Random) -> list[str]:
+    pages = options.pages
+    if options.links == "tree":
+        targets = [2 * index + 1, 2 * index + 2, index + 1, 0]
+    else:
+        targets = [index + 1, *(rng.randrange(pages) for _ in range(RANDOM_LINKS))]
+    links = [page_path(target) for target in targets if target < pages]
+    if options.links == "random" and len(urls) > 1:
+        other = rng.choice([url for number, url in enumerate(urls) if number != host])
+        links.append(other.rstrip("/") + page_path(rng.randrange(pages)))
+    if options.robots:  # disallowed, and a new URL on every page
+        links += [f"/cart/add/{index}", f"/login?next=/page/{index}.html"]
+    return links
+
+
+def _html(index: int, links: list[str]) -> bytes:
+    anchors = "".join(f'<li><a href="{link}">{link}</a></li>' for link in links)
+    return f"<html><head><title>page {index}</title></head><body><ul>{anchors}</ul></body></html>".encode()
 
 
 async def _serve(options: Options, hits_path: Path) -> None:
     """The server process: all hosts on one event loop until SIGTERM/SIGINT, then the hit logs."""
-    servers = [SiteServer(site_routes(host, options)) for host in range(options.hosts)]
+    servers = [SiteServer({}) for _ in range(options.hosts)]
     for server in servers:
         await server.start_async()
+    urls = [server.url for server in servers]
+    for host, server in enumerate(servers):
+        server.routes = site_routes(host, options, urls)
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
@@ -200,6 +263,7 @@ def _start_servers(options: Options, hits_path: Path) -> Servers:
     hits_path.unlink(missing_ok=True)
     command = [sys.executable, __file__, "--serve", str(hits_path), "--hosts", str(options.hosts)]
     command += ["--pages", str(options.pages), "--delay-ms", *map(str, options.delay_ms)]
+    command += ["--links", options.links] + (["--robots"] if options.robots else [])
     process = subprocess.Popen(command, stdout=subprocess.PIPE)
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -224,30 +288,98 @@ def _crawl(urls: list[str], options: Options) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "concurrency": options.concurrency,
         "rate": options.rate,
-        "obey_robots": False,
+        "obey_robots": options.robots,
         "allowed_domains": ["127.0.0.1"],
         "allow_private": True,  # the servers are on loopback
     }
+    if options.nodes > 1:  # several nodes on this machine: each parses in its own process
+        settings["parse_workers"] = 0
     if options.per_host is not None:
         settings["per_host"] = options.per_host
+    if options.spacing_margin is not None:
+        crawler._politeness.SPACING_MARGIN = options.spacing_margin
+    with tempfile.TemporaryDirectory(prefix="fairness-") as scratch:
+        if options.frontier == "sqlite":
+            settings["job"] = str(Path(scratch) / "job")
+        elif options.frontier == "redis":
+            settings["frontier"] = f"{options.redis}?crawl=fairness-{uuid.uuid4().hex[:12]}"
+        print(f"crawling {len(urls)} hosts x {options.pages} pages, {_describe(settings)} ...", flush=True)
+        started = time.time()
+        try:
+            stats, starts = _run_nodes(urls, options, settings, Path(scratch))
+        finally:
+            if options.frontier == "redis":
+                _delete_keys(options.redis, settings["frontier"].rpartition("crawl=")[2])
+    return {"settings": settings, "started": started, "ended": time.time(), "stats": stats, "starts": starts}
+
+
+def _run_nodes(
+    urls: list[str], options: Options, settings: dict[str, Any], scratch: Path
+) -> tuple[dict[str, Any] | None, list[list[Any]]]:
+    """Run ``nodes`` crawls at once (forked processes; one runs in this process), stopped
+    with SIGINT after ``timeout`` s; their statistics summed (``None`` if any was
+    stopped), and every node's starts ``[time, url]``."""
+    children = []
+    for node in range(1, options.nodes):
+        pid = os.fork()
+        if pid == 0:  # a node: crawl, write its results, and leave without cleanup
+            (scratch / f"node-{node}.json").write_text(json.dumps(_run_one(urls, options, settings)))
+            os._exit(0)
+        children.append(pid)
+    results = [_run_one(urls, options, settings)]
+    for node, pid in enumerate(children, start=1):
+        os.waitpid(pid, 0)
+        results.append(json.loads((scratch / f"node-{node}.json").read_text()))
+    starts = [start for result in results for start in result["starts"]]
+    if any(result["stats"] is None for result in results):
+        return None, starts
+    totals = [result["stats"] for result in results]
+    errors = _sum_counts(stats["errors"] for stats in totals)
+    return {"pages": sum(stats["pages"] for stats in totals), "errors": errors}, starts
+
+
+def _run_one(urls: list[str], options: Options, settings: dict[str, Any]) -> dict[str, Any]:
+    """One node's crawl: its statistics (``None`` if stopped) and its starts."""
+    starts: list[list[Any]] = []
+    fetch = Fetcher.fetch
+
+    async def recorded(self: Fetcher, request: Request) -> Fetched:
+        starts.append([time.time(), request.url])
+        return await fetch(self, request)
+
+    Fetcher.fetch = recorded  # type: ignore[method-assign]
     previous = signal.signal(signal.SIGALRM, lambda *_: signal.raise_signal(signal.SIGINT))
     signal.setitimer(signal.ITIMER_REAL, options.timeout)
-    print(f"crawling {len(urls)} hosts x {options.pages} pages, {_describe(settings)} ...", flush=True)
-    started = time.time()
     try:
-        stats: dict[str, Any] | None = crawler.run(
-            FairnessSpider, spider_args={"start_urls": urls}, **settings
-        ).to_dict()
+        stats = crawler.run(FairnessSpider, spider_args={"start_urls": urls}, **settings).to_dict()
     except KeyboardInterrupt:
         stats = None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-    return {"settings": settings, "started": started, "ended": time.time(), "stats": stats}
+        Fetcher.fetch = fetch  # type: ignore[method-assign]
+    return {"stats": stats, "starts": starts}
+
+
+def _sum_counts(counts: Iterator[dict[str, int]]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for count in counts:
+        total.update(count)
+    return dict(total)
+
+
+def _delete_keys(url: str, crawl_id: str) -> None:
+    import redis  # only --frontier redis needs it
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"*{crawl_id}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
 
 
 def _describe(settings: dict[str, Any]) -> str:
-    shown = ("concurrency", "rate", "per_host")
+    shown = ("concurrency", "rate", "per_host", "obey_robots", "job", "frontier")
     return ", ".join(f"{name}={settings.get(name, 'default')}" for name in shown)
 
 
@@ -258,7 +390,8 @@ def _describe(settings: dict[str, Any]) -> str:
 class HostResult:
     url: str
     requests: int
-    distinct: int
+    robots: int  # of which robots.txt
+    distinct: int  # pages
     unknown: int
     first: float
     last: float
@@ -301,7 +434,8 @@ def host_result(url: str, log: list[list[Any]], paths: set[str], limit: int) -> 
     return HostResult(
         url,
         len(log),
-        len(set(targets)),
+        targets.count("/robots.txt"),
+        len(set(targets) - {"/robots.txt"}),
         sum(target not in paths for target in targets),
         times[0] if times else math.nan,
         times[-1] if times else math.nan,
@@ -315,6 +449,8 @@ def host_result(url: str, log: list[list[Any]], paths: set[str], limit: int) -> 
 def _analyse(options: Options, crawl: dict[str, Any], served: dict[str, Any]) -> dict[str, Any]:
     hits: dict[str, list[list[Any]]] = served["hits"]
     paths = {page_path(index) for index in range(options.pages)}
+    if options.robots:
+        paths.add("/robots.txt")
     window_limit = math.ceil(options.rate)  # starts 1/rate apart: t, t + 0.2, ... t + 0.8 for rate 5
     hosts = [host_result(url, log, paths, window_limit) for url, log in hits.items()]
     times = sorted(entry[0] for log in hits.values() for entry in log)
@@ -326,8 +462,10 @@ def _analyse(options: Options, crawl: dict[str, Any], served: dict[str, Any]) ->
     gaps = [host.min_gap for host in hosts if host.min_gap is not None]
     problems = _problems(options, crawl, hosts)
     criteria = {
+        "whole": whole["efficiency"] >= MIN_EFFICIENCY,
         "efficiency": min(steady["efficiency"], steady["of_max_starts"]) >= MIN_EFFICIENCY,
         "window": worst <= window_limit,
+        "gap": min(gaps, default=math.inf) >= 1 / options.rate - GAP_TOLERANCE_S,
     }
     return {
         "options": asdict(options),
@@ -338,6 +476,7 @@ def _analyse(options: Options, crawl: dict[str, Any], served: dict[str, Any]) ->
         "worst_window": worst,
         "window_limit": window_limit,
         "min_gap_s": min(gaps, default=None),
+        "crawler_side": _crawler_side(crawl["starts"]),
         "tightest_s": min(spans, default=None),
         "over_limit": _over_limit_windows(hosts, hits, window_limit, served["lags"]),
         "per_second": _per_second(times),
@@ -349,6 +488,20 @@ def _analyse(options: Options, crawl: dict[str, Any], served: dict[str, Any]) ->
         "problems": problems,
         "passed": all(criteria.values()) and not problems,
         "arrivals": {url: [entry[0] for entry in log] for url, log in hits.items()},
+    }
+
+
+def _crawler_side(starts: list[list[Any]]) -> dict[str, Any]:
+    """The worst 1-second window and the smallest gap of the starts the nodes recorded."""
+    by_host: dict[str, list[float]] = {}
+    for moment, url in starts:
+        parts = urlsplit(url)
+        by_host.setdefault(f"{parts.scheme}://{parts.netloc}", []).append(moment)
+    ordered = [sorted(times) for times in by_host.values()]
+    gaps = [gap for times in ordered if (gap := min_gap(times)) is not None]
+    return {
+        "worst_window": max((max(window_counts(times)) for times in ordered if times), default=0),
+        "min_gap_s": min(gaps, default=None),
     }
 
 
@@ -423,8 +576,9 @@ def _problems(options: Options, crawl: dict[str, Any], hosts: list[HostResult]) 
     ]
     problems = [message for failed, message in checks if failed]
     for host in hosts:
-        if host.requests != options.pages or host.distinct != options.pages or host.unknown:
-            counts = f"{host.requests} requests, {host.distinct} distinct, {host.unknown} unknown paths"
+        pages = host.requests - host.robots
+        if pages != options.pages or host.distinct != options.pages or host.unknown:
+            counts = f"{pages} page requests, {host.distinct} distinct, {host.unknown} unknown paths"
             problems.append(f"{host.url}: {counts}")
     return problems
 
@@ -476,6 +630,8 @@ def _print_summary(report: dict[str, Any]) -> None:
     _print_over_limit(report)
     limit = report["window_limit"]
     print(
+        f"\n{_verdict(report, 'whole')}  whole-run efficiency {100 * whole['efficiency']:.1f}% of the"
+        f" ceiling >= {100 * MIN_EFFICIENCY:.0f}%"
         f"\n{_verdict(report, 'efficiency')}  steady-state efficiency {100 * steady['efficiency']:.1f}%"
         f" of the ceiling and {100 * steady['of_max_starts']:.1f}% of the starts allowed, both"
         f" >= {100 * MIN_EFFICIENCY:.0f}%"
@@ -483,6 +639,11 @@ def _print_summary(report: dict[str, Any]) -> None:
         f" (smallest gap between two requests of a host {_ms(report['min_gap_s'])} ms, interval"
         f" {1000 / options['rate']:.0f} ms; {limit + 1} requests of one host within"
         f" {_ms(report['tightest_s'])} ms)"
+        f"\ncrawler's side (when each node handed each request to its fetcher): worst 1-s window"
+        f" {report['crawler_side']['worst_window']}, smallest gap"
+        f" {_ms(report['crawler_side']['min_gap_s'])} ms"
+        f"\n{_verdict(report, 'gap')}  smallest gap {_ms(report['min_gap_s'])} ms >= the interval"
+        f" {1000 / options['rate']:.0f} ms minus {1000 * GAP_TOLERANCE_S:.0f} ms"
     )
     if report["problems"]:
         print("FAIL  the crawl itself (see the !!! lines above)")

@@ -391,15 +391,14 @@ class Renderer:
 
     async def _paced(self, job: _Job, request: Request) -> Fetched:
         """One fetch under the host's politeness: one at a time per host and page,
-        after the host's Retry-After pause and interval; its answer is learnt from."""
+        after the host's Retry-After pause, inside its limiter; its answer is learnt from."""
         host = host_key(request.url)
         async with job.lock(host):
             while (pause := self._paused_until.get(host, 0.0) - time.monotonic()) > 0:
                 await asyncio.sleep(pause)  # a render that cannot wait that long times out
-            await self._politeness.pace(request)
             started = time.monotonic()
             try:
-                fetched = await self._network(request)
+                fetched = await self._politeness.paced(self._network)(request)
             except FetchError as exc:
                 await self._politeness.failed(request, exc)
                 raise

@@ -9,9 +9,9 @@ by hop with credentials dropped across origins, transient errors and 408/429/5xx
 answers are retried with backoff (honouring Retry-After up to ``max_crawl_delay``),
 and the address guard sits in the fetcher itself.
 
-Politeness: a single fetch waits for its host's interval (``rate`` or Crawl-delay)
-after the host's last start, and pauses the host in the frontier for one interval,
-so it counts against the host's rate like any other request. It does not take one
+Politeness: a single fetch enters its host's limiter (``rate`` or Crawl-delay), the
+one the crawl's requests to that host enter, so it waits for the host's interval
+and counts against the host's rate like any other request. It does not take one
 of the host's concurrency slots: it is rare, and awaited by a callback that holds
 no slot either. What refuses a request raises `RequestRefused` (a `FetchError`);
 an HTTP error status is a response, not an error.
@@ -68,7 +68,8 @@ class DirectFetcher:
         on_response: Callable[[Fetched], None] | None = None,
     ) -> None:
         self._settings = settings
-        self._fetch = fetch
+        # with the HTTP cache on, ``fetch`` paces what reaches the network itself
+        self._fetch = fetch if politeness.paces_network else politeness.paced(fetch)
         self._politeness = politeness
         self._scope = scope
         self._on_response = on_response
@@ -131,8 +132,6 @@ class DirectFetcher:
             attempt += 1
 
     async def _once(self, request: Request) -> Fetched:
-        if not self._politeness.paces_network:  # else the fetch function paces what is not cached
-            await self._politeness.pace(request)
         fetched = await self._fetch(request)
         if self._on_response is not None:
             self._on_response(fetched)
@@ -165,12 +164,20 @@ async def standalone_fetcher(
     fetcher = Fetcher(settings, guard=network_guard(settings, named_hosts))
     render: RenderStep | None = None
     try:
-        fetch = fetcher.fetch if cache is None else cache.wrap(fetcher.fetch)
+        paced: list[Fetch] = []
+
+        async def network(request: Request) -> Fetched:  # what reaches the network waits for its host
+            return await paced[0](request)
+
+        fetch = fetcher.fetch if cache is None else cache.wrap(network)
         timeout = min(settings.timeout, ROBOTS_TIMEOUT)
-        robots = RobotsCache(fetch, settings.robots_user_agent or settings.user_agent, timeout=timeout)
+        agent = settings.robots_user_agent or settings.user_agent
+        robots = RobotsCache(network if cache is None else fetch, agent, timeout=timeout)
         politeness = Politeness(settings, MemoryFrontier(default_host_policy(settings)), robots, stats)
+        paced.append(politeness.paced(fetcher.fetch))
         render = RenderStep(settings, stats, politeness, fetcher.fetch)
-        yield DirectFetcher(settings, render.hook(fetcher.fetch, cache), politeness, scope=scope)
+        page_fetch = render.hook(fetcher.fetch if cache is None else network, cache)
+        yield DirectFetcher(settings, page_fetch, politeness, scope=scope)
     finally:
         if render is not None:
             await render.close()

@@ -210,24 +210,25 @@ class Engine:
         self._fetcher = Fetcher(
             self.settings, self._transport, guard=guard, client_factory=self._client_factory
         )
-        network = self._fetcher.fetch if cache is None else self._paced_network_fetch
+        network = self._fetcher.fetch if cache is None else self._network_fetch
         plain = network if cache is None else cache.wrap(network)
         shared = self._frontier if isinstance(self._frontier, SharedStore) else None
         timeout = min(self.settings.timeout, ROBOTS_TIMEOUT)
+        # robots.txt is a request to its host like any other: it waits for the host's limiter
+        robots_fetch = plain if cache is not None else self._network_fetch
         agent = self.settings.robots_user_agent or self.settings.user_agent
-        robots = RobotsCache(plain, agent, timeout=timeout, shared=shared)
+        robots = RobotsCache(robots_fetch, agent, timeout=timeout, shared=shared)
         self._politeness = Politeness(self.settings, self._frontier, robots, self.stats)
+        self._paced_network = self._politeness.paced(self._fetcher.fetch)
         # Requests that ask to be rendered go through a browser after their fetch.
         self._render = RenderStep(self.settings, self.stats, self._politeness, self._fetcher.fetch)
         if self.settings.render:
             self._render.check()  # no browser: one clear error before the crawl starts
         self._fetch = self._render.hook(network, cache)
 
-    async def _paced_network_fetch(self, request: Request) -> Fetched:
-        """With the HTTP cache on, what a miss does: wait for the host's interval, fetch."""
-        await self._politeness.pace(request)
-        assert self._fetcher is not None
-        return await self._fetcher.fetch(request)
+    async def _network_fetch(self, request: Request) -> Fetched:
+        """A fetch inside its host's limiter: with the HTTP cache on, what a miss does."""
+        return await self._paced_network(request)
 
     def _offer_single_fetches(self) -> None:
         """``Spider.fetch`` for ``async def`` callbacks, through this crawl's gates."""
@@ -458,13 +459,16 @@ class Engine:
 
     async def _admit_and_fetch(self, request: Request) -> Page | None:
         admission = await self._politeness.admit(request)
+        if admission.allowed and not self._politeness.can_start(request):
+            admission = Admission(False, retry_in=0.0)  # its robots.txt took the start: no waiting here
         if not admission.allowed:
             await self._not_admitted(request, admission)
             return None
         started = time.monotonic()
-        self._politeness.started(request)
         try:
-            fetched = await self._fetch(request)
+            async with self._politeness.slot(request):
+                self._wake.set()  # the host's next start may be due before this fetch ends
+                fetched = await self._fetch(request)
         except HostDeferred:
             await self._frontier.fetched(request)
             raise
@@ -491,6 +495,7 @@ class Engine:
         return await self._accept_page(request, fetched)
 
     async def _not_admitted(self, request: Request, admission: Admission) -> None:
+        await self._frontier.fetched(request, sent=False)  # its host's slot and start back
         if admission.retry_in is not None:  # no attempt was made: the retry count stays
             await self._frontier.retry(request, admission.retry_in)
             return
@@ -587,9 +592,20 @@ class Engine:
                 self._log_errors(request, failures)
         await self.sink.write(lines, items)
         self._unwritten_items += len(items) + lines.count(b"\n")  # JSON Lines: one newline per item
-        if result.requests:
-            queued = await self._frontier.add(result.requests)
-            self.stats.inc("dropped/duplicate", len(result.requests) - queued)
+        if requests := self._unrefused(result.requests):
+            queued = await self._frontier.add(requests)
+            self.stats.inc("dropped/duplicate", len(requests) - queued)
+
+    def _unrefused(self, requests: list[Request]) -> list[Request]:
+        """``requests`` without those the known politeness rules refuse (robots.txt,
+        page cap, a given-up host): they never take a place in the queue."""
+        kept = []
+        for request in requests:
+            if (drop := self._politeness.refusal(request)) is None:
+                kept.append(request)
+            else:
+                self.stats.inc(f"dropped/{drop}")
+        return kept
 
     def _log_errors(self, request: Request, errors: list[str]) -> None:
         for error in errors:

@@ -1,20 +1,23 @@
-"""The frontier: every request the crawl still has to make, and the politeness clock.
+"""The frontier: every request the crawl still has to make, and which host goes next.
 
 A frontier owns three things that must change together, atomically, in every
 backend (memory now; SQLite and Redis implement the same protocol):
 
 * the queue: per-host queues of requests, highest ``priority`` first within a host;
 * the seen-set: fingerprints of every request ever queued, for deduplication;
-* per-host politeness: how many requests of a host are in flight (``concurrency``),
-  the earliest time the host may start its next request (``interval`` after the
-  last start), and pauses (Retry-After). Politeness lives here, not in the
-  workers, so that a Redis frontier can hold it for a whole cluster.
+* per-host politeness: how many requests of a host are in flight (``concurrency``)
+  and pauses (Retry-After). Politeness lives here, not in the workers, so that a
+  Redis frontier can hold it for a whole cluster.
 
-``take`` hands out only requests whose host is ready *now* and never waits, so no
-worker ever sleeps on one host while another host has work. Hosts are served
-round-robin. A taken request is *leased* until ``done`` or ``retry``; it holds
-its host's concurrency slot until ``fetched`` (or the end of the lease), so a page
-being parsed does not count against the host.
+The interval between two starts on a host (``rate``, Crawl-delay) is kept by the
+host's `aiolimiter` limiter (``limiters``, a `HostLimiters`), which every request
+enters on its way to the wire. ``take`` asks the limiters and hands out only
+requests whose host is ready *now* and never waits, so no worker ever sleeps on one
+host while another host has work. Hosts are served round-robin. A taken request is
+*leased* until ``done`` or ``retry``; it holds its host's concurrency slot until
+``fetched`` (or the end of the lease), so a page being parsed does not count
+against the host. A Redis frontier also keeps the cluster-wide interval in Redis:
+each node's limiters pace that node's own starts.
 """
 
 from __future__ import annotations
@@ -23,13 +26,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from ._limiters import HostLimiters
 from ._request import Request
 
 
 @dataclass(frozen=True, slots=True)
 class HostPolicy:
     """Politeness for one host: at most ``concurrency`` requests in flight, and at
-    least ``interval`` seconds between the starts of two requests."""
+    least ``interval`` seconds between the starts of two requests (kept by the
+    host's limiter in ``Frontier.limiters``; a Redis frontier also keeps it for the
+    cluster)."""
 
     concurrency: int = 8
     interval: float = 0.0
@@ -54,7 +60,12 @@ class FrontierStatus:
 
 @runtime_checkable
 class Frontier(Protocol):
-    """The contract every backend passes (see tests/frontier_contract.py)."""
+    """The contract every backend passes (see tests/frontier_contract.py).
+
+    ``limiters``: the hosts' limiters that ``take`` asks (``throttle`` sets a policy's
+    interval there); requests go on the wire inside them."""
+
+    limiters: HostLimiters
 
     async def add(self, requests: Sequence[Request]) -> int:
         """Queue each request whose fingerprint was never seen (or that has
@@ -64,15 +75,17 @@ class Frontier(Protocol):
 
     async def take(self, limit: int) -> list[Request]:
         """Lease up to ``limit`` requests whose hosts are ready now (fewer than
-        ``concurrency`` in flight, ``interval`` passed since the host's last start,
-        not paused, retry delay over). Starting one counts as the host's last start.
-        Never waits; returns ``[]`` when nothing is ready."""
+        ``concurrency`` in flight, the host's limiter has capacity and no request of
+        it is handed out but not yet started, not paused, retry delay over). Never
+        waits; returns ``[]`` when nothing is ready."""
         ...
 
-    async def fetched(self, request: Request) -> None:
+    async def fetched(self, request: Request, *, sent: bool = True) -> None:
         """The taken request's exchange with its host is over: free the host's
-        concurrency slot. The lease goes on until ``done`` or ``retry``. Raises
-        ``ValueError`` if the request holds no slot."""
+        concurrency slot. ``sent=False``: it was never sent (refused after it was
+        taken), so the host also gets its start back: it costs no interval. The
+        lease goes on until ``done`` or ``retry``. Raises ``ValueError`` if the
+        request holds no slot."""
         ...
 
     async def done(self, request: Request) -> None:

@@ -3,8 +3,9 @@
 Bookkeeping, in terms of hosts (one ``_Host`` per ``host_key``):
 
 * ``_ready``: a `ReadyHosts`, the hosts ready now (served round-robin by ``take``)
-  and those waiting for their interval or a pause. Hosts blocked only by
-  ``concurrency`` are in neither; ``done``/``retry`` place them again.
+  and those waiting for their limiter (`HostLimiters`: the interval) or a pause.
+  Hosts blocked by ``concurrency``, or claimed by a request handed out and not yet
+  started, are in neither; ``done``/``retry`` and the limiters place them again.
 * ``_delayed``: a heap of retried requests, moved into their host's queue when due.
 
 Leases are counted per fingerprint (a request taken twice through ``dont_filter``
@@ -21,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from ._frontier import FrontierStatus, HostPolicy
+from ._limiters import HostLimiters
 from ._ready_hosts import NOWHERE, ReadyHosts
 from ._request import Request
 from ._urls import host_key
@@ -31,39 +33,26 @@ DEFAULT_POLICY = HostPolicy()
 class _Host:
     """One host's queue and politeness state."""
 
-    __slots__ = (
-        "in_flight",
-        "last_start",
-        "paused_until",
-        "policy",
-        "queue",
-        "wake",
-        "where",
-    )
+    __slots__ = ("in_flight", "key", "paused_until", "policy", "queue", "wake", "where")
 
-    def __init__(self, policy: HostPolicy) -> None:
+    def __init__(self, key: str, policy: HostPolicy) -> None:
+        self.key = key
         self.policy = policy
         # (-priority, seq, fingerprint, request): highest priority first, then FIFO.
         self.queue: list[tuple[int, int, int, Request]] = []
         self.in_flight = 0
-        self.last_start = -math.inf
         self.paused_until = -math.inf
         self.where = NOWHERE  # and ``wake``: `ReadyHosts`'s bookkeeping
         self.wake = 0.0
-
-    def ready_at(self) -> float | None:
-        """When this host may start its next request; ``None`` while it has nothing
-        queued or is at its concurrency limit."""
-        if not self.queue or self.in_flight >= self.policy.concurrency:
-            return None
-        return max(self.last_start + self.policy.interval, self.paused_until)
 
 
 class MemoryFrontier:
     """A `Frontier` held in this process's memory; nothing survives the process.
 
-    ``policy`` applies to every host not changed by ``throttle``. ``clock`` returns
-    seconds (monotonic); tests inject a fake one.
+    ``policy`` applies to every host not changed by ``throttle``; its ``interval``
+    is kept by ``limiters`` (made from it if not given). ``clock`` returns seconds
+    (monotonic, as the event loop's ``time()``, which the limiters read); tests
+    inject a fake one.
     """
 
     def __init__(
@@ -71,12 +60,15 @@ class MemoryFrontier:
         policy: HostPolicy = DEFAULT_POLICY,
         *,
         clock: Callable[[], float] = time.monotonic,
+        limiters: HostLimiters | None = None,
     ) -> None:
         self._policy = policy
         self._clock = clock
+        self.limiters = limiters or HostLimiters(policy.interval)
+        self.limiters.subscribe(self._look_again)
         self._seen: set[int] = set()
         self._hosts: dict[str, _Host] = {}
-        self._ready: ReadyHosts[_Host] = ReadyHosts(_Host.ready_at)
+        self._ready: ReadyHosts[_Host] = ReadyHosts(self._ready_at)
         self._delayed: list[tuple[float, int, int, _Host, Request]] = []
         # fingerprint -> [leases, of which still holding a host slot]
         self._leases: dict[int, list[int]] = {}
@@ -101,12 +93,15 @@ class MemoryFrontier:
         self._wake_up(now)
         return self._ready.take(limit, now, self._start)
 
-    async def fetched(self, request: Request) -> None:
+    async def fetched(self, request: Request, *, sent: bool = True) -> None:
         lease = self._leases.get(request.fingerprint)
         if lease is None or lease[1] == 0:
             raise ValueError(f"request holds no host slot: {request.method} {request.url}")
         lease[1] -= 1
-        self._free_slot(self._hosts[host_key(request.url)])
+        key = host_key(request.url)
+        if not sent:
+            self.limiters.give_back(key)
+        self._free_slot(self._hosts[key])
 
     async def done(self, request: Request) -> None:
         self._release(request)
@@ -123,6 +118,7 @@ class MemoryFrontier:
         state = self._host(host)
         if policy is not None:
             state.policy = policy
+            self.limiters.set_interval(host, policy.interval)
         if pause is not None:
             state.paused_until = max(state.paused_until, now + pause)
         self._ready.place(state, now)
@@ -143,8 +139,22 @@ class MemoryFrontier:
     def _host(self, key: str) -> _Host:
         host = self._hosts.get(key)
         if host is None:
-            host = self._hosts[key] = _Host(self._policy)
+            host = self._hosts[key] = _Host(key, self._policy)
         return host
+
+    def _ready_at(self, host: _Host) -> float | None:
+        """When ``host`` may start its next request; ``None`` while it has nothing
+        queued, is at its concurrency limit or is claimed (see `HostLimiters`)."""
+        if not host.queue or host.in_flight >= host.policy.concurrency:
+            return None
+        free = self.limiters.ready_at(host.key)
+        return None if free is None else max(free, host.paused_until)
+
+    def _look_again(self, key: str) -> None:
+        """A host's limiter started a request or got one back: place the host again."""
+        host = self._hosts.get(key)
+        if host is not None:
+            self._ready.place(host, self._clock())
 
     def _enqueue(self, host: _Host, fp: int, request: Request, now: float) -> None:
         heapq.heappush(host.queue, (-request.priority, next(self._seq), fp, request))
@@ -155,7 +165,7 @@ class MemoryFrontier:
         _, _, fp, request = heapq.heappop(host.queue)
         self._queued -= 1
         host.in_flight += 1
-        host.last_start = now
+        self.limiters.claim(host.key, fp)
         self._in_flight += 1
         lease = self._leases.setdefault(fp, [0, 0])
         lease[0] += 1
@@ -171,6 +181,7 @@ class MemoryFrontier:
             raise ValueError(f"request is not in flight: {request.method} {request.url}")
         lease[0] -= 1
         host = self._hosts[host_key(request.url)]
+        self.limiters.give_back(host.key, fp)  # if it never started
         if lease[1] > lease[0]:
             lease[1] -= 1
             self._free_slot(host)

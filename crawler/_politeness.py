@@ -2,24 +2,31 @@
 
 Before a fetch, ``admit`` decides whether a request may go: robots.txt rules (and
 the Crawl-delay they carry), an origin whose robots.txt is unreachable for now
-(come back later) or for good, and the per-host page cap. After it, ``answered``
-and ``failed`` feed Retry-After and the adaptive throttle, which change the host's
-policy in the frontier, where it holds for every worker (and, with a shared
-frontier, every node).
+(come back later) or for good, and the per-host page cap. ``refusal`` says the
+same, without waiting, of a link about to be queued, so that what the known rules
+refuse never takes a place in the queue or a start of its host. The fetch itself
+goes through the host's limiter (``slot``, ``paced``: `HostLimiters`, the one clock
+of ``rate`` and Crawl-delay). After it, ``answered`` and ``failed`` feed
+Retry-After and the adaptive throttle, which change the host's policy in the
+frontier, where it holds for every worker (and, with a shared frontier, every node).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
+import socket
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from ._errors import BlockedAddress, FetchError, TransientFetchError
 from ._frontier import Frontier, HostPolicy
+from ._limiters import HostLimiters
 from ._request import Request
 from ._robots import RobotsCache
 from ._settings import Settings
@@ -31,6 +38,9 @@ if TYPE_CHECKING:
     from ._fetcher import Fetched
 
 log = logging.getLogger("crawler.politeness")
+
+Fetch = Callable[[Request], Awaitable["Fetched"]]
+Resolve = Callable[[str, int], Awaitable[str | None]]
 
 ERROR_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # Starts are spaced 5% wider than a rate or Crawl-delay asks: requests reach the
@@ -65,7 +75,7 @@ def default_host_policy(settings: Settings) -> HostPolicy:
     """A new host's policy: ``per_host`` in flight (one at first when the adaptive
     throttle is on: it grows with healthy answers), ``1 / rate`` between starts.
     With the HTTP cache on, the frontier does not space starts: a cache hit costs the
-    site nothing, so `Politeness.pace` spaces the requests that reach the network."""
+    site nothing, so `Politeness.paced` spaces the requests that reach the network."""
     interval = 0.0 if settings.cache else rate_interval(settings)
     return HostPolicy(1 if settings.autothrottle else settings.per_host, interval)
 
@@ -73,39 +83,79 @@ def default_host_policy(settings: Settings) -> HostPolicy:
 class Politeness:
     """The politeness decisions of one crawl (or of one single-fetch session).
 
-    ``paces_network``: with the HTTP cache on, a host's interval (``rate``,
-    Crawl-delay) is kept here, by `pace` before each fetch that reaches the network,
-    instead of by the frontier before each start, so replayed pages do not wait."""
+    ``limiters``: the hosts' limiters, the frontier's. With the HTTP cache on
+    (``paces_network``), the frontier does not space starts and this keeps limiters
+    of its own, entered only by fetches that reach the network (`paced`), so
+    replayed pages do not wait."""
 
-    def __init__(self, settings: Settings, frontier: Frontier, robots: RobotsCache, stats: Stats) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        frontier: Frontier,
+        robots: RobotsCache,
+        stats: Stats,
+        *,
+        resolve: Resolve | None = None,
+    ) -> None:
+        self._resolve = (resolve or first_address) if settings.politeness_key == "ip" else None
         self.paces_network = settings.cache is not None
+        self.limiters = HostLimiters(rate_interval(settings)) if self.paces_network else frontier.limiters
+        self._scheduled = frontier.limiters
         self._settings = settings
         self._frontier = frontier
         self._robots = robots
         self._stats = stats
         self._throttle = AutoThrottle(settings.per_host) if settings.autothrottle else None
-        self._intervals: dict[str, float] = {}
+        self._known: set[str] = set()
+        self._addressed: set[str] = set()
         self._pages: Counter[str] = Counter()
         self._given_up: set[str] = set()
-        self._last_start: dict[str, float] = {}
+
+    def refusal(self, request: Request) -> str | None:
+        """Why the rules known now refuse ``request`` for good (the ``dropped/``
+        counter), or ``None``; never waits (robots.txt not known yet: ``None``)."""
+        host = host_key(request.url)
+        verdict = self._host_refusal(host)
+        if verdict is None and self._settings.obey_robots:
+            rules = self._robots.known(origin(request.url))
+            if rules is not None and not rules.unreachable and not rules.allows(request.url):
+                verdict = "robots"
+        return verdict
+
+    def _host_refusal(self, host: str) -> str | None:
+        if host in self._given_up:
+            return "host_failing"
+        cap = self._settings.max_pages_per_host
+        if cap is not None and self._pages[host] >= cap:
+            return "host_page_limit"
+        return None
 
     async def admit(self, request: Request) -> Admission:
         host = host_key(request.url)
-        if host in self._given_up:
-            return Admission(False, drop="host_failing")
-        cap = self._settings.max_pages_per_host
-        if cap is not None and self._pages[host] >= cap:
-            return Admission(False, drop="host_page_limit")
+        if (drop := self._host_refusal(host)) is not None:
+            return Admission(False, drop=drop)
+        if self._resolve is not None and host not in self._addressed:
+            await self._share_address(host, request.url)
         if not self._settings.obey_robots:
             return ADMITTED
         rules = await self._robots.rules_for(origin(request.url))
-        if host not in self._intervals:
+        if host not in self._known:
+            self._known.add(host)
             await self._set_interval(host, rules.crawl_delay)
         if rules.blocked:
             return Admission(False, error=BlockedAddress(f"its robots.txt is refused: {rules.reason}"))
         if rules.unreachable:
             return await self._robots_unreachable(host, rules.retry_in, rules.reason)
         return ADMITTED if rules.allows(request.url) else Admission(False, drop="robots")
+
+    async def _share_address(self, host: str, url: str) -> None:
+        """``politeness_key = "ip"``: pace ``host`` with every other host on its address."""
+        self._addressed.add(host)
+        parts = urlsplit(url)
+        assert self._resolve is not None and parts.hostname is not None
+        address = await self._resolve(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        if address is not None:
+            self.limiters.alias(host, address)
 
     async def _robots_unreachable(self, host: str, retry_in: float | None, reason: str) -> Admission:
         if retry_in is None:
@@ -125,36 +175,39 @@ class Politeness:
                 )
                 delay = self._settings.max_crawl_delay
             interval = max(interval, delay * SPACING_MARGIN)  # an explicit slower rate wins
-        self._intervals[host] = interval
+        self.limiters.set_interval(host, interval)
         if delay:
             policy = HostPolicy(self._concurrency(host), self._spacing(host))
             await self._frontier.throttle(host, policy=policy)
 
     def _spacing(self, host: str) -> float:
         """The interval the frontier keeps between starts on ``host``."""
-        return 0.0 if self.paces_network else self._intervals.get(host, rate_interval(self._settings))
+        return 0.0 if self.paces_network else self.limiters.interval(host)
 
     def _concurrency(self, host: str) -> int:
         return self._throttle.concurrency(host) if self._throttle else self._settings.per_host
 
-    def started(self, request: Request) -> None:
-        """A frontier request of this host is starting now (for ``pace``)."""
-        if not self.paces_network:
-            self._last_start[host_key(request.url)] = time.monotonic()
+    def can_start(self, request: Request) -> bool:
+        """Would ``slot`` let ``request`` start at once? Not if something else started
+        on its host after the frontier handed it out (its robots.txt, a single fetch)."""
+        return self._scheduled.has_capacity(host_key(request.url))
 
-    async def pace(self, request: Request) -> None:
-        """Hold a fetch until its host's interval has passed since the host's last
-        start: a single fetch (one made outside the frontier), or with
-        ``paces_network`` any fetch that reaches the network. A single fetch also
-        pushes the host's next frontier start back by one interval, so it counts
-        against the host's rate."""
-        host = host_key(request.url)
-        interval = self._intervals.get(host, rate_interval(self._settings))
-        while (wait := self._last_start.get(host, -math.inf) + interval - time.monotonic()) > 0:
-            await asyncio.sleep(wait)
-        self._last_start[host] = time.monotonic()
-        if interval and not self.paces_network:
-            await self._frontier.throttle(host, pause=interval)
+    def slot(self, request: Request) -> AbstractAsyncContextManager[None]:
+        """Send a request the frontier handed out inside this block: its host's
+        limiter, which the frontier found with capacity, so it does not wait."""
+        return self._scheduled.start(host_key(request.url), request.fingerprint)
+
+    def paced(self, fetch: Fetch) -> Fetch:
+        """``fetch``, each call inside its host's limiter (waiting for it if need be):
+        for single fetches, and with ``paces_network`` for what reaches the network.
+        A single fetch shares the limiter of the crawl's requests to its host, so it
+        counts against the host's rate."""
+
+        async def paced_fetch(request: Request) -> Fetched:
+            async with self.limiters.start(host_key(request.url)):
+                return await fetch(request)
+
+        return paced_fetch
 
     def page_fetched(self, request: Request) -> None:
         self._pages[host_key(request.url)] += 1
@@ -195,3 +248,13 @@ class Politeness:
             self._stats.inc("politeness/circuit_breaker")
             log.warning("%s keeps failing: pausing it for %gs", host, adjustment.pause)
             await self._frontier.throttle(host, pause=adjustment.pause)
+
+
+async def first_address(hostname: str, port: int) -> str | None:
+    """The first address ``hostname`` resolves to (the one a connection tries
+    first), ``None`` if it does not resolve: the fetch will say why."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(hostname, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return None
+    return str(infos[0][4][0]) if infos else None

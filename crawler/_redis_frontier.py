@@ -4,6 +4,16 @@ Many processes on many machines run the same spider against one Redis; the
 frontier there holds the queue, the seen-set and per-host politeness for all of
 them, so ``concurrency`` and ``interval`` hold for the whole cluster.
 
+The interval, cluster-wide: ``take`` hands out a request of a host only if no
+other is handed out and not yet started (the host's ``claim``) and ``interval``
+has passed since its last start; the request then enters this node's limiter
+(``limiters``, this node's own share) and, from there, the ``start`` script
+records the start in Redis just before the request goes on the wire (as it
+records robots.txt and single fetches, which no ``take`` handed out). So the
+interval holds between starts, not between takes, however long a node takes to
+get from one to the other under load. A request that is never sent (refused
+after ``take``, or ended) gives the claim back.
+
 Every state change is one Lua script (atomic in Redis 6.2 or later); the scripts
 share the helpers in ``_PRELUDE``. Time is the injected ``clock``, passed to each script, or
 by default Redis's own ``TIME``, so machines with skewed clocks agree.
@@ -18,6 +28,7 @@ Key layout (``K`` = ``{<namespace>}:``; every key carries the hash tag)::
     K q:<host>       ZSET    a host's queue: id scored -priority; ids are fixed-width
                              hex, so equal priorities come out FIFO
     K h:<host>       HASH    n (slots held), last (last start), pause (paused until),
+                             claim (id of a request taken, not yet started),
                              conc and ivl (a ``throttle`` policy; else the node's default)
     K ring           ZSET    hosts ready when placed, scored by ring position (FIFO):
                              ``take`` serves them round-robin
@@ -98,6 +109,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._errors import FrontierError
 from ._frontier import FrontierStatus, HostPolicy
+from ._limiters import HostLimiters
 from ._request import Request
 from ._urls import host_key
 
@@ -143,8 +155,8 @@ end
 -- or is at its concurrency limit
 local function ready_at(host)
   if redis.call('EXISTS', queue_key(host)) == 0 then return nil end
-  local h = redis.call('HMGET', host_key(host), 'n', 'last', 'pause', 'conc', 'ivl')
-  if (tonumber(h[1]) or 0) >= (tonumber(h[4]) or DEFAULT_CONC) then return nil end
+  local h = redis.call('HMGET', host_key(host), 'n', 'last', 'pause', 'conc', 'ivl', 'claim')
+  if h[6] or (tonumber(h[1]) or 0) >= (tonumber(h[4]) or DEFAULT_CONC) then return nil end
   local t = -math.huge
   if h[2] then t = tonumber(h[2]) + (tonumber(h[5]) or DEFAULT_IVL) end
   local pause = tonumber(h[3])
@@ -185,6 +197,13 @@ local function enqueue(id, priority, host)
   touch(host)
 end
 
+-- the request id handed out but not started gives its host's claim back
+local function unclaim(host, id)
+  if redis.call('HGET', host_key(host), 'claim') == id then
+    redis.call('HDEL', host_key(host), 'claim')
+  end
+end
+
 -- the lease value of id if node holds it, else nil
 local function lease_of(id, node)
   local v = redis.call('HGET', K_LEASE, id)
@@ -200,6 +219,7 @@ local function end_lease(id, v)
   redis.call('HDEL', K_REQ, id)
   local _, host = parse(rec)
   if string.sub(v, 1, 1) == '1' then redis.call('HINCRBY', host_key(host), 'n', -1) end
+  unclaim(host, id)
   touch(host)
   return rec
 end
@@ -278,7 +298,9 @@ while taken < limit and visits < limit + SKIP_BUDGET do
     local id = redis.call('ZPOPMIN', queue_key(host))[1]
     redis.call('HINCRBY', K_COUNT, 'queued', -1)
     redis.call('HINCRBY', host_key(host), 'n', 1)
-    redis.call('HSET', host_key(host), 'last', now)
+    if (tonumber(redis.call('HGET', host_key(host), 'ivl')) or DEFAULT_IVL) > 0 then
+      redis.call('HSET', host_key(host), 'claim', id)
+    end
     redis.call('ZADD', K_LEASES, expiry, id)
     redis.call('HSET', K_LEASE, id, '1' .. node)
     local _, _, blob = parse(redis.call('HGET', K_REQ, id))
@@ -291,7 +313,23 @@ end
 return out
 """
 
-# ARGV[6] id, ARGV[7] node. Returns 0: lease lost, 1: slot freed, 2: held no slot.
+# ARGV[6] id, ARGV[7] node; or ARGV[6] "", ARGV[8] host: a request from outside the
+# frontier (robots.txt, a single fetch). Returns 0: lease lost, 1: started.
+_START = r"""
+local id, host = ARGV[6], ARGV[8]
+if id ~= '' then
+  if not lease_of(id, ARGV[7]) then return 0 end
+  local _, of = parse(redis.call('HGET', K_REQ, id))
+  host = of
+  unclaim(host, id)
+end
+redis.call('HSET', host_key(host), 'last', now)
+place(host)
+return 1
+"""
+
+# ARGV[6] id, ARGV[7] node, ARGV[8] "0" if it was never sent (its claim goes back).
+# Returns 0: lease lost, 1: slot freed, 2: held no slot.
 _FETCHED = r"""
 local id, node = ARGV[6], ARGV[7]
 local v = lease_of(id, node)
@@ -300,6 +338,7 @@ if string.sub(v, 1, 1) ~= '1' then return 2 end
 redis.call('HSET', K_LEASE, id, '0' .. node)
 local _, host = parse(redis.call('HGET', K_REQ, id))
 redis.call('HINCRBY', host_key(host), 'n', -1)
+if ARGV[8] == '0' then unclaim(host, id) end
 place(host)
 return 1
 """
@@ -388,6 +427,7 @@ return redis.call('GET', KEYS[1])
 _SCRIPTS = (
     ("add", _ADD),
     ("take", _TAKE),
+    ("start", _START),
     ("fetched", _FETCHED),
     ("done", _DONE),
     ("retry", _RETRY),
@@ -401,11 +441,24 @@ class _Lease:
     """One lease this node holds: the request's id in Redis, and whether it still
     holds its host slot."""
 
-    __slots__ = ("id", "slot")
+    __slots__ = ("id", "slot", "started")
 
     def __init__(self, lease_id: bytes) -> None:
         self.id = lease_id
         self.slot = True
+        self.started = False
+
+
+class _NodeLimiters(HostLimiters):
+    """This node's limiters, whose every start of a request the frontier handed out
+    is also recorded in Redis (the ``start`` script), for the whole cluster."""
+
+    def __init__(self, interval: float, frontier: RedisFrontier) -> None:
+        super().__init__(interval)
+        self._frontier = frontier
+
+    async def _started(self, key: str, fingerprint: int | None) -> None:
+        await self._frontier._started(key, fingerprint)
 
 
 class RedisFrontier:
@@ -413,7 +466,9 @@ class RedisFrontier:
     ``"crawler:<spider>[:<crawl id>]"``), shared by every node that opens it.
 
     ``policy`` applies to every host not changed by ``throttle`` (give every node the
-    same). ``clock`` returns seconds; ``None`` uses Redis server time. Leases last
+    same); its ``interval`` holds for the cluster in Redis and for this node's own
+    starts in ``limiters``. ``clock`` returns seconds; ``None`` uses Redis server
+    time. Leases last
     ``lease_seconds`` unless renewed by this node, named ``node_id`` (default:
     host name, process id and a random suffix).
     """
@@ -435,6 +490,7 @@ class RedisFrontier:
         self._where = _redacted(url)
         self._redis = _connect(url, self._where)
         self._policy = policy
+        self.limiters: HostLimiters = _NodeLimiters(policy.interval, self)
         self._clock = clock
         self._lease_seconds = lease_seconds
         self._node = node_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -482,12 +538,12 @@ class RedisFrontier:
             self._start_renewal()
         return taken
 
-    async def fetched(self, request: Request) -> None:
+    async def fetched(self, request: Request, *, sent: bool = True) -> None:
         lease = next((x for x in self._leases.get(request.fingerprint, ()) if x.slot), None)
         if lease is None:
             raise ValueError(f"request holds no host slot: {request.method} {request.url}")
         lease.slot = False
-        if not await self._run("fetched", [lease.id, self._node]):
+        if not await self._run("fetched", [lease.id, self._node, b"1" if sent else b"0"]):
             _log_lost(request)
 
     async def done(self, request: Request) -> None:
@@ -505,6 +561,8 @@ class RedisFrontier:
         self, host: str, *, policy: HostPolicy | None = None, pause: float | None = None
     ) -> None:
         limits: list[Any] = ["", ""] if policy is None else [policy.concurrency, policy.interval]
+        if policy is not None:
+            self.limiters.set_interval(host, policy.interval)
         await self._run("throttle", [host, *limits, "" if pause is None else pause])
 
     async def status(self) -> FrontierStatus:
@@ -526,6 +584,17 @@ class RedisFrontier:
                 await self._renewal
             self._renewal = None
         await self._redis.aclose()
+
+    async def _started(self, host: str, fingerprint: int | None) -> None:
+        """A request to ``host`` goes on the wire now: one of this node's leases of
+        ``fingerprint``, or (``None``) one from outside the frontier. It is the host's
+        start, for the cluster (see the module docstring)."""
+        lease = None
+        if fingerprint is not None:
+            lease = next((x for x in self._leases.get(fingerprint, ()) if not x.started), None)
+        if lease is not None:
+            lease.started = True
+        await self._run("start", [b"" if lease is None else lease.id, self._node, host])
 
     def _pop_lease(self, request: Request) -> _Lease:
         """Remove one of this node's leases of ``request``, preferring one whose

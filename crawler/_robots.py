@@ -197,6 +197,13 @@ class RobotsCache:
             state.loading = asyncio.ensure_future(self._load(origin, state))
         return await asyncio.shield(state.loading)
 
+    def known(self, origin: str) -> RobotsRules | None:
+        """The rules of ``origin`` if they are known and fresh now; never fetches."""
+        state = self._origins.get(origin)
+        if state is None or state.rules is None or self._clock() >= state.expires:
+            return None
+        return self._current(state)
+
     def _current(self, state: _Origin) -> RobotsRules:
         rules = state.rules
         assert rules is not None

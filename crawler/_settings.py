@@ -63,6 +63,7 @@ class Settings:
     strip_session_ids: bool = False
     max_crawl_delay: float = 30.0
     autothrottle: bool = True
+    politeness_key: str = "host"
     job: str | None = None
     frontier: str | None = None
     parse_timeout: float = 30.0
@@ -108,6 +109,8 @@ class Settings:
                 _check_positive(name, value, allow_zero=True)
         _check_cache(self.cache_expiry, self.cache_ignore_status)
         _check_proxy(self.proxy)
+        if self.politeness_key not in ("host", "ip"):
+            raise UsageError(f"politeness_key must be 'host' or 'ip', not {self.politeness_key!r}")
         _check_render(self)
 
 

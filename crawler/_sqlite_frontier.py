@@ -11,8 +11,9 @@ per-host state. Tables:
 * ``seen``: every fingerprint ever queued, as a signed 64-bit integer.
 * ``hosts``: politeness overrides set by ``throttle`` (``concurrency`` and
   ``interval``; NULL means the frontier's default policy) and ``paused_until``;
-  ``close`` also writes each host's ``in_flight`` and ``last_start`` there, as a
-  snapshot for inspection.
+  ``close`` also writes each host's ``in_flight`` there, as a snapshot for
+  inspection. ``last_start`` stays NULL: a host's interval is kept by its limiter
+  (`HostLimiters`), in memory.
 * ``meta``: job metadata (``get_meta``/``set_meta``).
 
 Threading: one connection, used by one dedicated worker thread. Every public
@@ -36,7 +37,7 @@ queued or seen requests; those live on disk.
 Resuming: a new process opening an existing job calls ``open`` (or just any
 method: the first call opens). ``recover`` puts every leased request back in the
 queue (the process that leased it died or stopped), and forgets every stored
-time: ``last_start``, ``paused_until`` and a retry's ``not_before`` are readings of
+time: ``paused_until`` and a retry's ``not_before`` are readings of
 the old process's monotonic clock, meaningless to the new one, so every host is
 ready at once and every delayed retry is queued at once. Throttled policies
 (``concurrency``, ``interval``) survive.
@@ -64,6 +65,7 @@ from typing import Any, Generic, NamedTuple, Self, TypeVar
 
 from ._errors import FrontierError
 from ._frontier import FrontierStatus, HostPolicy
+from ._limiters import HostLimiters
 from ._ready_hosts import NOWHERE, ReadyHosts
 from ._request import Request
 from ._urls import host_key
@@ -125,14 +127,13 @@ _SAVE_HOST = """INSERT INTO hosts (host, in_flight, last_start, paused_until, co
 class _Host:
     """One host's politeness state and how many of its requests are queued (on disk)."""
 
-    __slots__ = ("in_flight", "key", "last_start", "override", "paused_until", "queued", "wake", "where")
+    __slots__ = ("in_flight", "key", "override", "paused_until", "queued", "wake", "where")
 
     def __init__(self, key: str) -> None:
         self.key = key
         self.override: HostPolicy | None = None  # set by throttle; None: the default policy
         self.queued = 0
         self.in_flight = 0
-        self.last_start = -math.inf
         self.paused_until = -math.inf
         self.where = NOWHERE  # and ``wake``: `ReadyHosts`'s bookkeeping
         self.wake = 0.0
@@ -142,7 +143,7 @@ class _Host:
         policy = self.override
         return (
             self.in_flight,
-            _finite(self.last_start),
+            None,
             _finite(self.paused_until),
             None if policy is None else policy.concurrency,
             None if policy is None else policy.interval,
@@ -163,10 +164,12 @@ class _Lease:
 class SqliteFrontier:
     """A `Frontier` kept in the SQLite database at ``path`` (created if missing).
 
-    ``policy`` applies to every host not changed by ``throttle``. ``clock`` returns
-    seconds (monotonic); tests inject a fake one. Construct it anywhere (it does no
-    I/O); ``await open()`` connects and recovers, and any other method opens first
-    if needed. ``close`` keeps what is pending and in flight for the next run.
+    ``policy`` applies to every host not changed by ``throttle``; its ``interval``
+    is kept by ``limiters`` (made from it if not given). ``clock`` returns seconds
+    (monotonic, as the event loop's ``time()``, which the limiters read); tests
+    inject a fake one. Construct it anywhere (it does no I/O); ``await open()``
+    connects and recovers, and any other method opens first if needed. ``close``
+    keeps what is pending and in flight for the next run.
     """
 
     def __init__(
@@ -175,10 +178,12 @@ class SqliteFrontier:
         policy: HostPolicy = DEFAULT_POLICY,
         *,
         clock: Callable[[], float] = time.monotonic,
+        limiters: HostLimiters | None = None,
     ) -> None:
         self._path = Path(path)
         self._policy = policy
         self._clock = clock
+        self.limiters = limiters or HostLimiters(policy.interval)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-frontier")
         self._closed = False
         # Calls waiting for the batch in progress to end (owned by the event loop).
@@ -203,7 +208,9 @@ class SqliteFrontier:
     async def take(self, limit: int) -> list[Request]:
         return await self._call(self._take, limit)
 
-    async def fetched(self, request: Request) -> None:
+    async def fetched(self, request: Request, *, sent: bool = True) -> None:
+        if not sent:  # the limiters belong to the event loop's thread
+            self.limiters.give_back(host_key(request.url))
         await self._call(self._fetched, request)
 
     async def done(self, request: Request) -> None:
@@ -215,6 +222,8 @@ class SqliteFrontier:
     async def throttle(
         self, host: str, *, policy: HostPolicy | None = None, pause: float | None = None
     ) -> None:
+        if policy is not None:
+            self.limiters.set_interval(host, policy.interval)
         await self._call(self._throttle, host, policy, pause)
 
     async def status(self) -> FrontierStatus:
@@ -388,6 +397,7 @@ class SqliteFrontier:
         self._hosts: dict[str, _Host] = {}
         self._ready: ReadyHosts[_Host] = ReadyHosts(self._ready_at)
         self._leases: dict[int, _Lease] = {}
+        self._claimed: set[_Host] = set()  # hosts claimed in the limiters by a take
         self._queued = 0
         self._delayed = 0
         self._next_due: float | None = None  # the earliest ``not_before`` of a delayed row
@@ -402,6 +412,7 @@ class SqliteFrontier:
             "SELECT host, concurrency, interval FROM hosts WHERE concurrency IS NOT NULL"
         ):
             self._host(key).override = HostPolicy(concurrency, interval)
+            self.limiters.set_interval(key, interval)
         for key, count in db.execute(
             "SELECT host, COUNT(*) FROM requests WHERE state = 'queued' GROUP BY host"
         ):
@@ -497,6 +508,7 @@ class SqliteFrontier:
         for host in plan:  # the round-robin order of the plan, each host's rows in queue order
             row_id, data = rows[host].pop()
             request: Request = pickle.loads(data)
+            self.limiters.claim(host.key, request.fingerprint)
             lease = self._leases.get(request.fingerprint)
             if lease is None:
                 lease = self._leases[request.fingerprint] = _Lease(host)
@@ -514,15 +526,22 @@ class SqliteFrontier:
         """Count one request of ``host`` as started at ``now`` (in the cache only)."""
         host.queued -= 1
         host.in_flight += 1
-        host.last_start = now
+        self.limiters.claim(host.key, 0)  # ``_lease`` names the request
+        self._claimed.add(host)
         self._queued -= 1
         self._in_flight += 1
         return host
 
     def _wake_up(self, now: float) -> None:
-        """Queue due retries, then wake the due hosts."""
+        """Queue due retries, place again the hosts whose claim ended (their request
+        started or was given back), then wake the due hosts."""
         if self._next_due is not None and self._next_due <= now:
             self._queue_due_retries(now)
+        if self._claimed:
+            ended = [host for host in self._claimed if self.limiters.ready_at(host.key) is not None]
+            for host in ended:
+                self._claimed.discard(host)
+                self._ready.place(host, now)
         self._ready.wake_up(now)
 
     def _queue_due_retries(self, now: float) -> None:
@@ -576,6 +595,7 @@ class SqliteFrontier:
         """End the lease of ``lease.ids[-1]`` (its row is gone), and its host slot if
         ``fetched`` did not free it."""
         lease.ids.pop()
+        self.limiters.give_back(lease.host.key, fp)  # if it never started
         if lease.slots > len(lease.ids):
             lease.slots -= 1
             self._free_slot(lease.host)
@@ -623,7 +643,8 @@ class SqliteFrontier:
         policy = host.override or self._policy
         if not host.queued or host.in_flight >= policy.concurrency:
             return None
-        return max(host.last_start + policy.interval, host.paused_until)
+        free = self.limiters.ready_at(host.key)
+        return None if free is None else max(free, host.paused_until)
 
 
 class _Call(NamedTuple, Generic[T]):

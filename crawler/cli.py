@@ -12,6 +12,7 @@ import importlib
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -129,6 +130,9 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
     autothrottle: Annotated[
         bool | None,
         typer.Option("--autothrottle/--no-autothrottle", help="Adapt per-host concurrency to latency [on]."),
+    ] = None,
+    politeness_key: Annotated[
+        str | None, typer.Option(metavar="host|ip", help="Rate per host:port, or per resolved IP [host].")
     ] = None,
     job: Annotated[Path | None, typer.Option(help="Keep crawl state in DIR to resume later.")] = None,
     frontier: Annotated[str | None, typer.Option(help="Shared frontier URL (redis://HOST:PORT/DB).")] = None,
@@ -283,7 +287,8 @@ def _run(invocation: Invocation) -> int:
     )
     error: CrawlerError | None = None
     try:
-        interrupted = asyncio.run(run_with_signals(engine))[1]
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            interrupted = runner.run(run_with_signals(engine))[1]
     except CrawlerError as exc:
         error, interrupted = exc, False
     finally:
@@ -311,6 +316,15 @@ def _finish(invocation: Invocation, stats: Stats) -> None:
         from ._progress import Progress  # noqa: PLC0415
 
         Progress.print_summary(stats)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (see pyproject.toml); asyncio's own loop elsewhere."""
+    try:
+        import uvloop  # noqa: PLC0415
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def run_with_signals(engine: Engine) -> tuple[Stats, bool]:

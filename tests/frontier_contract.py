@@ -5,7 +5,11 @@ A backend's test module subclasses `FrontierContract` and provides a fixture
 builds a fresh, empty frontier using ``policy`` for every host and ``clock`` for
 every time decision (the contract always passes both). The factory is called
 inside the running event loop, so a backend may connect there; the contract
-closes each frontier it makes. Time moves only through `FakeClock`: no test sleeps.
+closes each frontier it makes. Time moves only through `FakeClock`, which is also
+the event loop's ``time()`` (what aiolimiter reads): no test sleeps.
+
+A request the contract takes starts at once, as a worker would start it: it
+enters its host's limiter (``take`` below); ``take_only`` leaves it handed out.
 
     class TestMemoryFrontier(FrontierContract):
         @pytest.fixture
@@ -57,6 +61,7 @@ def drive(make_frontier: FrontierFactory, body: Body, *, policy: HostPolicy = DE
 
     async def main() -> None:
         clock = FakeClock()
+        asyncio.get_running_loop().time = clock  # type: ignore[method-assign]  # the limiters' clock
         frontier = make_frontier(policy=policy, clock=clock)
         try:
             await body(frontier, clock)
@@ -64,6 +69,15 @@ def drive(make_frontier: FrontierFactory, body: Body, *, policy: HostPolicy = DE
             await frontier.close()
 
     asyncio.run(main())
+
+
+async def take(f: Frontier, limit: int) -> list[Request]:
+    """``f.take(limit)``, each request then started in its host's limiter."""
+    taken = await f.take(limit)
+    for request in taken:
+        async with f.limiters.start(host_key(request.url), request.fingerprint):
+            pass
+    return taken
 
 
 def urls(requests: list[Request]) -> list[str]:
@@ -88,15 +102,15 @@ class FrontierContract:
             assert await f.add([Request(f"{A}/1")]) == 1
             assert await f.add([Request(f"{A}/1")]) == 0
             assert await status(f) == (1, 0, 1)
-            assert urls(await f.take(10)) == [f"{A}/1"]
-            assert await f.take(10) == []
+            assert urls(await take(f, 10)) == [f"{A}/1"]
+            assert await take(f, 10) == []
 
         drive(make_frontier, body)
 
     def test_seen_after_done_is_still_deduped(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/1")])
-            [r] = await f.take(1)
+            [r] = await take(f, 1)
             await f.done(r)
             assert await f.add([Request(f"{A}/1")]) == 0
             assert (await f.status()).finished
@@ -147,11 +161,11 @@ class FrontierContract:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"http://h{i}.example/") for i in range(10)])
             await f.add([Request(f"{A}/{i}") for i in range(10)])
-            assert await f.take(0) == []
-            assert len(await f.take(3)) == 3
-            assert len(await f.take(1)) == 1
-            assert len(await f.take(100)) == 16
-            assert await f.take(100) == []
+            assert await take(f, 0) == []
+            assert len(await take(f, 3)) == 3
+            assert len(await take(f, 1)) == 1
+            assert len(await take(f, 100)) == 16
+            assert await take(f, 100) == []
             assert await status(f) == (0, 20, 20)
 
         drive(make_frontier, body, policy=HostPolicy(concurrency=10))
@@ -162,7 +176,7 @@ class FrontierContract:
             await f.add([Request(f"{A}/{name}", priority=p) for name, p in priorities.items()])
             order = []
             for _ in priorities:
-                [r] = await f.take(1)
+                [r] = await take(f, 1)
                 order.append(r.url.rsplit("/", 1)[1])
                 await f.done(r)
             assert order == ["p5a", "p5b", "p3", "p0a", "p0b", "m1"]
@@ -173,7 +187,7 @@ class FrontierContract:
         async def body(f: Frontier, clock: FakeClock) -> None:
             for i in range(5):
                 await f.add([Request(f"{A}/{i}")])
-            assert urls(await f.take(10)) == [f"{A}/{i}" for i in range(5)]
+            assert urls(await take(f, 10)) == [f"{A}/{i}" for i in range(5)]
 
         drive(make_frontier, body, policy=HostPolicy(concurrency=10))
 
@@ -181,7 +195,7 @@ class FrontierContract:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/{i}") for i in range(100)])
             await f.add([Request(f"{B}/0")])
-            assert sorted(hosts(await f.take(2))) == ["a.example", "b.example"]
+            assert sorted(hosts(await take(f, 2))) == ["a.example", "b.example"]
 
         drive(make_frontier, body, policy=HostPolicy(concurrency=1000))
 
@@ -190,13 +204,13 @@ class FrontierContract:
             await f.add([Request(f"{A}/{i}") for i in range(10)])
             await f.add([Request(f"{B}/{i}") for i in range(10)])
             await f.add([Request(f"{C}/{i}") for i in range(2)])
-            first = await f.take(6)
+            first = await take(f, 6)
             assert Counter(hosts(first)) == {
                 "a.example": 2,
                 "b.example": 2,
                 "c.example": 2,
             }
-            rest = await f.take(100)
+            rest = await take(f, 100)
             assert Counter(hosts(rest)) == {"a.example": 8, "b.example": 8}
 
         drive(make_frontier, body, policy=HostPolicy(concurrency=1000))
@@ -207,12 +221,12 @@ class FrontierContract:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/{i}") for i in range(5)])
             await f.add([Request(f"{B}/0")])
-            first = await f.take(10)
+            first = await take(f, 10)
             assert Counter(hosts(first)) == {"a.example": 2, "b.example": 1}
-            assert await f.take(10) == []
+            assert await take(f, 10) == []
             await f.done(next(r for r in first if r.url.startswith(A)))
-            assert hosts(await f.take(10)) == ["a.example"]
-            assert await f.take(10) == []
+            assert hosts(await take(f, 10)) == ["a.example"]
+            assert await take(f, 10) == []
             assert await status(f) == (2, 3, 6)
 
         drive(make_frontier, body, policy=HostPolicy(concurrency=2))
@@ -220,15 +234,15 @@ class FrontierContract:
     def test_fetched_frees_the_host_slot_but_keeps_the_lease(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/{i}") for i in range(3)])
-            [first] = await f.take(10)
-            assert await f.take(10) == []
+            [first] = await take(f, 10)
+            assert await take(f, 10) == []
             await f.fetched(first)
-            [second] = await f.take(10)
+            [second] = await take(f, 10)
             assert await status(f) == (1, 2, 3)  # both leased: parsing does not end a lease
             await f.done(first)  # its slot was freed already: no second free
-            assert await f.take(10) == []
+            assert await take(f, 10) == []
             await f.done(second)  # ends the lease and frees the slot it still held
-            [third] = await f.take(10)
+            [third] = await take(f, 10)
             await f.fetched(third)
             with pytest.raises(ValueError):
                 await f.fetched(third)
@@ -249,28 +263,65 @@ class FrontierContract:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/{i}") for i in range(3)])
             await f.add([Request(f"{B}/0")])
-            assert sorted(urls(await f.take(10))) == [f"{A}/0", f"{B}/0"]
-            assert await f.take(10) == []
+            assert sorted(urls(await take(f, 10))) == [f"{A}/0", f"{B}/0"]
+            assert await take(f, 10) == []
             clock.advance(0.5)
-            assert await f.take(10) == []
+            assert await take(f, 10) == []
             await f.add([Request(f"{C}/0")])  # other hosts are unaffected
-            assert urls(await f.take(10)) == [f"{C}/0"]
+            assert urls(await take(f, 10)) == [f"{C}/0"]
             clock.advance(0.5)
-            assert urls(await f.take(10)) == [f"{A}/1"]
+            assert urls(await take(f, 10)) == [f"{A}/1"]
             clock.advance(1.0)
-            assert urls(await f.take(10)) == [f"{A}/2"]
+            assert urls(await take(f, 10)) == [f"{A}/2"]
 
         drive(make_frontier, body, policy=HostPolicy(concurrency=8, interval=1.0))
 
     def test_interval_counts_from_take_not_from_done(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/{i}") for i in range(2)])
-            [r] = await f.take(10)
+            [r] = await take(f, 10)
             clock.advance(0.75)
             await f.done(r)
-            assert await f.take(10) == []
+            assert await take(f, 10) == []
             clock.advance(0.25)
-            assert urls(await f.take(10)) == [f"{A}/1"]
+            assert urls(await take(f, 10)) == [f"{A}/1"]
+
+        drive(make_frontier, body, policy=HostPolicy(concurrency=8, interval=1.0))
+
+    def test_a_request_handed_out_holds_its_host_till_it_starts(self, make_frontier: FrontierFactory) -> None:
+        async def body(f: Frontier, clock: FakeClock) -> None:
+            await f.add([Request(f"{A}/{i}") for i in range(3)])
+            [a0] = await f.take(10)  # handed out, not started yet
+            clock.advance(5.0)
+            assert await f.take(10) == []  # one start per interval: a0 may start any moment
+            async with f.limiters.start("a.example", a0.fingerprint):
+                pass
+            assert await f.take(10) == []
+            clock.advance(1.0)
+            assert urls(await take(f, 10)) == [f"{A}/1"]
+
+        drive(make_frontier, body, policy=HostPolicy(concurrency=8, interval=1.0))
+
+    def test_a_request_never_sent_gives_its_start_back(self, make_frontier: FrontierFactory) -> None:
+        async def body(f: Frontier, clock: FakeClock) -> None:
+            await f.add([Request(f"{A}/{i}") for i in range(3)])
+            [a0] = await f.take(10)
+            await f.fetched(a0, sent=False)  # refused (robots.txt, say): no slot, no interval
+            await f.done(a0)
+            [a1] = await take(f, 10)
+            assert a1.url == f"{A}/1"
+            assert await f.take(10) == []
+            clock.advance(1.0)
+            assert urls(await take(f, 10)) == [f"{A}/2"]
+
+        drive(make_frontier, body, policy=HostPolicy(concurrency=8, interval=1.0))
+
+    def test_a_request_ended_before_it_started_frees_its_host(self, make_frontier: FrontierFactory) -> None:
+        async def body(f: Frontier, clock: FakeClock) -> None:
+            await f.add([Request(f"{A}/{i}") for i in range(2)])
+            [a0] = await f.take(10)
+            await f.retry(a0, 30.0)  # e.g. its robots.txt could not be fetched yet
+            assert urls(await take(f, 10)) == [f"{A}/1"]
 
         drive(make_frontier, body, policy=HostPolicy(concurrency=8, interval=1.0))
 
@@ -279,24 +330,24 @@ class FrontierContract:
             await f.add([Request(f"{A}/{i}") for i in range(2)])
             await f.add([Request(f"{B}/{i}") for i in range(2)])
             await f.throttle("a.example", pause=10.0)
-            assert hosts(await f.take(10)) == ["b.example", "b.example"]
+            assert hosts(await take(f, 10)) == ["b.example", "b.example"]
             await f.throttle("a.example", pause=1.0)  # shorter: no effect
             clock.advance(5.0)
-            assert await f.take(10) == []
+            assert await take(f, 10) == []
             clock.advance(5.0)
-            assert hosts(await f.take(10)) == ["a.example", "a.example"]
+            assert hosts(await take(f, 10)) == ["a.example", "a.example"]
 
         drive(make_frontier, body)
 
     def test_pause_of_ready_host_takes_effect_at_once(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/{i}") for i in range(3)])
-            [r] = await f.take(1)
+            [r] = await take(f, 1)
             await f.throttle(host_key(r.url), pause=2.0)
-            assert await f.take(10) == []
+            assert await take(f, 10) == []
             assert (await f.status()).wait == 2.0
             clock.advance(2.0)
-            assert len(await f.take(10)) == 2
+            assert len(await take(f, 10)) == 2
 
         drive(make_frontier, body)
 
@@ -304,10 +355,10 @@ class FrontierContract:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.throttle("a.example", pause=3.0)
             await f.add([Request(f"{A}/0")])
-            assert await f.take(10) == []
+            assert await take(f, 10) == []
             assert (await f.status()).wait == 3.0
             clock.advance(3.0)
-            assert urls(await f.take(10)) == [f"{A}/0"]
+            assert urls(await take(f, 10)) == [f"{A}/0"]
 
         drive(make_frontier, body)
 
@@ -317,25 +368,25 @@ class FrontierContract:
             await f.add([Request(f"{B}/{i}") for i in range(5)])
             await f.throttle("a.example", policy=HostPolicy(concurrency=3))
             await f.throttle("b.example", policy=HostPolicy(concurrency=8, interval=5.0))
-            assert Counter(hosts(await f.take(10))) == {"a.example": 3, "b.example": 1}
+            assert Counter(hosts(await take(f, 10))) == {"a.example": 3, "b.example": 1}
             clock.advance(4.0)
-            assert await f.take(10) == []
+            assert await take(f, 10) == []
             clock.advance(1.0)
-            assert hosts(await f.take(10)) == ["b.example"]
+            assert hosts(await take(f, 10)) == ["b.example"]
 
         drive(make_frontier, body, policy=ONE)
 
     def test_throttle_lowering_concurrency_applies_to_queued(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/{i}") for i in range(4)])
-            taken = await f.take(2)
+            taken = await take(f, 2)
             await f.throttle("a.example", policy=HostPolicy(concurrency=1))
-            assert await f.take(10) == []
+            assert await take(f, 10) == []
             assert (await f.status()).wait is None
             await f.done(taken[0])
-            assert await f.take(10) == []
+            assert await take(f, 10) == []
             await f.done(taken[1])
-            assert len(await f.take(10)) == 1
+            assert len(await take(f, 10)) == 1
 
         drive(make_frontier, body, policy=HostPolicy(concurrency=8))
 
@@ -344,16 +395,16 @@ class FrontierContract:
     def test_retry_waits_for_delay_and_is_not_deduped(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/0")])
-            [r] = await f.take(1)
+            [r] = await take(f, 1)
             await f.retry(r, 5.0)
             assert await status(f) == (1, 0, 1)
             assert (await f.status()).wait == 5.0
-            assert await f.take(10) == []
+            assert await take(f, 10) == []
             clock.advance(4.5)
-            assert await f.take(10) == []
+            assert await take(f, 10) == []
             assert await f.add([Request(f"{A}/0")]) == 0  # still seen
             clock.advance(0.5)
-            assert urls(await f.take(10)) == [f"{A}/0"]
+            assert urls(await take(f, 10)) == [f"{A}/0"]
             await f.done(r)
             assert (await f.status()).finished
 
@@ -362,18 +413,18 @@ class FrontierContract:
     def test_retry_frees_the_slot_at_once(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/0"), Request(f"{A}/1")])
-            [r] = await f.take(10)
+            [r] = await take(f, 10)
             await f.retry(r, 60.0)
-            assert urls(await f.take(10)) == [f"{A}/1"]
+            assert urls(await take(f, 10)) == [f"{A}/1"]
 
         drive(make_frontier, body, policy=ONE)
 
     def test_retry_accepts_a_changed_copy(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/0")])
-            [r] = await f.take(1)
+            [r] = await take(f, 1)
             await f.retry(Request(r.url, retries=r.retries + 1), 0.0)
-            [again] = await f.take(1)
+            [again] = await take(f, 1)
             assert again.retries == 1
             await f.done(again)
             assert (await f.status()).finished
@@ -387,7 +438,7 @@ class FrontierContract:
             await f.add([Request(f"{A}/0")])
             with pytest.raises(ValueError):
                 await f.done(Request(f"{A}/0"))  # queued, not taken
-            [r] = await f.take(1)
+            [r] = await take(f, 1)
             await f.done(r)
             with pytest.raises(ValueError):
                 await f.done(r)
@@ -400,7 +451,7 @@ class FrontierContract:
     def test_same_url_in_flight_twice(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/0", dont_filter=True) for _ in range(2)])
-            first, second = await f.take(10)
+            first, second = await take(f, 10)
             assert await status(f) == (0, 2, 1)
             await f.done(first)
             await f.done(second)
@@ -424,7 +475,7 @@ class FrontierContract:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/{i}") for i in range(3)])
             assert (await f.status()).wait == 0.0  # ready now
-            [a0] = await f.take(10)
+            [a0] = await take(f, 10)
             assert (await f.status()).wait is None  # only a done can help
             await f.done(a0)
             assert (await f.status()).wait == 2.0  # interval
@@ -436,7 +487,7 @@ class FrontierContract:
             assert (await f.status()).wait == 0.0
             clock.advance(100.0)
             assert (await f.status()).wait == 0.0  # never negative
-            [a1] = await f.take(10)
+            [a1] = await take(f, 10)
             await f.retry(a1, 3.0)
             assert (await f.status()).wait == 2.0  # the host's interval ends before the retry
             clock.advance(2.0)
@@ -449,7 +500,7 @@ class FrontierContract:
     def test_status_wait_picks_earliest_of_hosts_and_retries(self, make_frontier: FrontierFactory) -> None:
         async def body(f: Frontier, clock: FakeClock) -> None:
             await f.add([Request(f"{A}/0"), Request(f"{A}/1"), Request(f"{B}/0")])
-            taken = await f.take(10)
+            taken = await take(f, 10)
             assert (await f.status()).wait == 10.0
             b0 = next(r for r in taken if r.url == f"{B}/0")
             await f.retry(b0, 3.0)
@@ -460,7 +511,7 @@ class FrontierContract:
             await f.throttle("b.example", policy=HostPolicy(concurrency=8, interval=1.0))
             assert (await f.status()).wait == 3.0
             clock.advance(3.0)
-            assert urls(await f.take(10)) == [f"{B}/0"]
+            assert urls(await take(f, 10)) == [f"{B}/0"]
 
         drive(make_frontier, body, policy=HostPolicy(concurrency=8, interval=10.0))
 
@@ -469,12 +520,12 @@ class FrontierContract:
             assert (await f.status()).finished
             await f.add([Request(f"{A}/0")])
             assert not (await f.status()).finished
-            [r] = await f.take(1)
+            [r] = await take(f, 1)
             assert not (await f.status()).finished
             await f.retry(r, 1.0)
             assert not (await f.status()).finished
             clock.advance(1.0)
-            [r] = await f.take(1)
+            [r] = await take(f, 1)
             await f.done(r)
             assert (await f.status()).finished
 
@@ -516,7 +567,7 @@ class SimulatedCrawl:
         s = await self.frontier.status()
         if s.finished:
             return False
-        batch = await self.frontier.take(300)
+        batch = await take(self.frontier, 300)
         assert (s.wait == 0.0) == bool(batch)
         if not batch and not self.fetching:
             assert s.wait is not None and s.wait > 0

@@ -5,7 +5,7 @@ one the tests are skipped, except under CI, where they fail."""
 
 from __future__ import annotations
 
-import itertools
+import bisect
 import json
 import os
 import signal
@@ -137,13 +137,18 @@ def test_a_node_killed_with_sigkill_is_finished_by_the_others(node, tmp_path):
 
 
 def test_per_host_rate_holds_across_nodes(node, tmp_path, sites):
+    """The promise as a site sees it: no second holds more than ``rate`` requests. The
+    nodes record each start in Redis just before it goes on the wire, and space
+    starts 5% wider than the rate: 50 ms a second, which absorbs the delay between
+    a start and its arrival. (A smallest-gap check would measure that delay, the
+    machine's scheduling, instead; cross-node spacing is checked exactly, on a fake
+    clock, in test_redis_frontier.py.)"""
     nodes = [node(n, "--rate", "8") for n in range(3)]
     assert [process.wait(timeout=90) for process in nodes] == [0, 0, 0]
     for site in sites:
         times = sorted(hit.time for hit in site.hits)
-        worst = max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
+        worst = max(bisect.bisect_left(times, start + 1.0) - i for i, start in enumerate(times))
         assert worst <= 8, f"{worst} requests within one second at one host"
-        assert min(b - a for a, b in itertools.pairwise(times)) >= 0.12
 
 
 def test_a_node_started_after_the_end_says_so(node, tmp_path):

@@ -9,7 +9,7 @@ from crawler import _memory_frontier
 from crawler._frontier import Frontier, HostPolicy
 from crawler._memory_frontier import MemoryFrontier
 from crawler._request import Request
-from tests.frontier_contract import FakeClock, FrontierContract, FrontierFactory
+from tests.frontier_contract import FakeClock, FrontierContract, FrontierFactory, take
 
 
 class TestMemoryFrontier(FrontierContract):
@@ -37,15 +37,16 @@ def test_real_clock_by_default() -> None:
 class CountingVisits:
     """Counts how many times the frontier looks at a host's readiness."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, frontier: MemoryFrontier) -> None:
         self.count = 0
-        original = _memory_frontier._Host.ready_at
+        ready = frontier._ready
+        original = ready._ready_at
 
         def ready_at(host: _memory_frontier._Host) -> float | None:
             self.count += 1
             return original(host)
 
-        monkeypatch.setattr(_memory_frontier._Host, "ready_at", ready_at)
+        monkeypatch.setattr(ready, "_ready_at", ready_at)
 
 
 @pytest.mark.parametrize(
@@ -58,11 +59,12 @@ def test_take_does_not_visit_busy_hosts(monkeypatch: pytest.MonkeyPatch, policy:
 
     async def main() -> None:
         clock = FakeClock()
+        asyncio.get_running_loop().time = clock  # type: ignore[method-assign]
         f = MemoryFrontier(policy, clock=clock)
         for i in range(n_hosts):
             await f.add([Request(f"http://h{i}.example/{j}") for j in range(3)])
-        assert len(await f.take(100_000)) == n_hosts  # now every host is busy
-        visits = CountingVisits(monkeypatch)
+        assert len(await take(f, 100_000)) == n_hosts  # now every host is busy
+        visits = CountingVisits(monkeypatch, f)
         for _ in range(100):
             assert await f.take(100) == []
             assert (await f.status()).pending == 2 * n_hosts
@@ -76,9 +78,10 @@ def test_take_does_not_visit_busy_hosts(monkeypatch: pytest.MonkeyPatch, policy:
 def test_throttle_of_waiting_host_to_shorter_interval_wakes_it_earlier() -> None:
     async def main() -> None:
         clock = FakeClock()
+        asyncio.get_running_loop().time = clock  # type: ignore[method-assign]
         f = MemoryFrontier(HostPolicy(interval=100.0), clock=clock)
         await f.add([Request(f"http://a.example/{i}") for i in range(2)])
-        assert len(await f.take(10)) == 1
+        assert len(await take(f, 10)) == 1
         await f.throttle("a.example", policy=HostPolicy(interval=1.0))
         assert (await f.status()).wait == 1.0
         clock.advance(1.0)

@@ -3,18 +3,29 @@ says, Crawl-delay, Retry-After, adaptive throttling."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
 from collections import Counter
 
+import aiolimiter
 import pytest
 
 import crawler._robots
 import crawler._throttle
+from crawler._errors import UsageError
+from crawler._fetcher import Fetched
+from crawler._memory_frontier import MemoryFrontier
+from crawler._politeness import Politeness, default_host_policy
+from crawler._request import Request
+from crawler._robots import RobotsCache
+from crawler._settings import Settings
 from crawler._siteserver import Hit, Page
+from crawler._stats import Stats
 
-from .conftest import html, robots
+from .conftest import html, robots, spaced
+from .frontier_contract import FakeClock
 from .test_crawl_e2e import TitleSpider, chain_site
 
 
@@ -103,13 +114,13 @@ def test_crawl_delay_spaces_requests_and_is_capped(serve, crawl_items, caplog):
     server = serve(pages_with(robots("User-agent: *\nCrawl-delay: 0.3\n"), count=4))
     crawl_items(TitleSpider, [server.url + "/0"])
     page_hits = [hit for hit in server.hits if hit.target != "/robots.txt"]
-    assert len(page_hits) == 4 and min(gaps(page_hits)) >= 0.28
+    assert len(page_hits) == 4 and spaced([hit.time for hit in page_hits], 0.3)
 
     capped = serve(pages_with(robots("User-agent: *\nCrawl-delay: 1000\n"), count=3))
     with caplog.at_level(logging.WARNING):
         crawl_items(TitleSpider, [capped.url + "/0"], max_crawl_delay=0.2)
     page_hits = [hit for hit in capped.hits if hit.target != "/robots.txt"]
-    assert min(gaps(page_hits)) >= 0.18 and max(gaps(page_hits)) < 1.0
+    assert spaced([hit.time for hit in page_hits], 0.2) and max(gaps(page_hits)) < 1.0
     assert "capped at 0.2s" in caplog.text
 
 
@@ -117,7 +128,7 @@ def test_a_slower_user_rate_wins_over_crawl_delay(serve, crawl_items):
     server = serve(pages_with(robots("User-agent: *\nCrawl-delay: 0.05\n"), count=3))
     crawl_items(TitleSpider, [server.url + "/0"], rate=4)
     page_hits = [hit for hit in server.hits if hit.target != "/robots.txt"]
-    assert min(gaps(page_hits)) >= 0.23
+    assert spaced([hit.time for hit in page_hits], 0.25)
 
 
 @pytest.mark.parametrize("status", [429, 503])
@@ -155,3 +166,93 @@ def test_a_failing_host_is_backed_off_by_the_circuit_breaker(serve, crawl_items,
     )  # each page failed or dropped once
     assert stats["dropped/host_failing"] >= 1  # given up: the crawl ends by itself
     assert stats.finish_reason == "finished"
+
+
+def test_every_request_of_a_paced_host_goes_through_its_aiolimiter(serve, crawl_items, monkeypatch):
+    entered: list[int] = []
+    acquire = aiolimiter.AsyncLimiter.acquire
+
+    async def counted(self: aiolimiter.AsyncLimiter, amount: float = 1) -> None:
+        entered.append(id(self))
+        await acquire(self, amount)
+
+    monkeypatch.setattr(aiolimiter.AsyncLimiter, "acquire", counted)
+    rules = robots("User-agent: *\nDisallow: /private\n")
+    server = serve(pages_with(rules, count=5))
+    server.routes["/0"] = html("page 0", ["/1", "/private/a", "/private/b"])
+    items, stats = crawl_items(TitleSpider, [server.url + "/0"], rate=100)
+    assert len(items) == 5 and stats["dropped/robots"] == 2
+    assert len(server.hits) == 6  # robots.txt and five pages
+    assert len(entered) == 6 and len(set(entered)) == 1  # each through the host's one limiter
+
+
+# -- refused requests cost their host nothing (fake clock) ------------------------------
+
+
+async def fetch_robots(request: Request) -> Fetched:
+    return Fetched(request.url, 200, {"content-type": "text/plain"}, b"User-agent: *\nDisallow: /cart\n")
+
+
+def test_robots_refusals_cost_the_host_no_start() -> None:
+    """A host's queue holds disallowed and allowed URLs (robots.txt was not known when
+    they were queued): the allowed ones start one interval apart, the refused ones
+    in between take no start."""
+    settings = Settings(rate=5, autothrottle=False)
+    clock = FakeClock()
+
+    async def crawl() -> list[float]:
+        asyncio.get_running_loop().time = clock  # type: ignore[method-assign]  # aiolimiter's clock
+        frontier = MemoryFrontier(default_host_policy(settings), clock=clock)
+        robots_cache = RobotsCache(fetch_robots, settings.user_agent, clock=clock)
+        politeness = Politeness(settings, frontier, robots_cache, Stats())
+        urls = [f"http://a.example/{'cart' if i % 2 else 'page'}/{i}" for i in range(12)]
+        await frontier.add([Request(url) for url in urls])
+        return await simulate_crawl(politeness, frontier, clock)
+
+    starts = asyncio.run(crawl())
+    interval = 1.05 / 5  # the rate, spaced 5% wider
+    assert len(starts) == 6
+    assert [round(b - a, 9) for a, b in itertools.pairwise(starts)] == [round(interval, 9)] * 5
+
+
+async def simulate_crawl(politeness: Politeness, frontier: MemoryFrontier, clock: FakeClock) -> list[float]:
+    """Drive ``frontier`` as the engine's fetch stage does, on ``clock``; the start times."""
+    starts = []
+    while not (status := await frontier.status()).finished:
+        for request in await frontier.take(8):
+            admission = await politeness.admit(request)
+            if admission.allowed and politeness.can_start(request):
+                async with politeness.slot(request):
+                    starts.append(clock())
+                await frontier.fetched(request)
+                await frontier.done(request)
+            else:  # refused, or its host busy after all: no start, no waiting
+                await frontier.fetched(request, sent=False)
+                await (frontier.done(request) if admission.drop else frontier.retry(request, 0.0))
+        clock.advance(status.wait or 0.0)
+    return starts
+
+
+def test_per_ip_politeness_paces_hostnames_of_one_address_together() -> None:
+    settings = Settings(rate=5, autothrottle=False, obey_robots=False, politeness_key="ip")
+    clock = FakeClock()
+
+    async def one_machine(hostname: str, port: int) -> str:
+        return "10.0.0.1"
+
+    async def crawl() -> list[float]:
+        asyncio.get_running_loop().time = clock  # type: ignore[method-assign]  # aiolimiter's clock
+        frontier = MemoryFrontier(default_host_policy(settings), clock=clock)
+        robots_cache = RobotsCache(fetch_robots, settings.user_agent, clock=clock)
+        politeness = Politeness(settings, frontier, robots_cache, Stats(), resolve=one_machine)
+        await frontier.add([Request(f"http://{name}.example/{i}") for name in "abc" for i in range(3)])
+        return await simulate_crawl(politeness, frontier, clock)
+
+    starts = asyncio.run(crawl())
+    assert len(starts) == 9
+    assert [round(b - a, 9) for a, b in itertools.pairwise(starts)] == [round(1.05 / 5, 9)] * 8
+
+
+def test_politeness_key_is_checked() -> None:
+    with pytest.raises(UsageError, match="politeness_key"):
+        Settings(politeness_key="domain")

@@ -9,7 +9,9 @@ Redis the tests are skipped, unless ``CI`` is set: then they fail.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+import random
 import socket
 import subprocess
 import time
@@ -25,7 +27,7 @@ from crawler import FrontierError
 from crawler._frontier import Frontier, HostPolicy
 from crawler._redis_frontier import RedisFrontier
 from crawler._request import Request
-from tests.frontier_contract import FakeClock, FrontierContract, FrontierFactory
+from tests.frontier_contract import FakeClock, FrontierContract, FrontierFactory, take
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 A, B = "http://a.example", "http://b.example"
@@ -84,7 +86,7 @@ def test_real_clock_by_default(redis_url: str, namespace: str) -> None:
         f = RedisFrontier(redis_url, namespace, HostPolicy(concurrency=8, interval=60.0))
         try:
             await f.add([Request(f"{A}/0"), Request(f"{A}/1")])
-            assert len(await f.take(10)) == 1
+            assert len(await take(f, 10)) == 1
             wait = (await f.status()).wait
             assert wait is not None and 59.0 < wait <= 60.0  # Redis server time moves
         finally:
@@ -152,14 +154,73 @@ def test_nodes_share_host_interval_and_pause(redis_url: str, namespace: str) -> 
         a, b = two_nodes(redis_url, namespace, HostPolicy(concurrency=8, interval=2.0), clock=clock)
         try:
             await a.add([Request(f"{A}/{i}") for i in range(3)])
-            assert len(await a.take(10)) == 1
+            [taken] = await a.take(10)
             assert await b.take(10) == []
-            assert (await b.status()).wait == 2.0
+            assert (await b.status()).wait is None  # handed out: b waits for its start
+            clock.advance(1.0)
+            async with a.limiters.start("a.example", taken.fingerprint):
+                assert await b.take(10) == []
+            assert (await b.status()).wait == 2.0  # the interval counts from the start
+            clock.advance(1.0)
+            assert await b.take(10) == []
             clock.advance(2.0)
             await a.throttle("a.example", pause=5.0)
             assert await b.take(10) == []
             clock.advance(5.0)
             assert len(await b.take(10)) == 1
+        finally:
+            await a.close()
+            await b.close()
+
+    run(body)
+
+
+def test_a_hosts_starts_are_an_interval_apart_across_late_nodes(redis_url: str, namespace: str) -> None:
+    """Three nodes take requests of one host and start them late, in random order: the
+    host's starts, whichever node makes them, stay one interval apart (the interval
+    counts from the start, and a request taken holds its host until it starts)."""
+
+    async def body() -> None:
+        clock = FakeClock()
+        asyncio.get_running_loop().time = clock  # type: ignore[method-assign]  # the limiters' clock
+        policy = HostPolicy(concurrency=8, interval=1.0)
+        nodes = [RedisFrontier(redis_url, namespace, policy, clock=clock, node_id=f"n{i}") for i in range(3)]
+        rng = random.Random(15)
+        handed: list[tuple[RedisFrontier, Request]] = []
+        starts: list[float] = []
+        try:
+            await nodes[0].add([Request(f"{A}/{i}") for i in range(10)])
+            for _ in range(400):
+                node = rng.choice(nodes)
+                handed += [(node, request) for request in await node.take(10)]
+                if handed and rng.random() < 0.25:  # some node gets round to a request it took
+                    owner, request = handed.pop(rng.randrange(len(handed)))
+                    async with owner.limiters.start("a.example", request.fingerprint):
+                        starts.append(clock())
+                    await owner.fetched(request)
+                    await owner.done(request)
+                clock.advance(rng.choice((0.0, 0.25, 0.5)))
+        finally:
+            for node in nodes:
+                await node.close()
+        assert len(starts) == 10
+        assert min(b - a for a, b in itertools.pairwise(starts)) >= 1.0
+
+    run(body)
+
+
+def test_a_claim_ends_with_its_lease(redis_url: str, namespace: str) -> None:
+    async def body() -> None:
+        clock = FakeClock()
+        policy = HostPolicy(concurrency=8, interval=1.0)
+        a, b = two_nodes(redis_url, namespace, policy, clock=clock, lease_seconds=5.0)
+        try:
+            await a.add([Request(f"{A}/{i}") for i in range(2)])
+            assert len(await a.take(10)) == 1  # and node a dies before it starts it
+            clock.advance(4.0)
+            assert await b.take(10) == []  # a's request may still start
+            clock.advance(1.0)
+            assert len(await take(b, 10)) == 1  # the lease expired, and the claim with it
         finally:
             await a.close()
             await b.close()

@@ -119,10 +119,10 @@ PAGES = 300
 
 @pytest.fixture
 def slow_site(serve):
-    """A binary tree of PAGES pages, every answer 50 ms late: long enough a crawl to
-    break Redis in the middle of it."""
+    """A binary tree of PAGES pages, every answer 100 ms late: a crawl of at least
+    15 s (two at a time), long enough to break Redis in the middle of it."""
     tree = lambda i: [f"/{j}" for j in (2 * i + 1, 2 * i + 2) if j < PAGES]  # noqa: E731
-    return serve({f"/{i}": Page(html(f"page {i}", tree(i)).body, delay=0.05) for i in range(PAGES)})
+    return serve({f"/{i}": Page(html(f"page {i}", tree(i)).body, delay=0.1) for i in range(PAGES)})
 
 
 def start_nodes(redis_url: str, start: str, tmp_path: Path, count: int = 2) -> list[subprocess.Popen[str]]:
@@ -153,9 +153,9 @@ def start_nodes(redis_url: str, start: str, tmp_path: Path, count: int = 2) -> l
 
 
 def wait_until_crawling(tmp_path: Path, count: int = 2) -> None:
-    """Until every node has written an item (at most 30 s)."""
+    """Until every node has written an item (at most 60 s: a loaded machine)."""
     outputs = [tmp_path / f"node{i}.jsonl" for i in range(count)]
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while not all(path.exists() and path.stat().st_size for path in outputs):
         assert time.monotonic() < deadline, "the nodes did not start crawling"
         time.sleep(0.05)

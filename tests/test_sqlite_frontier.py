@@ -21,7 +21,7 @@ from crawler._errors import FrontierError
 from crawler._frontier import Frontier, HostPolicy
 from crawler._request import Request
 from crawler._sqlite_frontier import SqliteFrontier, _signed
-from tests.frontier_contract import FakeClock, FrontierContract, FrontierFactory, status
+from tests.frontier_contract import FakeClock, FrontierContract, FrontierFactory, status, take
 
 A, B = "http://a.example", "http://b.example"
 ROOT = Path(__file__).resolve().parent.parent
@@ -244,9 +244,10 @@ def test_retry_delay_and_pause_are_forgotten_on_reopen(tmp_path: Path) -> None:
 
     async def first() -> None:
         clock = FakeClock()
+        asyncio.get_running_loop().time = clock  # type: ignore[method-assign]  # the limiters' clock
         f = SqliteFrontier(path, HostPolicy(concurrency=1, interval=100.0), clock=clock)
         await f.add([Request(f"{A}/0"), Request(f"{A}/1"), Request(f"{B}/0")])
-        taken = await f.take(10)
+        taken = await take(f, 10)
         for r in taken:
             await f.retry(r, 500.0)
         await f.throttle("b.example", pause=1000.0)
