@@ -1,7 +1,7 @@
 """Main-process CPU per request on the fetch path, in microseconds.
 
     python bench/fetchpath.py [--requests 5000] [--concurrency 64] [--repeat 5]
-                              [--tree LABEL=DIR]...
+                              [--tree LABEL=DIR]... [--via WAY]...
 
 Serves one 30 KB page from a child process (``crawler._siteserver.SiteServer``, so
 its CPU is not counted), then fetches it ``--requests`` times through
@@ -9,6 +9,12 @@ its CPU is not counted), then fetches it ``--requests`` times through
 this process's CPU time (user + system) divided by the number of requests: the cost
 of building the request, the client and transport layers, the connection pool, the
 size-capped read and the bounded decoding, and nothing else.
+
+``--via`` chooses how this tree's fetcher reaches the network (repeat it to compare):
+``transport`` (the default path: ``PoolTransport.handle_async_request`` called
+directly), ``client`` (the same transport under an ``httpx.AsyncClient``, as with
+``client_factory``) or ``httpx-aiohttp`` (``httpx_aiohttp.AiohttpTransport`` under an
+``httpx.AsyncClient``, from the ``bench`` extras; it has no address guard).
 
 ``--tree LABEL=DIR`` measures another checkout of the project as well (for example
 the previous version: ``git archive HEAD | tar -x -C /tmp/before``), each run in a
@@ -27,9 +33,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE_BYTES = 30_000
+WAYS = ("transport", "client", "httpx-aiohttp")
 SERVER = """
 import sys, time
 from crawler._siteserver import Page, SiteServer
@@ -42,14 +50,18 @@ with SiteServer({"/": Page(b"<p>" + b"x" * %d + b"</p>")}) as server:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     if args.child:
-        print(json.dumps(asyncio.run(_measure(args.child, args.requests, args.concurrency))))
+        way = (args.via or [""])[0]
+        print(json.dumps(asyncio.run(_measure(args.child, args.requests, args.concurrency, way))))
         return 0
-    trees = [("this", str(ROOT)), *(_tree(spec) for spec in args.tree)]
-    results: dict[str, list[float]] = {label: [] for label, _ in trees}
+    ways = args.via or ["transport"]
+    runs = [(way, str(ROOT), way) for way in ways] + [
+        (label, tree, "") for label, tree in map(_tree, args.tree)
+    ]
+    results: dict[str, list[float]] = {label: [] for label, _, _ in runs}
     with _server() as url:
         for _ in range(args.repeat):
-            for label, directory in trees:
-                results[label].append(_run_child(directory, url, args)["us_per_request"])
+            for label, directory, way in runs:
+                results[label].append(_run_child(directory, url, way, args)["us_per_request"])
     _report(results, args)
     return 0
 
@@ -61,6 +73,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--tree", action="append", default=[], metavar="LABEL=DIR")
+    parser.add_argument("--via", action="append", choices=WAYS)
     parser.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -90,19 +103,38 @@ class _server:
         self.process.wait(timeout=30)
 
 
-def _run_child(directory: str, url: str, args: argparse.Namespace) -> dict[str, float]:
+def _run_child(directory: str, url: str, way: str, args: argparse.Namespace) -> dict[str, float]:
     command = [sys.executable, __file__, "--child", url, "--requests", str(args.requests)]
-    command += ["--concurrency", str(args.concurrency)]
+    command += ["--concurrency", str(args.concurrency), *(["--via", way] if way else [])]
     env = {**os.environ, "PYTHONPATH": directory}
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True, timeout=600)
     return dict(json.loads(done.stdout))
 
 
-async def _measure(url: str, requests: int, concurrency: int) -> dict[str, float]:
-    from crawler import Request, Settings
+def _fetcher(concurrency: int, way: str) -> Any:
+    """The fetcher under test; ``way`` empty: another tree's, as that tree builds it."""
+    from crawler import Settings
     from crawler._fetcher import Fetcher
 
-    fetcher = Fetcher(Settings(concurrency=concurrency))
+    settings = Settings(concurrency=concurrency)
+    if way in ("", "transport"):
+        return Fetcher(settings)
+    import httpx
+
+    if way == "client":
+        return Fetcher(settings, client_factory=lambda transport: httpx.AsyncClient(transport=transport))
+    from httpx_aiohttp import AiohttpTransport
+
+    limits = httpx.Limits(max_connections=concurrency)
+    return Fetcher(
+        settings, client_factory=lambda _: httpx.AsyncClient(transport=AiohttpTransport(limits=limits))
+    )
+
+
+async def _measure(url: str, requests: int, concurrency: int, way: str) -> dict[str, float]:
+    from crawler import Request
+
+    fetcher = _fetcher(concurrency, way)
     request = Request(url + "/")
     await fetcher.fetch(request)  # warm up: imports, the first connection
     queue = list(range(requests))

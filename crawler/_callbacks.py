@@ -329,7 +329,7 @@ def _is_dataclass_instance(value: Any) -> bool:
 
 
 def _count_callback_error(exc: Exception, result: ParseResult, response: Response) -> None:
-    hint = response.explain(exc)
+    hint = response._hint_for(exc)
     result.errors.append(_describe(exc) + (f"\nhint: {hint}" if hint else ""))
     result.counts["errors/not_html" if isinstance(exc, NotHtmlError) else "errors/callback"] += 1
 

@@ -32,7 +32,7 @@ import contextlib
 import functools
 import re
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,7 +186,6 @@ class Fetcher:
             self._guard,
             connections=settings.concurrency,
             connect_timeout=settings.connect_timeout,
-            first_byte_timeout=settings.first_byte_timeout,
             proxy=settings.proxy,
         )
         self._client = client_factory(self._transport) if client_factory else None
@@ -251,27 +250,37 @@ class Fetcher:
         raise AssertionError("unreachable")
 
     async def _deadline(self, request: Request, outgoing: httpx.Request) -> Fetched:
-        timeout = self._settings.timeout
+        """One attempt: the response must begin within ``first_byte_timeout`` of the
+        start, and be complete within ``timeout``. One timer serves both."""
+        settings = self._settings
+        started = asyncio.get_running_loop().time()
+        first_byte = min(settings.first_byte_timeout, settings.timeout)
+        prefix = request.meta.get(READ_PREFIX)
+        response: httpx.Response | None = None
         try:
-            async with asyncio.timeout(timeout):
-                status, headers, raw = await self._exchange(outgoing, request.meta.get(READ_PREFIX))
+            async with asyncio.timeout(first_byte) as deadline:
+                response = await self._send(outgoing)
+                deadline.reschedule(started + settings.timeout)  # the headers are in
+                status, headers, raw = await self._read(response, prefix)
         except (FetchError, OutOfDescriptors):
             raise
         except TimeoutError:
-            raise FetchTimeout(f"no complete response within {timeout:g}s") from None
+            if response is None:
+                raise FetchTimeout(f"no response within {first_byte:g}s") from None
+            raise FetchTimeout(f"no complete response within {settings.timeout:g}s") from None
         except (aiohttp.ClientError, httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
             raise unwrap_blocked(exc) or translate_error(exc) from exc
-        cap = request.meta.get(READ_PREFIX) or self._settings.max_size
-        body = decode_content(raw, headers.get("content-encoding"), cap)
+        body = decode_content(raw, headers.get("content-encoding"), prefix or settings.max_size)
         return Fetched(request.url, status, headers, body)
 
-    async def _exchange(
-        self, outgoing: httpx.Request, prefix: int | None
-    ) -> tuple[int, dict[str, str], bytes]:
+    def _send(self, outgoing: httpx.Request) -> Awaitable[httpx.Response]:
         if self._client is not None:
-            response = await self._client.send(outgoing, stream=True)
-        else:
-            response = await self._transport.handle_async_request(outgoing)
+            return self._client.send(outgoing, stream=True)
+        return self._transport.handle_async_request(outgoing)
+
+    async def _read(
+        self, response: httpx.Response, prefix: int | None
+    ) -> tuple[int, dict[str, str], bytes]:
         try:
             headers = response_headers(response.headers)
             stream = response.stream
@@ -289,14 +298,14 @@ class Fetcher:
         as its declared or actual size passes the cap. A request that asks for a
         ``prefix`` (robots.txt) gets at most that many bytes, and the rest is not read."""
         if prefix is not None:
-            return await _read_prefix(_chunks(chunks), prefix)
+            return await _read_prefix(chunks, prefix)
         cap = self._settings.max_size
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > cap:
             raise ResponseTooLarge(f"Content-Length {declared} exceeds the {cap}-byte cap")
         parts: list[bytes] = []
         size = 0
-        async for chunk in _chunks(chunks):
+        async for chunk in chunks:
             size += len(chunk)
             if size > cap:
                 raise ResponseTooLarge(f"body exceeds the {cap}-byte cap")
@@ -305,7 +314,7 @@ class Fetcher:
         return b"".join(parts)
 
 
-async def _read_prefix(chunks: AsyncIterator[bytes], limit: int) -> bytes:
+async def _read_prefix(chunks: httpx.AsyncByteStream, limit: int) -> bytes:
     parts: list[bytes] = []
     size = 0
     async for chunk in chunks:
@@ -314,11 +323,6 @@ async def _read_prefix(chunks: AsyncIterator[bytes], limit: int) -> bytes:
         if size >= limit:
             break
     return b"".join(parts)[:limit]
-
-
-async def _chunks(stream: httpx.AsyncByteStream) -> AsyncIterator[bytes]:
-    async for chunk in stream:
-        yield chunk
 
 
 def response_headers(headers: httpx.Headers) -> dict[str, str]:

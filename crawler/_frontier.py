@@ -33,7 +33,9 @@ from ._request import Request
 @dataclass(frozen=True, slots=True)
 class HostPolicy:
     """Politeness for one host: at most ``concurrency`` requests in flight, and at
-    least ``interval`` seconds between the starts of two requests."""
+    least ``interval`` seconds between the starts of two requests (kept by the
+    host's limiter in ``Frontier.limiters``; a Redis frontier also keeps it for the
+    cluster)."""
 
     concurrency: int = 8
     interval: float = 0.0

@@ -102,9 +102,9 @@ def _worker_main(
         outbox.send_bytes(b"failed:" + _describe(exc).encode("utf-8", "replace"))
         return
     outbox.send_bytes(b"ready")
-    while message := inbox.recv_bytes():
-        outcomes = [_call(call) for call in _unpack(message)]
-        outbox.send_bytes(_dumps_outcomes(outcomes))
+    with contextlib.suppress(EOFError):  # the main process closed the pipe: it is gone
+        while message := inbox.recv_bytes():
+            outbox.send_bytes(_dumps_outcomes([_call(call) for call in _unpack(message)]))
 
 
 def _call(call: Call) -> Outcome:
@@ -340,10 +340,12 @@ class _Worker:
             self._unsent.clear()
 
     def stop(self) -> None:
-        """Ask the worker to exit once it has answered what it owes. A worker still
-        being fed a batch (or whose pipe is full) is not told: ``reap`` kills it."""
-        if self.alive and self._pipes and not self._unsent:
-            with contextlib.suppress(OSError):
+        """Ask the worker to exit once it has answered what it owes; one still being
+        fed a batch would wait for the rest forever: it is killed."""
+        if self.alive and self._unsent:
+            self.process.kill()
+        elif self.alive and self._pipes:
+            with contextlib.suppress(OSError):  # full: then ``reap`` kills it
                 os.write(self._pipes[0].fileno(), _frame_header(0))
         self._detach()
 

@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
-_SKIP = re.compile(rb"[\t\n\x0c\r /]*")
-_NAME = re.compile(rb"[^\t\n\x0c\r />]?[^\t\n\x0c\r /=>]*")
-_SPACES = re.compile(rb"[\t\n\x0c\r ]*")
-_UNQUOTED = re.compile(rb"[^\t\n\x0c\r >]*")
+# "Get an attribute" in one match: the end of the tag (1), or a name (2) and its value,
+# quoted (3, 4), empty before ">", or unquoted (5). Each repetition is of one character
+# class, so matching is linear; the cases where the standard stops at the end of the
+# input are told apart after the match (``_attribute``).
+_ATTRIBUTE = re.compile(
+    rb"[\t\n\x0c\r /]*(?:(>)|([^\t\n\x0c\r />][^\t\n\x0c\r /=>]*)[\t\n\x0c\r ]*"
+    rb"""(?:=[\t\n\x0c\r ]*(?:"([^"]*)"|'([^']*)'|(?=>)|"""
+    rb"""([^\t\n\x0c\r >"'][^\t\n\x0c\r >]*)(?=[\t\n\x0c\r >])))?)"""
+)
+_META_TAG = re.compile(rb"<meta[\t\n\x0c\r /]", re.IGNORECASE)
 _TAG_NAME_END = re.compile(rb"[\t\n\x0c\r >]")
 _CONTENT_CHARSET = re.compile(rb"charset[\t\n\x0c\r ]*=[\t\n\x0c\r ]*")
 _CONTENT_VALUE_END = re.compile(rb"[\t\n\x0c\r ;]")
@@ -28,13 +33,6 @@ _UTF16 = frozenset({"UTF-16BE", "UTF-16LE"})
 
 class _Truncated(Exception):
     """The scan ran off the end of its input: the prescan gives up (no encoding)."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Attribute:
-    name: bytes
-    value: bytes
-    end: int
 
 
 def prescan(head: bytes, get_encoding: Callable[[str], str | None]) -> str | None:
@@ -47,6 +45,8 @@ def prescan(head: bytes, get_encoding: Callable[[str], str | None]) -> str | Non
 
 
 def _scan(head: bytes, get_encoding: Callable[[str], str | None]) -> str | None:
+    if _META_TAG.search(head) is None:
+        return None  # only a <meta can declare anything
     position = head.find(b"<")
     while position != -1:
         position, found = _step(head, position, get_encoding)
@@ -86,7 +86,7 @@ def _skip_tag(head: bytes, start: int) -> int:
         raise _Truncated
     position = name_end.start()
     while (attribute := _attribute(head, position)) is not None:
-        position = attribute.end
+        position = attribute[2]
     return position
 
 
@@ -95,8 +95,8 @@ def _meta(head: bytes, start: int, get_encoding: Callable[[str], str | None]) ->
     attributes: dict[bytes, bytes] = {}
     position = start
     while (attribute := _attribute(head, position)) is not None:
-        attributes.setdefault(attribute.name, attribute.value)
-        position = attribute.end
+        name, value, position = attribute
+        attributes.setdefault(name, value)
     return position, _declared(attributes, get_encoding)
 
 
@@ -139,37 +139,17 @@ def _content_value(content: bytes, start: int) -> bytes | None:
     return content[start : end_match.start() if end_match else len(content)]
 
 
-def _attribute(head: bytes, position: int) -> _Attribute | None:
-    """The standard's "get an attribute" at ``position``: ``None`` at a ``>``.
-    Names and values are ASCII-lower-cased."""
-    position = _match_end(_SKIP, head, position)
-    if head[position : position + 1] == b">":
-        return None
-    name_end = _match_end(_NAME, head, position)
-    name = head[position:name_end].lower()
-    after = _match_end(_SPACES, head, name_end)
-    if head[after : after + 1] != b"=":
-        return _Attribute(name, b"", after)
-    return _value(head, name, _match_end(_SPACES, head, after + 1))
-
-
-def _match_end(pattern: re.Pattern[bytes], head: bytes, position: int) -> int:
-    """Where ``pattern`` (which matches the empty string) ends; the end of the
-    input ends the scan."""
-    match = pattern.match(head, position)
-    assert match is not None
-    if match.end() >= len(head):
+def _attribute(head: bytes, position: int) -> tuple[bytes, bytes, int] | None:
+    """The standard's "get an attribute" at ``position``: ``(name, value, where it
+    ends)``, names and values ASCII-lower-cased; ``None`` at a ``>``."""
+    match = _ATTRIBUTE.match(head, position)
+    if match is None:
         raise _Truncated
-    return match.end()
-
-
-def _value(head: bytes, name: bytes, start: int) -> _Attribute:
-    """The value after ``=`` at ``start``: quoted, empty before ``>``, or unquoted."""
-    quote = head[start : start + 1]
-    if quote in (b'"', b"'"):
-        end = _end_of(head, quote, start + 1)
-        return _Attribute(name, head[start + 1 : end].lower(), end + 1)
-    if quote == b">":
-        return _Attribute(name, b"", start)
-    end = _match_end(_UNQUOTED, head, start)
-    return _Attribute(name, head[start:end].lower(), end)
+    last, end = match.lastindex, match.end()
+    if last == 1:
+        return None
+    # The input ends in the attribute, or its "=" stayed unmatched: an unclosed quote.
+    if end >= len(head) or (last == 2 and head[end] == 0x3D):
+        raise _Truncated
+    value = match[last] if last is not None and last > 2 else b""
+    return match[2].lower(), value.lower(), end

@@ -162,7 +162,7 @@ class Response:
             self.__dict__["_missed"] = selector  # named if the callback then trips on None
         return node
 
-    def explain(self, exc: BaseException) -> str | None:
+    def _hint_for(self, exc: BaseException) -> str | None:
         """A hint for a callback error that came from using a ``css_first`` miss."""
         missed = self.__dict__.get("_missed")
         if missed is None or not isinstance(exc, AttributeError) or "'NoneType'" not in str(exc):

@@ -165,6 +165,7 @@ class AttributeWatch:
     other workers and to the main process: a ``self.seen`` set silently splits in
     parts. One warning per attribute. Rebinding (``self.n += 1``) and changes of size
     (``self.seen.add(url)``) are noticed; an in-place change that keeps the size is not.
+    Private attributes (``self._pattern``) are left alone: a per-process cache is fine.
     """
 
     def __init__(self, spider: Spider) -> None:
@@ -191,7 +192,7 @@ class AttributeWatch:
 
 
 def _attribute_signatures(spider: Spider) -> dict[str, tuple[int, int]]:
-    return {name: (id(value), _size(value)) for name, value in vars(spider).items()}
+    return {name: (id(value), _size(value)) for name, value in vars(spider).items() if name[0] != "_"}
 
 
 def _size(value: Any) -> int:
@@ -202,9 +203,12 @@ def _size(value: Any) -> int:
 
 
 def _listed(response: Response, loc: str, callback: str) -> Request:
-    """A request for a URL a sitemap lists. Sitemap URLs are UTF-8 by the protocol,
-    whatever the sitemap's own encoding, so they are not joined as a page's links."""
-    return Request(join_url(response.url, loc), callback=callback, depth=response.depth + 1)
+    """A request for a URL a sitemap lists, with the sitemap as ``Referer`` as
+    followed links have. Sitemap URLs are UTF-8 by the protocol, whatever the
+    sitemap's own encoding, so they are not joined as a page's links are."""
+    url = join_url(response.url, loc)
+    headers = response._with_referer(url, None)
+    return Request(url, callback=callback, depth=response.depth + 1, headers=headers)
 
 
 def bind_fetch(spider: Spider, fetch: Callable[..., Awaitable[Response]]) -> None:

@@ -14,9 +14,8 @@ the promises of the README's hostile-web table on the way:
   is off, so a retry is always the engine's, bounded and counted;
 - TLS certificates are verified (aiohttp's default context), and proxy variables in
   the environment are ignored: only the ``proxy`` setting routes through a proxy;
-- separate deadlines: ``connect_timeout`` per connection attempt and
-  ``first_byte_timeout`` for the server's first byte after the request is sent (and
-  between two reads of the body); the fetcher adds the total deadline per attempt.
+- ``connect_timeout`` bounds each connection attempt; the fetcher adds the
+  first-byte and total deadlines of each request.
 
 File descriptors: idle keep-alive connections are bounded (`BoundedConnector`),
 the least recently used closed first, and a connect that fails for want of
@@ -135,15 +134,14 @@ class PoolTransport(httpx.AsyncBaseTransport):
         *,
         connections: int,
         connect_timeout: float,
-        first_byte_timeout: float,
         proxy: str | None = None,
     ) -> None:
         self._guard = guard
         self._connections = connections
         self._proxy = URL(proxy) if proxy else None
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout, sock_read=first_byte_timeout
-        )
+        # The fetcher keeps the first-byte and total deadlines (one timer for both);
+        # a read timeout here would cost a timer per chunk.
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
         self._session: aiohttp.ClientSession | None = None
         self._resolver: GuardedResolver | None = None
         self._checked_targets: dict[str, float] = {}
@@ -232,9 +230,8 @@ class _RawBody(httpx.AsyncByteStream):
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._response.content.iter_any():
-            yield chunk
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._response.content.iter_any()  # no generator of our own around it
 
     async def aclose(self) -> None:
         self._response.release()

@@ -73,16 +73,17 @@ def join_url(base: str, href: str, encoding: str = "utf-8") -> str:
         return base.partition("#")[0]
     if "\\" in href and _is_http_reference(base, href):
         href = _backslashes_to_slashes(href)
-    joined = _resolve(base, _special_authority(base, href))
-    if encoding in _UTF8_QUERIES or joined.isascii():
+    if href.find(":", 0, 6) != -1 or href.startswith("///"):
+        href = _special_authority(base, href)
+    joined = _fast_join(base, href)
+    if joined is None:
+        joined = _slow_join(base, href)
+    if encoding == "utf-8" or joined.isascii() or encoding in _UTF8_QUERIES:
         return joined
     return _encode_query(joined, encoding)
 
 
-def _resolve(base: str, href: str) -> str:
-    joined = _fast_join(base, href)
-    if joined is not None:
-        return joined
+def _slow_join(base: str, href: str) -> str:
     try:
         return urljoin(base, href)
     except ValueError:
@@ -95,9 +96,11 @@ def _special_authority(base: str, href: str) -> str:
     unless the base has the same scheme (then it is a relative reference)."""
     if href.startswith("///"):
         return "//" + href.lstrip("/") if is_followable(base) else href
-    scheme, colon, rest = href.partition(":")
-    scheme = scheme.lower()
-    if not colon or scheme not in _DEFAULT_PORTS or (rest.startswith("//") and not rest.startswith("///")):
+    colon = href.find(":", 0, 6)  # "https:" at the longest
+    if colon < 4:
+        return href
+    scheme, rest = href[:colon].lower(), href[colon + 1 :]
+    if scheme not in _DEFAULT_PORTS or (rest.startswith("//") and not rest.startswith("///")):
         return href
     if not rest.startswith("//") and base[: len(scheme) + 1].lower() == scheme + ":":
         return href
@@ -206,7 +209,8 @@ def _canonical_authority(scheme: str, authority: str) -> str:
     if match is None:
         raise InvalidURL(f"bad host in {authority!r}")
     port = _canonical_port(match[2], _DEFAULT_PORTS[scheme])
-    return f"{scheme}://{_canonical_userinfo(userinfo)}{_canonical_host(match[1])}{port}"
+    userinfo = _canonical_userinfo(userinfo) if userinfo else ""
+    return f"{scheme}://{userinfo}{_canonical_host(match[1])}{port}"
 
 
 def _canonical_userinfo(userinfo: str) -> str:
@@ -404,6 +408,7 @@ def hostname(url: str) -> str:
     return host_and_port.partition(":")[0]
 
 
+@lru_cache(maxsize=4096)  # the engine asks for one request's host key many times
 def _scheme_and_host_port(url: str) -> tuple[str, str]:
     """Lower-case scheme and ``host[:port]`` of a URL with an authority."""
     match = _AUTHORITY.match(url)

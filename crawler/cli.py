@@ -12,6 +12,7 @@ import importlib
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -284,7 +285,8 @@ def _run(invocation: Invocation) -> int:
         **invocation.settings,
     )
     try:
-        interrupted = asyncio.run(run_with_signals(engine))[1]
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            interrupted = runner.run(run_with_signals(engine))[1]
     finally:
         if progress:
             progress.close()
@@ -303,6 +305,15 @@ def _finish(invocation: Invocation, stats: Stats) -> None:
         from ._progress import Progress  # noqa: PLC0415
 
         Progress.print_summary(stats)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (see pyproject.toml); asyncio's own loop elsewhere."""
+    try:
+        import uvloop  # noqa: PLC0415
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def run_with_signals(engine: Engine) -> tuple[Stats, bool]:

@@ -47,6 +47,7 @@ def fake_response(
     meta: Mapping[str, Any] | None = None,
     depth: int = 0,
     callback: Any = None,
+    cb_kwargs: Mapping[str, Any] | None = None,
 ) -> Response:
     """A `Response` for ``url`` with ``body``, as if it had just been fetched.
 
@@ -54,7 +55,8 @@ def fake_response(
     response is ``text/html; charset=utf-8`` for a ``str`` body and ``text/html``
     for ``bytes`` (the charset then comes from ``<meta charset>`` or sniffing).
     Header names are lower-cased. Without ``request``, one is made from ``url``,
-    ``meta``, ``depth`` and ``callback`` (a method name or a spider method)::
+    ``meta``, ``depth``, ``callback`` (a method name or a spider method) and
+    ``cb_kwargs`` (the callback's keyword arguments)::
 
         >>> response = fake_response("<a href='/b'>b</a>", "http://example.com/a", depth=2)
         >>> response.follow(response.css_first("a")).url, response.depth
@@ -68,7 +70,8 @@ def fake_response(
         lowered.setdefault("content-type", "text/html")
         data = bytes(body)
     if request is None:
-        request = Request(url, callback=callback, meta=dict(meta or {}), depth=depth)
+        kwargs = dict(cb_kwargs or {})
+        request = Request(url, callback=callback, meta=dict(meta or {}), depth=depth, cb_kwargs=kwargs)
     return Response(url, status, lowered, data, request)
 
 

@@ -9,7 +9,9 @@ Redis the tests are skipped, unless ``CI`` is set: then they fail.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+import random
 import socket
 import subprocess
 import time
@@ -169,6 +171,40 @@ def test_nodes_share_host_interval_and_pause(redis_url: str, namespace: str) -> 
         finally:
             await a.close()
             await b.close()
+
+    run(body)
+
+
+def test_a_hosts_starts_are_an_interval_apart_across_late_nodes(redis_url: str, namespace: str) -> None:
+    """Three nodes take requests of one host and start them late, in random order: the
+    host's starts, whichever node makes them, stay one interval apart (the interval
+    counts from the start, and a request taken holds its host until it starts)."""
+
+    async def body() -> None:
+        clock = FakeClock()
+        asyncio.get_running_loop().time = clock  # type: ignore[method-assign]  # the limiters' clock
+        policy = HostPolicy(concurrency=8, interval=1.0)
+        nodes = [RedisFrontier(redis_url, namespace, policy, clock=clock, node_id=f"n{i}") for i in range(3)]
+        rng = random.Random(15)
+        handed: list[tuple[RedisFrontier, Request]] = []
+        starts: list[float] = []
+        try:
+            await nodes[0].add([Request(f"{A}/{i}") for i in range(10)])
+            for _ in range(400):
+                node = rng.choice(nodes)
+                handed += [(node, request) for request in await node.take(10)]
+                if handed and rng.random() < 0.25:  # some node gets round to a request it took
+                    owner, request = handed.pop(rng.randrange(len(handed)))
+                    async with owner.limiters.start("a.example", request.fingerprint):
+                        starts.append(clock())
+                    await owner.fetched(request)
+                    await owner.done(request)
+                clock.advance(rng.choice((0.0, 0.25, 0.5)))
+        finally:
+            for node in nodes:
+                await node.close()
+        assert len(starts) == 10
+        assert min(b - a for a, b in itertools.pairwise(starts)) >= 1.0
 
     run(body)
 

@@ -241,12 +241,14 @@ class CountingSpider(Spider):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.seen = set()
+        self._cache = {}  # private: a per-process cache is fine
 
     def start_requests(self):
         yield Request(self.base_url + "/0")
 
     def parse(self, response):
         self.seen.add(response.url)
+        self._cache[response.url] = True
         yield {"url": response.url}
         yield from response.follow_all("a")
 """
@@ -258,6 +260,7 @@ def test_a_callback_changing_spider_state_in_a_worker_warns_once(tmp_path: Path,
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("changed spider attribute") == 1, result.stderr
     assert "callback parse changed spider attribute 'seen' in a parse worker" in result.stderr
+    assert "_cache" not in result.stderr
     assert "Keep shared state in a pipeline, in an async def callback, or run with --parse-workers 0" in (
         result.stderr
     )
@@ -281,6 +284,8 @@ def test_cb_kwargs_are_keyword_arguments_of_the_callback() -> None:
     response = fake_response("<p>x</p>", request.url, request=request)
     item = run_callback(KwargsSpider(), response, raise_errors=True)
     assert item.items == [{"category": "books", "page": 2, "same": True}]
+    made = fake_response("<p>x</p>", callback="parse_item", cb_kwargs={"category": "toys", "page": 1})
+    assert run_callback(KwargsSpider(), made).items == [{"category": "toys", "page": 1, "same": True}]
 
 
 EVENTS: list[tuple[Any, ...]] = []

@@ -17,6 +17,7 @@ from crawler import Response, Spider
 from crawler._errors import ResponseTooLarge
 from crawler._sitemaps import SitemapEntry, SitemapError, parse_w3c_datetime, sitemap_entries
 from crawler._siteserver import Page
+from crawler.testing import fake_response
 
 from .conftest import html, robots
 
@@ -465,3 +466,13 @@ def test_sitemap_alternate_links_are_followed_when_asked(serve, crawl_items):
     assert sorted(item["title"] for item in items) == ["de", "en"]
     items, _ = crawl_items(SitemapSpider, [], spider_args={"sitemap_urls": [base + "/s.xml"]})
     assert [item["title"] for item in items] == ["en"]
+
+
+def test_listed_urls_are_utf8_and_carry_the_sitemap_as_referer() -> None:
+    """A sitemap that declares Shift_JIS still lists UTF-8 URLs (the protocol's rule)."""
+    text = urlset("https://a.test/検索?q=日本").replace('encoding="UTF-8"', 'encoding="Shift_JIS"')
+    response = fake_response(text.encode("cp932"), url="https://a.test/sitemap.xml")
+    (request,) = Spider().parse_sitemap(response)
+    assert request.url == "https://a.test/検索?q=日本"  # canonicalised as UTF-8 later
+    assert request.headers == {"Referer": "https://a.test/sitemap.xml"}
+    assert request.callback == "parse" and request.depth == 1

@@ -109,7 +109,12 @@ def test_a_crawl_goes_through_the_proxy(serve, crawl_items, proxy):
     """The proxy listens on 127.0.0.2, which nobody named: the proxy's own host
     counts as named."""
     server = serve(shop(3))
-    items, _ = crawl_items(LinkSpider, [server.url + "/"], proxy=proxy.url)
+
+    class Proxied(LinkSpider):  # the setting as a spider attribute
+        pass
+
+    Proxied.proxy = proxy.url
+    items, _ = crawl_items(Proxied, [server.url + "/"])
     assert sorted(item["title"] for item in items) == ["home", "page 0", "page 1", "page 2"]
     assert sorted(urlsplit(target).path for target in proxy.targets) == [
         "/",
