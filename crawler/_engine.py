@@ -619,6 +619,8 @@ class Engine:
         finally:
             await call_hook(self.spider, "closed", self.stats.finish_reason)
             await self._flush_and_ack()
+            if self._own_executor is not None:
+                self.stats.inc("parse/main_process", self._own_executor.ran_here)
             self.stats.finish(self.stats.finish_reason)
             await self._save_progress()
             closing = [self._close_parse_executor(), self._frontier.close()]
@@ -636,7 +638,6 @@ class Engine:
         self._parse_page.forget()
         if self._own_executor is not None:
             await self._own_executor.aclose()
-            self.stats.inc("parse/main_process", self._own_executor.ran_here)
 
 
 def _page_size(fn: Callable[..., Any], args: tuple[Any, ...]) -> int:
