@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +68,14 @@ def unused_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def spaced(times: Sequence[float], interval: float) -> bool:
+    """Were these arrivals (a server's) of starts that the crawler spaced ``interval``
+    apart (5% more, in fact)? Their whole span holds nearly one interval per gap, and
+    no gap is under half an interval. The server stamps each arrival with its own
+    jitter, which on a loaded machine moves a single gap by tens of milliseconds, but
+    the span only at its two ends."""
+    ordered = sorted(times)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(ordered)]
+    return ordered[-1] - ordered[0] >= 0.9 * interval * len(gaps) and min(gaps) >= interval / 2

@@ -4,7 +4,6 @@ server on 127.0.0.1 replayed from the cache, then the ``crawl`` command."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import os
@@ -22,7 +21,7 @@ from crawler._settings import DEFAULT_CACHE_IGNORE_STATUS, Settings, resolve_set
 from crawler._siteserver import Page
 from crawler._stats import Stats
 
-from .conftest import html, robots
+from .conftest import html, robots, spaced
 from .test_cli import SPIDER, crawl
 
 URL = "http://shop.test/item?id=1"
@@ -107,6 +106,22 @@ def test_method_and_body_are_part_of_the_key(tmp_path):
     assert len(network.calls) == 4 and again == first
     assert len({fetched.body for fetched in first}) == 4
     assert stats["cache/hit"] == 4
+
+
+def test_rendered_entries_are_kept_apart_from_plain_ones(tmp_path):
+    cache, _ = open_cache(tmp_path)
+    network = FakeNetwork()
+    rendered = cache.wrap(network.fetch, variant="rendered")
+
+    async def run() -> list[Fetched]:
+        return [await rendered(Request(URL)), await rendered(Request(URL))]
+
+    first, again = asyncio.run(run())
+    assert again == first and len(network.calls) == 1
+    assert cache.load(Request(URL)) is None  # a plain fetch never gets the rendered DOM
+    assert cache.path_for(Request(URL), "rendered").name.endswith("-rendered")
+    (plain,) = fetch_all(cache, network, Request(URL))
+    assert plain.body != first.body and len(network.calls) == 2
 
 
 def test_entries_older_than_the_expiry_are_fetched_again(tmp_path):
@@ -330,7 +345,7 @@ def test_crawl_delay_spaces_the_network_fetches_but_not_the_replay(serve, crawl_
     _, live = crawl_items(TitleSpider, [server.url + "/0"], cache=cache)
     starts = [hit.time for hit in server.hits if hit.target != "/robots.txt"]
     assert len(starts) == 5
-    assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.38  # misses wait for Crawl-delay
+    assert spaced(starts, 0.4)  # misses wait for Crawl-delay
     server.stop()
     _, replay = crawl_items(TitleSpider, [server.url + "/0"], cache=cache)
     assert replay["cache/hit"] == 6
