@@ -653,4 +653,3 @@ def spider_identity(spider: Spider) -> str:
     """The name a job or a shared frontier knows the spider by."""
     name = type(spider).name
     return name if name != Spider.name else type(spider).__qualname__
-
