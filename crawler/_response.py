@@ -175,7 +175,7 @@ class Response:
     def urljoin(self, href: str) -> str:
         """``href`` made absolute against this page (its ``<base href>`` if it has
         one), a non-ASCII query percent-encoded in the page's encoding as browsers do."""
-        return join_url(self.base_url, href, self.encoding)
+        return join_url(self.base_url, href, self._decoded[1])  # [1]: the encoding, cached
 
     def follow(self, target: Any, callback: Any = None, **kwargs: Any) -> Request:
         """A request for ``target`` (a URL, relative or absolute; a selectolax node or a

@@ -108,6 +108,22 @@ def test_method_and_body_are_part_of_the_key(tmp_path):
     assert stats["cache/hit"] == 4
 
 
+def test_rendered_entries_are_kept_apart_from_plain_ones(tmp_path):
+    cache, _ = open_cache(tmp_path)
+    network = FakeNetwork()
+    rendered = cache.wrap(network.fetch, variant="rendered")
+
+    async def run() -> list[Fetched]:
+        return [await rendered(Request(URL)), await rendered(Request(URL))]
+
+    first, again = asyncio.run(run())
+    assert again == first and len(network.calls) == 1
+    assert cache.load(Request(URL)) is None  # a plain fetch never gets the rendered DOM
+    assert cache.path_for(Request(URL), "rendered").name.endswith("-rendered")
+    (plain,) = fetch_all(cache, network, Request(URL))
+    assert plain.body != first.body and len(network.calls) == 2
+
+
 def test_entries_older_than_the_expiry_are_fetched_again(tmp_path):
     clock = Clock()
     cache, stats = open_cache(tmp_path, expiry=60, clock=clock)

@@ -161,14 +161,18 @@ def _without_playwright(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(shadow.parent)}
 
 
-@pytest.mark.parametrize("render_setting", [True, False])
+@pytest.mark.parametrize("command", ["crawl --render", "crawl, render per request", "parse", "shell"])
 def test_rendering_without_playwright_is_one_clear_error(
-    tmp_path: Path, serve: Callable[..., SiteServer], render_setting: bool
+    tmp_path: Path, serve: Callable[..., SiteServer], command: str
 ) -> None:
     server = serve({"/": Page(b"<title>x</title>"), "/robots.txt": Page(b"", headers=TEXT)})
-    spider = _spider_file(tmp_path, server.url + "/", render_setting=render_setting)
+    spider = _spider_file(tmp_path, server.url + "/", render_setting=command == "crawl --render")
+    arguments = {
+        "parse": ["parse", server.url + "/", str(spider), "--render"],
+        "shell": ["shell", server.url + "/", "--render", "-c", "response"],
+    }.get(command, [str(spider), "--no-progress"])
     result = subprocess.run(
-        [CRAWL, str(spider), "--no-progress"],
+        [CRAWL, *arguments],
         capture_output=True,
         text=True,
         timeout=60,
@@ -177,7 +181,7 @@ def test_rendering_without_playwright_is_one_clear_error(
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("crawl: error:")]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("crawl") and "error:" in line]
     assert len(errors) == 1 and "pip install 'crawler[browser]'" in errors[0]
 
 
