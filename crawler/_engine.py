@@ -44,7 +44,7 @@ from ._frontier import Frontier, FrontierStatus
 from ._http import REDIRECT_STATUSES, RETRY_STATUSES, backoff, follow_redirect
 from ._itemjson import encode_items
 from ._output import FLUSH_BYTES, ItemSink
-from ._pipelines import Pipelines
+from ._pipelines import PipelineError, Pipelines
 from ._politeness import Admission, Politeness, default_host_policy
 from ._pool import ParseExecutor
 from ._render import RenderStep
@@ -163,7 +163,7 @@ class Engine:
                 log.info("nothing left to crawl: this crawl has finished already")
             self.sink.begin(durable=self._durable)  # start-up succeeded: the output may change now
             await self._crawl()
-        except CrawlerError as exc:  # a pipeline's open(), the frontier: the crawl failed
+        except PipelineError as exc:  # the crawl failed (with a summary), not its start-up
             self._fail(exc)
         finally:
             await self._shut_down()
@@ -619,6 +619,8 @@ class Engine:
         finally:
             await call_hook(self.spider, "closed", self.stats.finish_reason)
             await self._flush_and_ack()
+            if self._own_executor is not None:
+                self.stats.inc("parse/main_process", self._own_executor.ran_here)
             self.stats.finish(self.stats.finish_reason)
             await self._save_progress()
             closing = [self._close_parse_executor(), self._frontier.close()]
@@ -636,7 +638,6 @@ class Engine:
         self._parse_page.forget()
         if self._own_executor is not None:
             await self._own_executor.aclose()
-            self.stats.inc("parse/main_process", self._own_executor.ran_here)
 
 
 def _page_size(fn: Callable[..., Any], args: tuple[Any, ...]) -> int:
@@ -652,4 +653,3 @@ def spider_identity(spider: Spider) -> str:
     """The name a job or a shared frontier knows the spider by."""
     name = type(spider).name
     return name if name != Spider.name else type(spider).__qualname__
-

@@ -196,7 +196,7 @@ class CsvSink(FileSink):
                         "its values are left out (counted in dropped/csv_field)",
                         self.target,
                         key,
-                        ", ".join(known),
+                        ", ".join(self._fieldnames or ()),
                     )
 
     def _count_items(self, offset: int) -> int:

@@ -26,6 +26,7 @@ from ._errors import CrawlerError, OutputError, UsageError
 from ._formats import check_output_name, count_dropped_fields, open_sink
 from ._logs import configure_logging, exit_quietly_on_a_closed_pipe, print_error, wants_json_logs
 from ._output import ClosedPipe, ItemSink, NullSink
+from ._pipelines import PipelineError
 from ._settings import SETTING_NAMES, command_line_settings, logging_settings, spider_settings
 from ._spider import Spider, load_spider, parse_spider_args
 from ._stats import Stats
@@ -284,19 +285,29 @@ def _run(invocation: Invocation) -> int:
         on_tick=progress.update if progress else None,
         **invocation.settings,
     )
+    error: CrawlerError | None = None
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             interrupted = runner.run(run_with_signals(engine))[1]
+    except CrawlerError as exc:
+        error, interrupted = exc, False
     finally:
         if progress:
             progress.close()
+    if error is None or _got_going(error, engine.stats):
         _finish(invocation, engine.stats)
+    if error is not None:
+        raise error
     return EXIT_INTERRUPTED if interrupted else 0
 
 
+def _got_going(error: CrawlerError, stats: Stats) -> bool:
+    """Whether a failed crawl has something to sum up: it failed mid-way, or a
+    pipeline's open() or close() failed; a failed start-up has not."""
+    return stats.finish_reason == "failed" or isinstance(error, PipelineError)
+
+
 def _finish(invocation: Invocation, stats: Stats) -> None:
-    if stats.finish_reason == "running":  # start-up failed: there is nothing to sum up
-        return
     count_dropped_fields(invocation.sink, stats)
     write_stats(invocation.stats_path, stats)
     if invocation.json_logs:

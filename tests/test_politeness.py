@@ -17,7 +17,7 @@ import crawler._throttle
 from crawler._errors import UsageError
 from crawler._fetcher import Fetched
 from crawler._memory_frontier import MemoryFrontier
-from crawler._politeness import Politeness, default_host_policy
+from crawler._politeness import Politeness, default_host_policy, first_address
 from crawler._request import Request
 from crawler._robots import RobotsCache
 from crawler._settings import Settings
@@ -184,6 +184,21 @@ def test_every_request_of_a_paced_host_goes_through_its_aiolimiter(serve, crawl_
     assert len(items) == 5 and stats["dropped/robots"] == 2
     assert len(server.hits) == 6  # robots.txt and five pages
     assert len(entered) == 6 and len(set(entered)) == 1  # each through the host's one limiter
+
+
+def test_per_ip_politeness_holds_for_two_names_of_one_server(serve, crawl_items):
+    if asyncio.run(first_address("localhost", 80)) != "127.0.0.1":
+        pytest.skip("localhost does not resolve to 127.0.0.1 first here")
+    server = serve({**{f"/a{i}": html(f"a{i}", [f"/a{i + 1}"]) for i in range(3)},
+                    **{f"/b{i}": html(f"b{i}", [f"/b{i + 1}"]) for i in range(3)}})  # fmt: skip
+    other_name = server.url.replace("127.0.0.1", "localhost")
+    starts = [server.url + "/a0", other_name + "/b0"]
+    items, _ = crawl_items(TitleSpider, starts, obey_robots=False, rate=5, politeness_key="ip")
+    assert len(items) == 6 and {hit.headers["host"].split(":")[0] for hit in server.hits} == {
+        "127.0.0.1",
+        "localhost",
+    }
+    assert spaced([hit.time for hit in server.hits], 0.2)  # one rate for both names
 
 
 # -- refused requests cost their host nothing (fake clock) ------------------------------
