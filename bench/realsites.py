@@ -35,13 +35,16 @@ if __package__ in (None, ""):  # run as a script: import the package, not bench/
 
 from bench.fields import URL_ENV
 from bench.measure import RESULTS, run_measured, save_report
-from bench.run import BENCH, CONCURRENCY, ROOT, _cpu_s, _machine, _medians, _print_runs, _python_env, _ratios
+from bench.run import ROOT, _cpu_s, _machine, _medians, _print_runs, _python_env, _ratios, crawler_command
 
 SITES = {
     "python": ("/usr/share/doc/python3.11/html", "python3.11-doc"),
     "postgres": ("/usr/share/doc/postgresql-doc-15/html", "postgresql-doc-15"),
 }
 HTML_HEADERS = (("Content-Type", "text/html; charset=utf-8"),)
+
+
+SPIDERS = ("doc_spider.py", "scrapy_doc_spider.py")  # ours, Scrapy's
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +135,8 @@ def _run_one(site: str, name: str, rep: int, options: Options) -> dict[str, Any]
     try:
         with stem.with_suffix(".stderr").open("wb") as err:
             env = {**_python_env(), URL_ENV: ready["url"]}
-            command = _command(name, output, stem.with_suffix(".stats.json"), options)
+            stats = stem.with_suffix(".stats.json")
+            command = crawler_command(name, SPIDERS, output, stats, options.parse_workers)
             measurement = run_measured(
                 command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, timeout=options.timeout
             )
@@ -157,19 +161,6 @@ def _run_one(site: str, name: str, rep: int, options: Options) -> dict[str, Any]
     }
     run["problems"] = _problems(run, len(pages), measurement.returncode, measurement.timed_out)
     return run
-
-
-def _command(name: str, output: Path, stats_path: Path, options: Options) -> list[str]:
-    if name == "scrapy":
-        spider = BENCH / "scrapy_doc_spider.py"
-        return [sys.executable, "-m", "scrapy", "runspider", str(spider), "-O", str(output)]
-    crawl = Path(sys.executable).parent / "crawl"
-    command = [str(crawl), str(BENCH / "doc_spider.py"), "-O", str(output)]
-    command += ["--concurrency", str(CONCURRENCY), "--per-host", str(CONCURRENCY)]
-    command += ["--stats", str(stats_path), "--no-progress", "--log-level", "WARNING"]
-    if options.parse_workers is not None:
-        command += ["--parse-workers", str(options.parse_workers)]
-    return command
 
 
 def _page_paths(output: Path) -> list[str]:

@@ -151,15 +151,24 @@ def _crawler_env(url: str) -> dict[str, str]:
 
 
 def _command(name: str, output: Path, stats_path: Path, options: Options) -> list[str]:
+    spiders = ("bench_spider.py", "scrapy_spider.py")
+    return crawler_command(name, spiders, output, stats_path, options.parse_workers)
+
+
+def crawler_command(
+    name: str, spiders: tuple[str, str], output: Path, stats_path: Path, parse_workers: int | None
+) -> list[str]:
+    """The command line of one run: ``name`` is ``scrapy`` or ours; ``spiders`` are
+    the two spider files in ``bench/`` (ours, Scrapy's)."""
     if name == "scrapy":
-        spider = BENCH / "scrapy_spider.py"
+        spider = BENCH / spiders[1]
         return [sys.executable, "-m", "scrapy", "runspider", str(spider), "-O", str(output)]
     crawl = Path(sys.executable).parent / "crawl"
-    command = [str(crawl), str(BENCH / "bench_spider.py"), "-O", str(output)]
+    command = [str(crawl), str(BENCH / spiders[0]), "-O", str(output)]
     command += ["--concurrency", str(CONCURRENCY), "--per-host", str(CONCURRENCY)]
     command += ["--stats", str(stats_path), "--no-progress", "--log-level", "WARNING"]
-    if options.parse_workers is not None:
-        command += ["--parse-workers", str(options.parse_workers)]
+    if parse_workers is not None:
+        command += ["--parse-workers", str(parse_workers)]
     return command
 
 
