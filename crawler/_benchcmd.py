@@ -9,7 +9,6 @@ page and peak memory, so that machines and settings can be compared.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import resource
 import sys
@@ -28,7 +27,7 @@ from ._settings import Settings
 from ._siteserver import child_server
 from ._spider import Spider
 from ._stats import Stats
-from .cli import EXIT_INTERRUPTED, run_with_signals
+from .cli import EXIT_INTERRUPTED, run_on_our_loop, run_with_signals
 
 DEFAULT_PAGES = 2000
 MB = 1024 * 1024
@@ -157,7 +156,7 @@ def crawl_site(site: BenchSite, settings: dict[str, Any]) -> BenchResult:
     start = {"start_urls": [site.url + "/"]}
     engine = build_engine(BenchSpider, NullSink(), spider_args=start, allow_private=True, **settings)
     cpu_before, started = _cpu_seconds(), time.perf_counter()
-    stats, interrupted = asyncio.run(run_with_signals(engine))
+    stats, interrupted = run_on_our_loop(run_with_signals(engine))
     if interrupted:
         raise KeyboardInterrupt  # the crawl stopped cleanly; main exits with 130
     seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_before

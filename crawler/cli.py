@@ -12,10 +12,10 @@ import importlib
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -34,6 +34,7 @@ from ._statsfile import check_stats_target, write_stats
 from ._version import __version__
 
 log = logging.getLogger("crawler")
+T = TypeVar("T")
 
 EXIT_INTERRUPTED = 130
 
@@ -287,8 +288,7 @@ def _run(invocation: Invocation) -> int:
     )
     error: CrawlerError | None = None
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            interrupted = runner.run(run_with_signals(engine))[1]
+        interrupted = run_on_our_loop(run_with_signals(engine))[1]
     except CrawlerError as exc:
         error, interrupted = exc, False
     finally:
@@ -316,6 +316,12 @@ def _finish(invocation: Invocation, stats: Stats) -> None:
         from ._progress import Progress  # noqa: PLC0415
 
         Progress.print_summary(stats)
+
+
+def run_on_our_loop(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` on the CLI's event loop."""
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(main)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
