@@ -47,26 +47,23 @@ def shop(pages: int, extra_links: tuple[str, ...] = ()) -> dict[str, Page]:
     return routes
 
 
-# -- a forward proxy ---------------------------------------------------------------------
+# -- servers on their own event loop, in a thread -------------------------------------
 
 
-class TinyProxy:
-    """An HTTP forward proxy on ``host`` (absolute-form requests; one request per
-    connection), recording the targets it was asked for."""
+class ThreadedServer:
+    """An ``asyncio`` server on ``hosts`` (port chosen by the system), run by its own
+    event loop in a daemon thread while the ``with`` block runs."""
 
-    def __init__(self, host: str = "127.0.0.2") -> None:
-        self.host = host
-        self.targets: list[str] = []
-        self.headers: list[dict[str, str]] = []
+    def __init__(self) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
-    def __enter__(self) -> TinyProxy:
+    def _start(self, hosts: str | list[str], timeout: float) -> list[tuple[str, int]]:
+        """Start serving ``_handle``; the (host, port) of every socket."""
         self._thread.start()
-        start = asyncio.start_server(self._relay, self.host, 0)
-        self._server = asyncio.run_coroutine_threadsafe(start, self._loop).result(5)
-        self.url = f"http://{self.host}:{self._server.sockets[0].getsockname()[1]}"
-        return self
+        start = asyncio.start_server(self._handle, hosts, 0)
+        self._server = asyncio.run_coroutine_threadsafe(start, self._loop).result(timeout)
+        return [sock.getsockname()[:2] for sock in self._server.sockets]
 
     def __exit__(self, *exc_info: object) -> None:
         self._server.close()
@@ -74,7 +71,29 @@ class TinyProxy:
         self._thread.join(5)
         self._loop.close()
 
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+# -- a forward proxy ---------------------------------------------------------------------
+
+
+class TinyProxy(ThreadedServer):
+    """An HTTP forward proxy on ``host`` (absolute-form requests; one request per
+    connection), recording the targets it was asked for."""
+
+    def __init__(self, host: str = "127.0.0.2") -> None:
+        super().__init__()
+        self.host = host
+        self.targets: list[str] = []
+        self.headers: list[dict[str, str]] = []
+
+    def __enter__(self) -> TinyProxy:
+        port = self._start(self.host, timeout=5)[0][1]
+        self.url = f"http://{self.host}:{port}"
+        return self
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
             method, target, _ = head.split("\r\n", 1)[0].split(" ")
@@ -334,7 +353,7 @@ def test_silent_hosts_found_mid_crawl_hold_at_most_half_the_workers(serve):
 # -- file descriptors ------------------------------------------------------------------
 
 
-class ManyHosts:
+class ManyHosts(ThreadedServer):
     """One tiny HTTP/1.1 server (keep-alive) listening on ``count`` loopback
     addresses, 127.0.1.1 and up: each is a host of its own to the crawler. Every
     path answers with a page linking to ``/a`` and ``/b``; robots.txt is a 404."""
@@ -342,27 +361,15 @@ class ManyHosts:
     PAGE = b'<html><head><title>t</title></head><body><a href="/a">a</a><a href="/b">b</a></body></html>'
 
     def __init__(self, count: int) -> None:
+        super().__init__()
         self.addresses = [f"127.0.{1 + i // 250}.{1 + i % 250}" for i in range(count)]
         self.requests = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     def __enter__(self) -> ManyHosts:
-        self._thread.start()
-        start = asyncio.start_server(self._serve, self.addresses, 0)
-        self._server = asyncio.run_coroutine_threadsafe(start, self._loop).result(10)
-        self.urls = [
-            f"http://{host}:{port}/" for host, port in (s.getsockname() for s in self._server.sockets)
-        ]
+        self.urls = [f"http://{host}:{port}/" for host, port in self._start(self.addresses, timeout=10)]
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.close()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while head := await reader.readuntil(b"\r\n\r\n"):
                 self.requests += 1
