@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,9 @@ import pytest
 
 import crawler
 from crawler._siteserver import Handler, Page, SiteServer
+
+# The console script of this environment, as a user runs it.
+CRAWL = str(Path(sys.executable).parent / "crawl")
 
 TEXT = (("Content-Type", "text/plain"),)
 

@@ -13,9 +13,9 @@ from crawler._budget import BodyBudget
 from crawler._errors import UsageError
 from crawler._settings import Settings
 
+from .conftest import CRAWL
 from .hostile_servers import OK_HTML, Behaviour, Connection, HostileServer
 
-CRAWL = str(Path(sys.executable).parent / "crawl")
 MIB = 1 << 20
 CHUNK = 256 * 1024
 

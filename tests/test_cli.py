@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,9 +13,7 @@ import pytest
 
 from crawler._siteserver import Page
 
-from .conftest import html, read_jsonl
-
-CRAWL = str(Path(sys.executable).parent / "crawl")
+from .conftest import CRAWL, html, read_jsonl
 
 SPIDER = """
 from crawler import Request, Spider

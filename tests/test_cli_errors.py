@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,9 +17,8 @@ import pytest
 from crawler._siteserver import Page
 from crawler.demo import DEMO_PRODUCT_COUNT, serve_demo
 
-from .conftest import html, read_jsonl
+from .conftest import CRAWL, html, read_jsonl
 
-CRAWL = str(Path(sys.executable).parent / "crawl")
 REPO = Path(__file__).resolve().parents[1]
 KEEP = '{"kept": true}\n'
 

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import crawler
 from crawler.demo import DEMO_PRODUCT_COUNT, demo_product_urls, serve_demo
 from crawler.demo.site import catalog
 
-from .conftest import read_jsonl
+from .conftest import CRAWL, read_jsonl
 
-CRAWL = str(Path(sys.executable).parent / "crawl")
 REPO = Path(__file__).resolve().parents[1]
 
 

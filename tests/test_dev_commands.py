@@ -11,8 +11,8 @@ import pytest
 
 from crawler._siteserver import Page
 
-from .conftest import html, robots
-from .test_cli import CRAWL, crawl
+from .conftest import CRAWL, html, robots
+from .test_cli import crawl
 
 SPIDER = """
 from crawler import Spider

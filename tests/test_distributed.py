@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -23,9 +22,8 @@ import pytest
 
 from crawler._siteserver import Page
 
-from .conftest import html
+from .conftest import CRAWL, html
 
-CRAWL = str(Path(sys.executable).parent / "crawl")
 REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 PAGES = 60
 

@@ -15,9 +15,8 @@ from crawler._siteserver import SiteServer
 from crawler.demo import serve_demo
 from crawler.demo.site import CATEGORIES, Product, catalog
 
-from .conftest import read_jsonl
+from .conftest import CRAWL, read_jsonl
 
-CRAWL = str(Path(sys.executable).parent / "crawl")
 SPIDERS = Path(__file__).resolve().parents[1] / "spiders"
 EXAMPLES = ("listing", "sitemap", "api", "linkcheck", "stock", "live")
 PRODUCT_PATHS = {product.path for product in catalog()}

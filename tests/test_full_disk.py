@@ -14,16 +14,14 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .conftest import html
+from .conftest import CRAWL, html
 
-CRAWL = str(Path(sys.executable).parent / "crawl")
 PAGES = 400
 FREE_BYTES = 150_000  # room left for the output: a few hundred of the ~1.2 KB items
 

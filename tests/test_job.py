@@ -9,7 +9,6 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,9 +17,8 @@ import pytest
 
 from crawler._siteserver import Page
 
-from .conftest import html
+from .conftest import CRAWL, html
 
-CRAWL = str(Path(sys.executable).parent / "crawl")
 PAGES = 120
 
 SPIDER = """

@@ -12,7 +12,6 @@ import os
 import resource
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +20,10 @@ import pytest
 
 from crawler._siteserver import Hit, Page
 
-from .conftest import read_jsonl
+from .conftest import CRAWL, read_jsonl
 
 pytestmark = pytest.mark.timeout(120)
 
-CRAWL = str(Path(sys.executable).parent / "crawl")
 LIMIT = 2 * 1024 * 1024
 SPIDER = """
 from crawler import Spider

@@ -8,11 +8,9 @@ import multiprocessing
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from concurrent.futures import Executor, ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +19,8 @@ import crawler
 from crawler import Request, Response, Spider
 from crawler._callbacks import LinkRules, ParseResult, ParseTask, SpiderParser, parse_failure
 from crawler._pool import CallTimedOut, ParseExecutor, WorkerCrashed, WorkerStartError
+
+from .conftest import CRAWL
 
 RULES = LinkRules(("a.test",), None, 2083)
 
@@ -247,7 +247,6 @@ def test_a_crawl_under_uvloop_finishes_and_exits_cleanly(serve):
 
 # --- Ctrl-C while the parse workers start ---------------------------------------------
 
-CRAWL = str(Path(sys.executable).parent / "crawl")
 
 MARKED_SPIDER = """
 import os, pathlib

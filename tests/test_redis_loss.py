@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,12 +22,11 @@ from crawler._redis_frontier import RedisFrontier
 from crawler._request import Request
 from crawler._siteserver import Page
 
-from .conftest import html
+from .conftest import CRAWL, html
 from .test_redis_frontier import RedisServer, started_redis
 
 pytestmark = pytest.mark.timeout(90)
 
-CRAWL = str(Path(sys.executable).parent / "crawl")
 NAMESPACE = "crawler:loss"
 GONE = "is gone (FLUSHALL, or a restart without persistence)"
 

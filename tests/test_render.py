@@ -10,7 +10,6 @@ import itertools
 import json
 import os
 import subprocess
-import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,9 +25,8 @@ from crawler._siteserver import Hit, Page, SiteServer
 from crawler.demo import serve_demo
 from crawler.demo.site import catalog
 
-from .conftest import TEXT, read_jsonl
+from .conftest import CRAWL, TEXT, read_jsonl
 
-CRAWL = str(Path(sys.executable).parent / "crawl")
 SPIDERS = Path(__file__).resolve().parents[1] / "spiders"
 JSON = (("Content-Type", "application/json"),)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,7 @@ from crawler import Request, Response, Spider, UsageError
 from crawler._settings import resolve_settings
 from crawler.testing import fake_response, run_callback
 
-from .conftest import html, read_jsonl
-
-CRAWL = str(Path(sys.executable).parent / "crawl")
+from .conftest import CRAWL, html, read_jsonl
 
 
 def crawl(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -26,9 +26,8 @@ from crawler import Settings
 from crawler._scrapynames import IGNORED, UNSUPPORTED, field_types, supported_names
 from crawler.demo import serve_demo
 
-from .conftest import read_jsonl
+from .conftest import CRAWL, read_jsonl
 
-CRAWL = str(Path(sys.executable).parent / "crawl")
 REPO = Path(__file__).resolve().parents[1]
 PORTED = REPO / "spiders" / "ported.py"
 EXPECTED = Path(__file__).parent / "data" / "ported_shop_items.jsonl"
