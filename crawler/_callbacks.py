@@ -29,6 +29,7 @@ from ._response import Response
 from ._spider import AttributeWatch, Spider, SpiderRef
 from ._urls import (
     InvalidURL,
+    cache_key,
     canonicalize,
     fingerprint_canonical,
     in_scope,
@@ -210,7 +211,9 @@ class CallbackRunner:
 
     def _vet(self, url: str) -> tuple[str | None, str, int]:
         """(reason to refuse or None, canonical URL, fingerprint of a GET of it), from
-        a bounded cache: most links on a site are repeats."""
+        a bounded cache: most links on a site are repeats, many of them with another
+        ``#fragment``, which canonical URLs drop."""
+        url = cache_key(url)
         vetted = self._vetted.get(url)
         if vetted is None:
             verdict, canonical = vet_url(url, self.rules)

@@ -13,7 +13,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 from ._encoding import decode_body, is_html
 from ._errors import NotHtmlError, SelectorError
 from ._request import Request
-from ._urls import is_http_url, join_url
+from ._urls import cache_key, is_http_url, join_url
 
 if TYPE_CHECKING:  # parsel (and lxml) load on the first css()/xpath() call
     import parsel
@@ -217,11 +217,19 @@ class Response:
         ``href``/``src``, on the fast path), or an iterable of URLs, nodes and
         selectors. As in Scrapy, ``css=`` or ``xpath=`` select the links with parsel
         instead (``css="a.next::attr(href)"`` works). Elements without a link are
-        skipped."""
+        skipped. Links that differ only in their ``#fragment`` are one page: each is
+        followed once per call (all of them with ``dont_filter=True``)."""
+        followed: set[str] | None = None if kwargs.get("dont_filter") else set()
         for item in self._link_sources(targets, css, xpath):
             href = item if isinstance(item, str) else _link_of(item)
-            if href:
-                yield self.follow(href, callback, **kwargs)
+            if not href:
+                continue
+            if followed is not None:  # a doc page links to one page dozens of times
+                page = cache_key(href)
+                if page in followed:
+                    continue
+                followed.add(page)
+            yield self.follow(href, callback, **kwargs)
 
     def _link_sources(self, targets: str | Iterable[Any] | None, css: str | None, xpath: str | None) -> Any:
         if sum(source is not None for source in (targets, css, xpath)) != 1:
@@ -250,7 +258,7 @@ def _required_link(target: Any) -> str:
 
 def _link_of(target: Any) -> str | None:
     if isinstance(target, LexborNode):
-        attributes = target.attributes
+        attributes = target.attrs  # a lazy view: cheaper than building .attributes
         for name in LINK_ATTRIBUTES:
             value = attributes.get(name)
             if value:

@@ -68,7 +68,7 @@ def join_url(base: str, href: str, encoding: str = "utf-8") -> str:
     cannot be resolved (a broken IPv6 host such as ``//[x``) is returned cleaned,
     for ``canonicalize`` to refuse.
     """
-    href = href.strip(_C0_AND_SPACE).translate(_TAB_AND_NEWLINES)
+    href = _without_tabs_and_newlines(href.strip(_C0_AND_SPACE))
     if not href:
         return base.partition("#")[0]
     if "\\" in href and _is_http_reference(base, href):
@@ -79,6 +79,12 @@ def join_url(base: str, href: str, encoding: str = "utf-8") -> str:
     if encoding == "utf-8" or joined.isascii() or encoding in _UTF8_QUERIES:
         return joined
     return _encode_query(joined, encoding)
+
+
+def _without_tabs_and_newlines(text: str) -> str:
+    if "\t" in text or "\n" in text or "\r" in text:  # three memchr scans beat one translate
+        return text.translate(_TAB_AND_NEWLINES)
+    return text
 
 
 def _slow_join(base: str, href: str) -> str:
@@ -184,9 +190,7 @@ def canonicalize(url: str) -> str:
     ``javascript:``...) only get a lower-case scheme.
     Idempotent: ``canonicalize(canonicalize(u)) == canonicalize(u)``.
     """
-    url = url.strip(_C0_AND_SPACE)
-    if "\t" in url or "\n" in url or "\r" in url:  # three memchr scans beat one translate
-        url = url.translate(_TAB_AND_NEWLINES)
+    url = _without_tabs_and_newlines(url.strip(_C0_AND_SPACE))
     match = _URL.match(url)
     if match is None:
         raise InvalidURL(f"not an absolute URL: {url!r}")
@@ -197,6 +201,15 @@ def canonicalize(url: str) -> str:
     if authority is None:
         raise InvalidURL(f"no host in {url!r}")
     return _canonical_authority(scheme, authority) + _canonical_path(path) + _canonical_query(query)
+
+
+def cache_key(url: str) -> str:
+    """``url`` (absolute, or a link relative to one page) without its fragment, which
+    ``canonicalize`` drops: URLs with one key have one canonical URL (or none).
+    Whitespace before the ``#`` is part of the path, not trailing, so such a URL
+    keeps its fragment."""
+    head = url.partition("#")[0]
+    return head if head[-1:] > " " else url
 
 
 @lru_cache(maxsize=4096)  # a site's links share a few hosts: parse each one once

@@ -384,6 +384,17 @@ def test_follow_all_passes_callback_and_keywords_to_each_request() -> None:
         assert (request.callback, request.meta, request.priority) == ("parse_item", {"m": 1}, -1)
 
 
+def test_follow_all_follows_each_page_once_whatever_its_fragments() -> None:
+    hrefs = ["two.html#a", "two.html", "two.html#b", "/b/1", "/b/1#x", "/b/1?p=2#x"]
+    urls = [r.url for r in make().follow_all(hrefs)]
+    assert urls == ["http://shop.test/books/two.html#a", "http://shop.test/b/1", "http://shop.test/b/1?p=2#x"]
+
+
+def test_follow_all_with_dont_filter_follows_every_link() -> None:
+    hrefs = ["two.html#a", "two.html", "two.html#a"]
+    assert len(list(make().follow_all(hrefs, dont_filter=True))) == 3
+
+
 def test_follow_all_with_a_selector_that_matches_nothing() -> None:
     assert list(make().follow_all("table a")) == []
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from crawler._urls import (
     MAX_URL_LENGTH,
     InvalidURL,
+    cache_key,
     canonicalize,
     default_allowed_domains,
     fingerprint,
@@ -235,6 +236,37 @@ def test_canonicalize_raises_only_invalid_url_and_is_idempotent(text: str) -> No
         except InvalidURL:
             continue
         assert canonicalize(canonical) == canonical
+
+
+@given(st.text(), st.text())
+def test_urls_with_one_cache_key_have_one_canonical_url(text: str, fragment: str) -> None:
+    """Link vetting caches its verdicts by ``cache_key``: sound only if a fragment
+    changes neither the canonical URL nor whether there is one."""
+    for head in (text, "http://" + text, "https://a.com/" + text):
+        url = head.partition("#")[0] + "#" + fragment
+        key = cache_key(url)
+        try:
+            canonical = canonicalize(key)
+        except InvalidURL:
+            with pytest.raises(InvalidURL):
+                canonicalize(url)
+            continue
+        if is_followable(canonical):
+            assert canonicalize(url) == canonical
+
+
+@pytest.mark.parametrize(
+    ("url", "key"),
+    [
+        ("http://a.com/p#x", "http://a.com/p"),
+        ("http://a.com/p?q=1#x#y", "http://a.com/p?q=1"),
+        ("http://a.com/p", "http://a.com/p"),
+        ("http://a.com/p #x", "http://a.com/p #x"),  # the space is inside the URL
+        ("#x", "#x"),
+    ],
+)
+def test_cache_key(url: str, key: str) -> None:
+    assert cache_key(url) == key
 
 
 @given(st.text(alphabet=st.characters(codec="utf-8"), max_size=30))
