@@ -35,7 +35,17 @@ if __package__ in (None, ""):  # run as a script: import the package, not bench/
 
 from bench.fields import URL_ENV
 from bench.measure import RESULTS, run_measured, save_report
-from bench.run import ROOT, _cpu_s, _machine, _medians, _print_runs, _python_env, _ratios, crawler_command
+from bench.run import (
+    ROOT,
+    _cpu_s,
+    _machine,
+    _medians,
+    _print_runs,
+    _python_env,
+    _ratios,
+    compile_crawler,
+    crawler_command,
+)
 
 SITES = {
     "python": ("/usr/share/doc/python3.11/html", "python3.11-doc"),
@@ -62,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     options = _parse_args(args)
     RESULTS.mkdir(exist_ok=True)
+    compile_crawler()
     problems = 0
     for site in options.sites:
         runs = [_run_one(site, name, rep, options) for rep in range(options.repeat) for name in _order(rep)]
