@@ -57,8 +57,8 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 from ._errors import BlockedAddress, BrowserUnavailable, FetchError, FetchTimeout, ResponseTooLarge
 from ._fetcher import Fetched
 from ._http import REDIRECT_STATUSES, follow_redirect
-from ._render import INSTALL_HINT, Fetch, Wait, parse_wait
-from ._request import Request
+from ._render import INSTALL_HINT, Fetch
+from ._request import Request, Wait, parse_wait
 from ._urls import canonicalize, host_key, join_url
 
 if TYPE_CHECKING:

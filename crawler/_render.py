@@ -28,15 +28,13 @@ cannot do what the spider asks), which says what to install.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._encoding import is_html
 from ._errors import BrowserUnavailable
 
-if TYPE_CHECKING:  # _request imports this module, for parse_wait
+if TYPE_CHECKING:
     from ._browser import Renderer
     from ._fetcher import Fetched
     from ._httpcache import HttpCache
@@ -48,50 +46,7 @@ if TYPE_CHECKING:  # _request imports this module, for parse_wait
 Fetch = Callable[["Request"], Awaitable["Fetched"]]
 
 INSTALL_HINT = "pip install 'crawler[browser]'"
-LOAD_EVENTS = ("networkidle", "load", "domcontentloaded")
-# Playwright's resource types; fonts, media and images are not loaded by default.
-RESOURCE_TYPES = frozenset(
-    {"document", "stylesheet", "image", "media", "font", "script", "texttrack", "xhr", "fetch",
-     "eventsource", "websocket", "manifest", "other"}
-)  # fmt: skip
-DEFAULT_RENDER_RESOURCES = tuple(sorted(RESOURCE_TYPES - {"image", "media", "font"}))
 RENDERED = "rendered"  # the HTTP cache's name for rendered entries
-
-
-@dataclass(frozen=True, slots=True)
-class Wait:
-    """When a rendered page has settled: after the ``event`` of its navigation, then
-    ``selector`` present (if set), then ``seconds`` more."""
-
-    event: str
-    selector: str | None = None
-    seconds: float = 0.0
-
-
-def parse_wait(value: str | float) -> Wait:
-    """A ``wait_for`` value: a load event name, a number of seconds after load, or a
-    CSS selector that must appear. Raises ``ValueError`` for anything else."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and value.strip():
-        if value.strip() in LOAD_EVENTS:
-            return Wait(value.strip())
-        number = _number(value)
-        if number is None:
-            return Wait("load", selector=value.strip())
-        seconds = number
-    else:
-        raise ValueError(f"wait_for must be a load event, seconds or a CSS selector, not {value!r}")
-    if not (math.isfinite(seconds) and seconds >= 0):
-        raise ValueError(f"wait_for must be zero or more seconds, not {value!r}")
-    return Wait("load", seconds=seconds)
-
-
-def _number(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
 
 
 def wants_render(request: Request, settings: Settings) -> bool:

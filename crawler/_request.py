@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ._pickling import fast_pickle, from_slots
-from ._render import parse_wait
 from ._urls import fingerprint_canonical
 
 
@@ -97,3 +97,50 @@ def relocated(request: Request, url: str, depth: int, fingerprint: int | None = 
 _FIELDS: tuple[str, ...] = Request._pickled_fields  # type: ignore[attr-defined]
 _URL, _DEPTH, _FINGERPRINT = (_FIELDS.index(name) for name in ("url", "depth", "_fingerprint"))
 _field_values = operator.attrgetter(*_FIELDS)
+
+
+# --- rendering options: when a rendered page has settled, what it may load ---------
+
+LOAD_EVENTS = ("networkidle", "load", "domcontentloaded")
+# Playwright's resource types; fonts, media and images are not loaded by default.
+RESOURCE_TYPES = frozenset(
+    {"document", "stylesheet", "image", "media", "font", "script", "texttrack", "xhr", "fetch",
+     "eventsource", "websocket", "manifest", "other"}
+)  # fmt: skip
+DEFAULT_RENDER_RESOURCES = tuple(sorted(RESOURCE_TYPES - {"image", "media", "font"}))
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """When a rendered page has settled: after the ``event`` of its navigation, then
+    ``selector`` present (if set), then ``seconds`` more."""
+
+    event: str
+    selector: str | None = None
+    seconds: float = 0.0
+
+
+def parse_wait(value: str | float) -> Wait:
+    """A ``wait_for`` value: a load event name, a number of seconds after load, or a
+    CSS selector that must appear. Raises ``ValueError`` for anything else."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip():
+        if value.strip() in LOAD_EVENTS:
+            return Wait(value.strip())
+        number = _number(value)
+        if number is None:
+            return Wait("load", selector=value.strip())
+        seconds = number
+    else:
+        raise ValueError(f"wait_for must be a load event, seconds or a CSS selector, not {value!r}")
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ValueError(f"wait_for must be zero or more seconds, not {value!r}")
+    return Wait("load", seconds=seconds)
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None

@@ -34,6 +34,7 @@ from protego import Protego
 
 from ._errors import BlockedAddress, FetchError, FetchTimeout
 from ._request import Request
+from ._sitemaps import MAX_ROBOTS_BYTES, robots_sitemaps
 from ._urls import join_url
 
 if TYPE_CHECKING:
@@ -41,10 +42,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("crawler.robots")
 
-MAX_ROBOTS_BYTES = 500 * 1024
 READ_PREFIX = "crawler_read_prefix"
 """``Request.meta`` key: read only this many bytes of the body, and keep them."""
-_SITEMAP_FIELDS = frozenset({b"sitemap", b"sitemaps", b"site-map"})
+
 # What browsers (and crawlers that look like them) put before their own name.
 _BROWSER_PRODUCTS = frozenset(
     {"", "mozilla", "applewebkit", "chrome", "chromium", "headlesschrome", "safari", "mobile",
@@ -98,33 +98,11 @@ class RobotsRules:
         return float(delay) if delay else None
 
 
-def robots_sitemaps(body: bytes) -> tuple[str, ...]:
-    """The URLs of a robots.txt's ``Sitemap:`` lines, in its first 500 KiB (RFC 9309
-    lines end in CR, LF or CRLF); a URL that is not UTF-8 is skipped."""
-    found = []
-    for line in body[:MAX_ROBOTS_BYTES].splitlines():
-        name, colon, value = line.partition(b":")
-        words = value.split()
-        if colon and words and name.strip().lower() in _SITEMAP_FIELDS:
-            url = utf8_or_none(words[0])
-            if url is not None:
-                found.append(url)
-    return tuple(found)
-
-
 def _robots_request(url: str) -> Request:
     """A request for a robots.txt that reads only its first ``MAX_ROBOTS_BYTES``
     (RFC 9309 2.5: a longer file is parsed up to there, not refused), uncompressed
     so that the prefix is text."""
     return Request(url, headers={"Accept-Encoding": "identity"}, meta={READ_PREFIX: MAX_ROBOTS_BYTES})
-
-
-def utf8_or_none(raw: bytes) -> str | None:
-    """``raw`` decoded as UTF-8, or ``None`` when it is not UTF-8."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
 
 
 def product_token(user_agent: str) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import UsageError
-from ._render import DEFAULT_RENDER_RESOURCES, RESOURCE_TYPES, parse_wait
+from ._request import DEFAULT_RENDER_RESOURCES, RESOURCE_TYPES, parse_wait
 from ._scrapynames import LOGGING_SETTINGS, field_types, translate
 from ._version import __version__
 

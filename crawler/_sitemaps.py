@@ -34,7 +34,6 @@ from xml.parsers import expat
 from ._decoding import decode_content
 from ._encoding import encoding_of_label
 from ._encoding_labels import CODEC_OF_ENCODING
-from ._robots import robots_sitemaps, utf8_or_none
 
 GZIP_MAGIC = b"\x1f\x8b"
 SITEMAP_NAMESPACES = frozenset(
@@ -54,6 +53,32 @@ _KEYS = _FIELDS | {"kind", "alternates"}
 _XML_DECLARATION = re.compile(rb"""<\?xml[^>]{0,200}?encoding\s*=\s*["']([A-Za-z0-9._:\-]{1,40})["']""")
 _UTF16_WITHOUT_BOM = {b"<\x00?\x00": "utf-16-le", b"\x00<\x00?": "utf-16-be"}
 _URL_LINE = re.compile(rb"https?://\S+", re.IGNORECASE)
+
+
+MAX_ROBOTS_BYTES = 500 * 1024  # RFC 9309 2.5: crawlers parse at least 500 KiB of a robots.txt
+_SITEMAP_FIELDS = frozenset({b"sitemap", b"sitemaps", b"site-map"})
+
+
+def robots_sitemaps(body: bytes) -> tuple[str, ...]:
+    """The URLs of a robots.txt's ``Sitemap:`` lines, in its first 500 KiB (RFC 9309
+    lines end in CR, LF or CRLF); a URL that is not UTF-8 is skipped."""
+    found = []
+    for line in body[:MAX_ROBOTS_BYTES].splitlines():
+        name, colon, value = line.partition(b":")
+        words = value.split()
+        if colon and words and name.strip().lower() in _SITEMAP_FIELDS:
+            url = utf8_or_none(words[0])
+            if url is not None:
+                found.append(url)
+    return tuple(found)
+
+
+def utf8_or_none(raw: bytes) -> str | None:
+    """``raw`` decoded as UTF-8, or ``None`` when it is not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 class SitemapError(ValueError):

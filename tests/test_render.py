@@ -19,7 +19,8 @@ import pytest
 
 from crawler import Request, Response, Spider
 from crawler._errors import BrowserUnavailable, UsageError
-from crawler._render import DEFAULT_RENDER_RESOURCES, Wait, parse_wait, wants_render
+from crawler._render import wants_render
+from crawler._request import DEFAULT_RENDER_RESOURCES, Wait, parse_wait
 from crawler._settings import Settings, resolve_settings
 from crawler._siteserver import Hit, Page, SiteServer
 from crawler.demo import serve_demo
