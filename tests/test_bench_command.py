@@ -70,7 +70,7 @@ def test_options_reach_the_crawl():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--pages", "0"], "--pages: must be a whole number of at least 1"),
+        (["--pages", "0"], "bench: error: Invalid value for '--pages': must be a whole number of at least 1"),
         (["--pages", "10", "--concurrency", "0"], "crawl: error: concurrency must be a whole number"),
     ],
 )
@@ -81,9 +81,8 @@ def test_bad_options_exit_2(args, message):
     assert "Traceback" not in result.stderr
 
 
-def test_an_incomplete_crawl_fails(monkeypatch, capsys):
-    monkeypatch.setattr(_benchcmd, "_settings", lambda args: {"max_pages": 20, "parse_workers": 0})
-    assert _benchcmd.main(["--pages", "100"]) == 1
+def test_an_incomplete_crawl_fails(capsys):
+    assert _benchcmd.bench(100, {"max_pages": 20, "parse_workers": 0}, as_json=False) == 1
     out, err = capsys.readouterr()
     assert out == ""
     assert re.search(r"^crawl: error: the crawl fetched \d+ pages, not the site.s 100 ", err), err
