@@ -20,9 +20,8 @@ from typing import Annotated, Any
 import typer
 
 from ._api import build_engine
-from ._cliopts import EXIT_INTERRUPTED, run_command, setting_options
+from ._cliopts import run_command, setting_options
 from ._errors import CrawlerError
-from ._logs import print_error
 from ._output import NullSink
 from ._request import Request
 from ._response import Response
@@ -108,18 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def bench(pages: int, settings: dict[str, Any], *, as_json: bool) -> int:
-    """Serve the site, crawl it with ``settings``, print the result; the exit code."""
-    try:
-        with bench_site(pages) as site:
-            result = crawl_site(site, settings)
-    except CrawlerError as exc:
-        print_error("crawl", str(exc))
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    """Serve the site, crawl it with ``settings``, print the result; the exit code.
+    An incomplete crawl raises `CrawlerError`: its numbers would mislead."""
+    with bench_site(pages) as site:
+        result = crawl_site(site, settings)
     if result.pages != result.expected_pages:
-        print_error("crawl", _incomplete(result))
-        return 1
+        raise CrawlerError(_incomplete(result))
     print(json.dumps(asdict(result)) if as_json else report(result))
     return 0
 

@@ -24,6 +24,7 @@ from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 import typer
 
+from ._errors import CrawlerError
 from ._logs import configure_logging, print_error, wants_json_logs
 from ._settings import SETTING_FIELDS, Settings, setting_info
 
@@ -53,6 +54,10 @@ def with_default(help_text: str, default: str | None) -> str:
     """Help text that ends with the default, where there is one to show. (Flags are
     unset by default, so that a spider's own values apply: click has none to show.)"""
     return f"{help_text}  [default: {default}]" if default else help_text
+
+
+# crawl parse and crawl shell report a failed fetch as an error with its cause: no warnings first.
+QuietLogLevel = Annotated[str, log_level_option("ERROR")]
 
 
 def setting_options(*names: str) -> Callable[[Command], Command]:
@@ -131,7 +136,8 @@ def run_command(
     """Run ``command`` on ``argv``; its exit code. A usage error that typer finds
     (an unknown option, a value of the wrong type) is one line, ``PROG: error: ...``
     (a JSON object with ``--log-format json``) that points to ``--help``, and exit
-    code 2."""
+    code 2; a `CrawlerError` the command raises is one line and its exit code; Ctrl-C
+    is 130."""
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
     app.command(context_settings=HELP_OPTIONS, epilog=epilog)(command)
     click_exception = _click_exceptions().ClickException
@@ -142,7 +148,10 @@ def run_command(
             configure_logging("INFO", "json")
         print_error(prog, f"{exc.format_message().rstrip('.')}; see '{prog} --help'")
         return int(exc.exit_code)
-    except typer.Abort:
+    except CrawlerError as exc:
+        print_error(prog, str(exc))
+        return exc.exit_code
+    except typer.Abort:  # click's word for Ctrl-C
         return EXIT_INTERRUPTED
     return int(code or 0)
 

@@ -27,17 +27,16 @@ from ._callbacks import (
     vet_url,
 )
 from ._cliopts import (
-    EXIT_INTERRUPTED,
     LogFormat,
+    QuietLogLevel,
     SpiderArgs,
     SpiderFile,
     SpiderName,
-    log_level_option,
     run_command,
     setting_options,
 )
 from ._direct import standalone_fetcher
-from ._errors import CrawlerError, UsageError
+from ._errors import UsageError
 from ._itemjson import encode_items
 from ._logs import configure_logging, exit_quietly_on_a_closed_pipe, print_error
 from ._request import Request
@@ -198,7 +197,7 @@ def parse_command(  # noqa: PLR0917  (typer maps parameters to options)
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     spider_arg: SpiderArgs = None,
     spider_name: SpiderName = None,
-    log_level: Annotated[str, log_level_option("ERROR")] = "ERROR",
+    log_level: QuietLogLevel = "ERROR",
     log_format: LogFormat = "text",
     *,
     settings: dict[str, Any],
@@ -207,17 +206,10 @@ def parse_command(  # noqa: PLR0917  (typer maps parameters to options)
 
     Exit code: 0 the callback ran cleanly; 1 it failed, or the page could not be
     fetched or was not handed to it; 2 a usage error. Flags beat the spider's own
-    settings. (A failed fetch is reported as an error with its cause, so the log
-    level is ERROR: no warnings first.)"""
-    try:
-        configure_logging(log_level, log_format)
-        spider, fetching = load_with_settings(spider_file, spider_name, spider_arg or [], settings)
-        report = asyncio.run(_parse(spider, fetching, url, callback))
-    except CrawlerError as exc:
-        print_error(PROG, str(exc))
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    settings."""
+    configure_logging(log_level, log_format)
+    spider, fetching = load_with_settings(spider_file, spider_name, spider_arg or [], settings)
+    report = asyncio.run(_parse(spider, fetching, url, callback))
     try:
         _print(report, as_json=json)
     except BrokenPipeError:

@@ -34,15 +34,14 @@ from ._callbacks import ParseResult
 from ._cliopts import (
     EXIT_INTERRUPTED,
     LogFormat,
+    QuietLogLevel,
     SpiderArgs,
     SpiderName,
-    log_level_option,
     run_command,
     setting_options,
 )
 from ._direct import DirectFetcher, standalone_fetcher
-from ._errors import CrawlerError
-from ._logs import configure_logging, exit_quietly_on_a_closed_pipe, print_error
+from ._logs import configure_logging, exit_quietly_on_a_closed_pipe
 from ._parsecmd import FETCH_SETTINGS, checked_url, fetch_settings, load_with_settings, run_on, scope_for
 from ._request import Request
 from ._response import Response
@@ -156,22 +155,16 @@ def shell_command(  # noqa: PLR0917  (typer maps parameters to options)
     no_ipython: Annotated[
         bool, typer.Option("--no-ipython", help="The standard Python shell, even with IPython.")
     ] = False,
+    log_level: QuietLogLevel = "ERROR",
+    log_format: LogFormat = "text",
     spider_arg: SpiderArgs = None,
     spider_name: SpiderName = None,
-    log_level: Annotated[str, log_level_option("ERROR")] = "ERROR",
-    log_format: LogFormat = "text",
     *,
     settings: dict[str, Any],
 ) -> int:
     """Fetch a page and explore it in Python. Flags beat the spider's own settings."""
-    try:
-        configure_logging(log_level, log_format)
-        session = _open_session(url, spider_file, spider_name, spider_arg or [], settings)
-    except CrawlerError as exc:
-        print_error(PROG, str(exc))
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    configure_logging(log_level, log_format)
+    session = _open_session(url, spider_file, spider_name, spider_arg or [], settings)
     try:
         if code is not None:
             return run_code(code, session.namespace)
