@@ -362,3 +362,15 @@ def test_setting_flags_reach_the_crawl(spider_file, site, tmp_path):
     bad = crawl(str(spider_file), "--politeness-key", "port")
     assert bad.returncode == 2
     assert bad.stderr == "crawl: error: politeness_key must be 'host' or 'ip', not 'port'\n"
+
+
+def test_the_readme_names_every_setting_in_the_synopsis_and_the_table():
+    from crawler._settings import SETTING_FIELDS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    synopsis = readme.split("## Command line\n\n```\n", 1)[1].split("```", 1)[0]
+    table = readme.split("## Settings\n", 1)[1].split("\n## ", 1)[0]
+    for spec in SETTING_FIELDS:
+        flag = spec.name.replace("_", "-")
+        assert re.search(rf"\[--(no-)?{flag}[ \]/]", synopsis), flag  # or --no-NAME, if on by default
+        assert f"| `{spec.name}` |" in table, spec.name

@@ -38,10 +38,8 @@ Crawl the demo shop that ships with crawler, or serve it for your own spiders.
                               crawler/demo/spider.py, stop it; takes every
                               option of `crawl SPIDER.py` (see crawl --help),
                               e.g. crawl demo -O items.jsonl
-  --serve                     serve the shop until Ctrl-C instead
-  --host HOST                 with --serve: the address to listen on [127.0.0.1]
-  --port PORT                 with --serve: the port [8000, or the next free one
-                              when 8000 is busy]; 0 picks any free port
+  --serve                     serve the shop until Ctrl-C instead (see
+                              crawl demo --serve --help)
 """
 
 
