@@ -8,7 +8,6 @@ page and peak memory, so that machines and settings can be compared.
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import sys
@@ -16,9 +15,12 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from ._api import build_engine
+from ._cliopts import run_command, setting_options
 from ._errors import CrawlerError
 from ._output import NullSink
 from ._request import Request
@@ -27,7 +29,7 @@ from ._settings import Settings
 from ._siteserver import child_server
 from ._spider import Spider
 from ._stats import Stats
-from .cli import EXIT_INTERRUPTED, run_on_our_loop, run_with_signals
+from .cli import run_on_our_loop, run_with_signals
 
 DEFAULT_PAGES = 2000
 MB = 1024 * 1024
@@ -80,20 +82,38 @@ class BenchResult:
     autothrottle: bool
 
 
+def _site_size(pages: int) -> int:
+    if pages < 1:
+        raise typer.BadParameter(f"must be a whole number of at least 1, not {pages}")
+    return pages
+
+
+@setting_options("concurrency", "per_host", "parse_workers", "autothrottle")
+def bench_command(
+    pages: Annotated[
+        int, typer.Option("--pages", metavar="N", callback=_site_size, help="Pages of the site.")
+    ] = DEFAULT_PAGES,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
+    *,
+    settings: dict[str, Any],
+) -> int:
+    """Crawl a built-in local site and print pages/s and CPU per page. The flags not
+    given keep the defaults."""
+    return bench(pages, settings, as_json=json_output)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse_args(argv)
-    try:
-        with bench_site(args.pages) as site:
-            result = crawl_site(site, _settings(args))
-    except CrawlerError as exc:
-        print(f"crawl: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    return run_command(bench_command, sys.argv[1:] if argv is None else argv, "crawl bench")
+
+
+def bench(pages: int, settings: dict[str, Any], *, as_json: bool) -> int:
+    """Serve the site, crawl it with ``settings``, print the result; the exit code.
+    An incomplete crawl raises `CrawlerError`: its numbers would mislead."""
+    with bench_site(pages) as site:
+        result = crawl_site(site, settings)
     if result.pages != result.expected_pages:
-        print(f"crawl: error: {_incomplete(result)}", file=sys.stderr)
-        return 1
-    print(json.dumps(asdict(result)) if args.json else report(result))
+        raise CrawlerError(_incomplete(result))
+    print(json.dumps(asdict(result)) if as_json else report(result))
     return 0
 
 
@@ -102,34 +122,6 @@ def _incomplete(result: BenchResult) -> str:
         f"the crawl fetched {result.pages:,} pages, not the site's {result.expected_pages:,}"
         " (all but the ones robots.txt disallows): its numbers would mislead"
     )
-
-
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="crawl bench",
-        description="Crawl a built-in local site and print pages/s and CPU per page.",
-    )
-    add = parser.add_argument
-    add("--pages", type=_site_size, default=DEFAULT_PAGES, metavar="N", help="site size [%(default)s]")
-    add("--concurrency", type=int, metavar="N", help="requests in flight in total [64]")
-    add("--per-host", type=int, metavar="N", help="requests in flight per host [8]")
-    add("--parse-workers", type=int, metavar="N", help="parse processes; 0 parses in-process [CPUs - 1]")
-    add("--autothrottle", action=argparse.BooleanOptionalAction, help="adapt per-host concurrency [on]")
-    add("--json", action="store_true", help="print the result as one JSON object")
-    return parser.parse_args(argv)
-
-
-def _site_size(text: str) -> int:
-    pages = int(text) if text.isdigit() else 0
-    if pages < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
-    return pages
-
-
-def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The options given; the others keep their defaults."""
-    names = ("concurrency", "per_host", "parse_workers", "autothrottle")
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 @contextmanager

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from ._backends import JOB_DATABASE
+from ._cliopts import run_command
 from ._logs import exit_quietly_on_a_closed_pipe
 
 STATES = ("queued", "delayed", "leased")
@@ -54,16 +56,14 @@ def _describe(db: sqlite3.Connection, directory: str) -> dict[str, Any]:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="crawl job", description="Show what a job holds, without running it."
-    )
-    parser.add_argument("directory", metavar="DIR")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args(argv)
-    info = describe_job(args.directory)
+def job_command(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="The job's directory (--job DIR).")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> int:
+    """Show what a job holds, without running it."""
+    info = describe_job(directory)
     try:
-        if args.json:
+        if json_output:
             print(json.dumps(info, indent=2))
         else:
             _print_summary(info)
@@ -71,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return exit_quietly_on_a_closed_pipe()
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(job_command, sys.argv[1:] if argv is None else argv, "crawl job")
 
 
 def _print_summary(info: dict[str, Any]) -> None:

@@ -72,7 +72,7 @@ def exit_quietly_on_a_closed_pipe() -> int:
 def wants_json_logs(argv: list[str]) -> bool:
     """Whether a command line asks for ``--log-format json`` (read before parsing it,
     so that even a usage error is reported as JSON)."""
-    pairs = zip(argv, [*argv[1:], ""], strict=True)
+    pairs = zip(argv, [*argv[1:], ""][: len(argv)], strict=True)
     return any(arg == "--log-format=json" or (arg, value) == ("--log-format", "json") for arg, value in pairs)
 
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._cliopts import run_command, with_default
 
 DEFAULT_URL = "http://127.0.0.1:8000/"
+DEFAULT_DIR_SHOWN = "./spiders if it exists, else ."
 NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 
 TEMPLATE = '''"""The {name!r} spider. Run it with:
@@ -90,35 +96,30 @@ def render(name: str, url: str | None = None, filename: str | None = None) -> st
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="crawl new", description="Write a spider template to start from.")
-    parser.add_argument("name", help="spider name: letters, digits, - and _, starting with a letter")
-    parser.add_argument("url", nargs="?", default=None, help=f"start URL (default {DEFAULT_URL})")
-    parser.add_argument(
-        "--dir", default=None, help="where to write NAME.py (default: ./spiders if it exists, else .)"
-    )
-    parser.add_argument("--force", action="store_true", help="overwrite an existing file")
-    return parser
+def new_command(
+    name: Annotated[
+        str,
+        typer.Argument(metavar="NAME", help="Spider name: letters, digits, - and _, starting with a letter."),
+    ],
+    url: Annotated[
+        str | None, typer.Argument(metavar="URL", help=with_default("Start URL.", DEFAULT_URL))
+    ] = None,
+    folder: Annotated[
+        Path | None,
+        typer.Option("--dir", metavar="DIR", help=with_default("Where to write NAME.py.", DEFAULT_DIR_SHOWN)),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> int:
+    """Write a spider template to start from.
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Write the template; return the exit code (0 written, 1 file exists or unwritable, 2 usage)."""
-    args = _parser().parse_args(argv)
-    name: str = args.name
-    if not NAME_PATTERN.fullmatch(name):
-        print(
-            f"crawl new: invalid spider name {name!r}: use letters, digits, '-' and '_', "
-            "starting with a letter (at most 64 characters)",
-            file=sys.stderr,
-        )
+    Exit code: 0 written; 1 the file exists or cannot be written; 2 a usage error."""
+    problem = _name_problem(name) or _url_problem(url)
+    if problem:
+        print(f"crawl new: {problem}", file=sys.stderr)
         return 2
-    url: str | None = args.url
-    if url is not None and not re.match(r"https?://", url, re.IGNORECASE):
-        print(f"crawl new: start URL must begin with http:// or https://, not {url!r}", file=sys.stderr)
-        return 2
-    folder = Path(args.dir) if args.dir is not None else _default_dir()
+    folder = folder if folder is not None else _default_dir()
     path = folder / f"{name}.py"
-    if path.exists() and not args.force:
+    if path.exists() and not force:
         print(f"crawl new: {path} already exists; use --force to overwrite it", file=sys.stderr)
         return 1
     try:
@@ -129,6 +130,25 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"wrote {path}; run it with: crawl {path} -o {name}.jsonl")
     return 0
+
+
+def _name_problem(name: str) -> str | None:
+    if NAME_PATTERN.fullmatch(name):
+        return None
+    return (
+        f"invalid spider name {name!r}: use letters, digits, '-' and '_', "
+        "starting with a letter (at most 64 characters)"
+    )
+
+
+def _url_problem(url: str | None) -> str | None:
+    if url is None or re.match(r"https?://", url, re.IGNORECASE):
+        return None
+    return f"start URL must begin with http:// or https://, not {url!r}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(new_command, sys.argv[1:] if argv is None else argv, "crawl new")
 
 
 def _default_dir() -> Path:

@@ -9,12 +9,14 @@ makes the exit code 1. ``--json`` prints one JSON object instead, for scripts.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
 
 from ._callbacks import (
     CallbackRunner,
@@ -24,10 +26,19 @@ from ._callbacks import (
     is_async_callback,
     vet_url,
 )
+from ._cliopts import (
+    LogFormat,
+    QuietLogLevel,
+    SpiderArgs,
+    SpiderFile,
+    SpiderName,
+    run_command,
+    setting_options,
+)
 from ._direct import standalone_fetcher
-from ._errors import CrawlerError, UsageError
+from ._errors import UsageError
 from ._itemjson import encode_items
-from ._logs import LOG_FORMATS, LOG_LEVELS, configure_logging, exit_quietly_on_a_closed_pipe, print_error
+from ._logs import configure_logging, exit_quietly_on_a_closed_pipe, print_error
 from ._request import Request
 from ._response import Response
 from ._settings import Settings, resolve_settings
@@ -36,56 +47,26 @@ from ._spiderargs import check_allowed_domains, spider_kwargs
 from ._urls import default_allowed_domains
 
 PROG = "crawl parse"
-EXIT_INTERRUPTED = 130
 
 
-def add_fetch_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``crawl parse`` and ``crawl shell``: which spider, and how to fetch."""
-    parser.add_argument("--spider", dest="spider_name", help="which spider, if the file has several")
-    parser.add_argument(
-        "-a",
-        dest="spider_args",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="set a spider attribute",
-    )
-    parser.add_argument(
-        "--obey-robots",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="obey robots.txt [on, or the spider's setting]",
-    )
-    parser.add_argument("--user-agent", help="User-Agent header [crawler/VERSION]")
-    parser.add_argument("--timeout", type=float, help="deadline per fetch attempt in seconds [30]")
-    parser.add_argument("--cache", metavar="DIR", help="HTTP cache directory (see crawl --help)")
-    parser.add_argument(
-        "--render",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="render pages in a browser (needs crawler[browser]) [off, or the spider's setting]",
-    )
-    parser.add_argument("--wait-for", metavar="WHEN", help="when a rendered page settled (see crawl --help)")
-    parser.add_argument(  # a failed fetch is reported as an error with its cause: no warnings first
-        "--log-level", default="ERROR", choices=LOG_LEVELS, type=str.upper, help="[ERROR]"
-    )
-    parser.add_argument("--log-format", default="text", choices=LOG_FORMATS)
+# The settings ``crawl parse`` and ``crawl shell`` take as flags: how to fetch.
+FETCH_SETTINGS = ("obey_robots", "user_agent", "timeout", "cache", "render", "wait_for")
 
 
-def fetch_settings(spider_cls: type[Spider] | type[Any], args: argparse.Namespace) -> Settings:
-    """The spider's settings with the command line's overrides; callbacks run here."""
-    overrides = {
-        "obey_robots": args.obey_robots,
-        "user_agent": args.user_agent,
-        "timeout": args.timeout,
-        "cache": args.cache,
-        "render": args.render,
-        "wait_for": args.wait_for,
-        "parse_workers": 0,
-    }
-    settings = resolve_settings(spider_cls, overrides)
+def fetch_settings(spider_cls: type[Spider] | type[Any], flags: dict[str, Any]) -> Settings:
+    """The spider's settings with the command line's flags; callbacks run here."""
+    settings = resolve_settings(spider_cls, {**flags, "parse_workers": 0})
     check_allowed_domains(settings.allowed_domains)
     return settings
+
+
+def load_with_settings(
+    spider_file: Path, spider_name: str | None, spider_args: list[str], flags: dict[str, Any]
+) -> tuple[Spider, Settings]:
+    """The spider of ``spider_file``, made with its ``-a`` arguments, and its settings."""
+    spider_cls = load_spider(spider_file, spider_name)
+    settings = fetch_settings(spider_cls, flags)
+    return spider_cls(**spider_kwargs(parse_spider_args(spider_args))), settings
 
 
 def checked_url(url: str) -> str:
@@ -206,37 +187,40 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, option=option, default=repr).decode()
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="Fetch one URL, run one spider callback on it, print what it yields."
-    )
-    parser.add_argument("url", metavar="URL")
-    parser.add_argument("spider_file", metavar="SPIDER.py")
-    parser.add_argument("--callback", "-c", default="parse", help="callback method name [parse]")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    add_fetch_options(parser)
-    return parser
+@setting_options(*FETCH_SETTINGS)
+def parse_command(  # noqa: PLR0917  (typer maps parameters to options)
+    url: Annotated[str, typer.Argument(metavar="URL", help="The page to fetch.")],
+    spider_file: SpiderFile,
+    callback: Annotated[
+        str, typer.Option("--callback", "-c", metavar="NAME", help="Callback method name.")
+    ] = "parse",
+    json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    spider_arg: SpiderArgs = None,
+    spider_name: SpiderName = None,
+    log_level: QuietLogLevel = "ERROR",
+    log_format: LogFormat = "text",
+    *,
+    settings: dict[str, Any],
+) -> int:
+    """Fetch one URL, run one spider callback on it, print what it yields.
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Exit code: 0 the callback ran cleanly; 1 it failed, or the page could not be
-    fetched or was not handed to it; 2 a usage error."""
-    args = _parser().parse_args(argv)
+    Exit code: 0 the callback ran cleanly; 1 it failed, or the page could not be
+    fetched or was not handed to it; 2 a usage error. Flags beat the spider's own
+    settings."""
+    configure_logging(log_level, log_format)
+    spider, fetching = load_with_settings(spider_file, spider_name, spider_arg or [], settings)
+    report = asyncio.run(_parse(spider, fetching, url, callback))
     try:
-        configure_logging(args.log_level, args.log_format)
-        report = asyncio.run(_parse_from_args(args))
-    except CrawlerError as exc:
-        print_error(PROG, str(exc))
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    try:
-        _print(report, as_json=args.json)
+        _print(report, as_json=json)
     except BrokenPipeError:
         return exit_quietly_on_a_closed_pipe()
     for error in report.result.errors:
         print_error(PROG, f"callback {report.callback} failed:\n{error}")
     return 1 if report.result.errors or report.skipped else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(parse_command, sys.argv[1:] if argv is None else argv, PROG)
 
 
 def _print(report: ParseReport, *, as_json: bool) -> None:
@@ -247,10 +231,7 @@ def _print(report: ParseReport, *, as_json: bool) -> None:
     sys.stdout.flush()
 
 
-async def _parse_from_args(args: argparse.Namespace) -> ParseReport:
-    spider_cls = load_spider(args.spider_file, args.spider_name)
-    settings = fetch_settings(spider_cls, args)
-    spider = spider_cls(**spider_kwargs(parse_spider_args(args.spider_args)))
-    if not callable(getattr(spider, args.callback, None)):
-        raise UsageError(f"spider {spider_cls.__name__} has no callback {args.callback!r}")
-    return await parse_page(spider, settings, checked_url(args.url), args.callback)
+async def _parse(spider: Spider, settings: Settings, url: str, callback: str) -> ParseReport:
+    if not callable(getattr(spider, callback, None)):
+        raise UsageError(f"spider {type(spider).__name__} has no callback {callback!r}")
+    return await parse_page(spider, settings, checked_url(url), callback)

@@ -4,6 +4,10 @@ Precedence: explicit overrides (CLI flags, library keyword arguments) beat the
 spider's class attributes, which beat the defaults below. Every setting has the
 same name in the CLI (``--per-host``), the spider (``per_host``) and the library
 (``crawler.run(Spider, per_host=4)``).
+
+Each field carries its own help text and check (`SettingInfo`, in the field's
+metadata): `Settings` runs the checks, and the commands build their flags, with the
+defaults they show, from the same fields (see ``crawler/_cliopts.py``).
 """
 
 from __future__ import annotations
@@ -13,13 +17,14 @@ import difflib
 import inspect
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import UsageError
 from ._request import DEFAULT_RENDER_RESOURCES, RESOURCE_TYPES, parse_wait
 from ._scrapynames import LOGGING_SETTINGS, field_types, translate
+from ._urls import MAX_URL_LENGTH
 from ._version import __version__
 
 log = logging.getLogger("crawler")
@@ -28,115 +33,101 @@ DEFAULT_USER_AGENT = f"crawler/{__version__} (+https://github.com/crawler-projec
 # The HTTP cache does not keep server errors and rate limits: next run asks again.
 DEFAULT_CACHE_IGNORE_STATUS = (408, 429, 500, 502, 503, 504)
 
+Check = Callable[[str, Any], None]  # (setting name, value); raises UsageError
+
 
 def default_parse_workers() -> int:
-    """One core for the event loop, the others for parsing. On 2 cores one worker
-    crawled as fast as two (2,070 against 2,090 pages/s) with 26% less memory."""
+    """One core for the event loop, the others for parsing: on two cores one worker
+    crawled as fast as two, with less memory."""
     return max(1, (os.cpu_count() or 2) - 1)
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
-    """Every setting of a crawl with its default; the README's settings table says
-    what each does. Invalid values raise `UsageError` on construction."""
+class SettingInfo:
+    """What a command line needs to know of a setting besides its name and type.
 
-    concurrency: int = 64
-    per_host: int = 8
-    rate: float | None = None
-    depth: int | None = None
-    max_pages: int | None = None
-    obey_robots: bool = True
-    user_agent: str = DEFAULT_USER_AGENT
-    robots_user_agent: str | None = None  # the robots.txt product token; None: from user_agent
-    timeout: float = 30.0
-    connect_timeout: float = 5.0
-    first_byte_timeout: float = 10.0
-    retries: int = 2
-    max_redirects: int = 20
-    max_size: int = 32 * 1024 * 1024
-    max_body_memory: int = 256 * 1024 * 1024
-    max_url_length: int = 2083
-    parse_workers: int = field(default_factory=default_parse_workers)
-    allowed_domains: tuple[str, ...] | None = None
-    allow_private: bool = False
-    max_pages_per_host: int | None = None
-    strip_session_ids: bool = False
-    max_crawl_delay: float = 30.0
-    autothrottle: bool = True
-    politeness_key: str = "host"
-    job: str | None = None
-    frontier: str | None = None
-    parse_timeout: float = 30.0
-    cache: str | None = None
-    cache_expiry: float = 0.0
-    cache_ignore_status: tuple[int, ...] = DEFAULT_CACHE_IGNORE_STATUS
-    proxy: str | None = None
-    render: bool = False
-    wait_for: str | float = "networkidle"
-    browser_pages: int = 4
-    browser_path: str | None = None
-    render_resources: tuple[str, ...] = DEFAULT_RENDER_RESOURCES
+    ``shown``: the default as help shows it, where the value itself would not say it
+    (``None`` shows the value; ``""`` shows nothing); ``off``: the flag that turns a
+    true/false setting off (``--no-NAME`` unless given); ``metavar``: the value's
+    name in help."""
 
-    def __post_init__(self) -> None:
-        if self.job is not None and self.frontier is not None:
-            raise UsageError("use --job (one machine) or --frontier (shared), not both")
-        if self.cache is not None and (self.job is not None or self.frontier is not None):
-            # A job's or a shared frontier keeps per-host policies across runs, and with
-            # the cache their intervals are 0 (the cache paces what reaches the network).
-            raise UsageError("--cache is for development runs: it does not mix with --job or --frontier")
-        _check_positive("concurrency", self.concurrency)
-        _check_positive("per_host", self.per_host)
-        _check_positive("max_redirects", self.max_redirects, allow_zero=True)
-        _check_positive("retries", self.retries, allow_zero=True)
-        _check_positive("max_url_length", self.max_url_length)
-        _check_positive("max_size", self.max_size)
-        _check_positive("max_body_memory", self.max_body_memory)
-        _check_positive("parse_workers", self.parse_workers, allow_zero=True)
-        for name in (
-            "rate",
-            "timeout",
-            "connect_timeout",
-            "first_byte_timeout",
-            "max_crawl_delay",
-            "parse_timeout",
-        ):
-            value = getattr(self, name)
-            if value is not None and not (_is_number(value) and value > 0):
-                raise UsageError(f"{name} must be a positive number, not {value!r}")
-        for name in ("depth", "max_pages", "max_pages_per_host"):
-            value = getattr(self, name)
-            if value is not None:
-                _check_positive(name, value, allow_zero=True)
-        _check_cache(self.cache_expiry, self.cache_ignore_status)
-        _check_proxy(self.proxy)
-        if self.politeness_key not in ("host", "ip"):
-            raise UsageError(f"politeness_key must be 'host' or 'ip', not {self.politeness_key!r}")
-        _check_render(self)
+    help: str
+    check: Check | None = None
+    shown: str | None = None
+    off: str | None = None
+    metavar: str | None = None
 
 
-def _check_proxy(proxy: str | None) -> None:
-    scheme, _, rest = (proxy or "http://x").partition("://")
+def setting(default: Any = dataclasses.MISSING, help: str = "", **info: Any) -> Any:
+    """A `Settings` field: its default (a callable: computed per instance), its help,
+    and the `SettingInfo` keywords."""
+    metadata = {"setting": SettingInfo(help, **info)}
+    if callable(default):
+        return field(default_factory=default, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def setting_info(spec: dataclasses.Field[Any]) -> SettingInfo:
+    info: SettingInfo = spec.metadata["setting"]
+    return info
+
+
+def at_least(lowest: int, optional: bool = False) -> Check:
+    """A whole number of at least ``lowest`` (zero or one), or also None."""
+
+    def check(name: str, value: Any) -> None:
+        if value is None and optional:
+            return
+        if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
+            bound = "zero or more" if lowest == 0 else "at least 1"
+            raise UsageError(f"{name} must be a whole number {bound}, not {value!r}")
+
+    return check
+
+
+def positive_number(name: str, value: Any) -> None:
+    if value is not None and not (_is_number(value) and value > 0):
+        raise UsageError(f"{name} must be a positive number, not {value!r}")
+
+
+def one_of(*choices: str) -> Check:
+    def check(name: str, value: Any) -> None:
+        if value not in choices:
+            allowed = " or ".join(repr(choice) for choice in choices)
+            raise UsageError(f"{name} must be {allowed}, not {value!r}")
+
+    return check
+
+
+def _check_proxy(name: str, proxy: Any) -> None:
+    if proxy is None:
+        return
+    scheme, _, rest = proxy.partition("://") if isinstance(proxy, str) else ("", "", "")
     if scheme.lower() not in ("http", "https") or not rest.strip("/"):
-        raise UsageError(f"proxy must be an http:// or https:// URL, not {proxy!r}")
+        raise UsageError(f"{name} must be an http:// or https:// URL, not {proxy!r}")
 
 
-def _check_render(settings: Settings) -> None:
-    _check_positive("browser_pages", settings.browser_pages)
+def _check_wait(name: str, value: Any) -> None:
     try:
-        parse_wait(settings.wait_for)
+        parse_wait(value)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    resources = settings.render_resources
+
+
+def _check_resources(name: str, resources: Any) -> None:
     if not (isinstance(resources, tuple) and set(resources) <= RESOURCE_TYPES):
         known = ", ".join(sorted(RESOURCE_TYPES))
-        raise UsageError(f"render_resources must be resource types ({known}), not {resources!r}")
+        raise UsageError(f"{name} must be resource types ({known}), not {resources!r}")
 
 
-def _check_cache(expiry: float, ignore_status: tuple[int, ...]) -> None:
+def _check_expiry(name: str, expiry: Any) -> None:
     if not (_is_number(expiry) and expiry >= 0):
-        raise UsageError(f"cache_expiry must be zero or more seconds, not {expiry!r}")
-    if not (isinstance(ignore_status, tuple) and all(_is_status(code) for code in ignore_status)):
-        raise UsageError(f"cache_ignore_status must be HTTP status codes, not {ignore_status!r}")
+        raise UsageError(f"{name} must be zero or more seconds, not {expiry!r}")
+
+
+def _check_statuses(name: str, codes: Any) -> None:
+    if not (isinstance(codes, tuple) and all(_is_status(code) for code in codes)):
+        raise UsageError(f"{name} must be HTTP status codes, not {codes!r}")
 
 
 def _is_status(value: object) -> bool:
@@ -147,14 +138,112 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _check_positive(name: str, value: object, allow_zero: bool = False) -> None:
-    lowest = 0 if allow_zero else 1
-    if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
-        bound = "zero or more" if allow_zero else "at least 1"
-        raise UsageError(f"{name} must be a whole number {bound}, not {value!r}")
+MiB = 1024 * 1024
+SECONDS = "SECONDS"
 
 
-SETTING_NAMES = frozenset(f.name for f in dataclasses.fields(Settings))
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting of a crawl with its default; the README's settings table says
+    more of what each does. Invalid values raise `UsageError` on construction."""
+
+    concurrency: int = setting(64, "Requests in flight in total.", check=at_least(1))
+    per_host: int = setting(8, "Requests in flight per host.", check=at_least(1))
+    rate: float | None = setting(
+        None, "Requests per second per host.", metavar="R", check=positive_number, shown="no cap"
+    )
+    depth: int | None = setting(
+        None, "Maximum link depth from a start URL.", check=at_least(0, optional=True)
+    )
+    max_pages: int | None = setting(None, "Stop after this many pages.", check=at_least(0, optional=True))
+    obey_robots: bool = setting(True, "Obey robots.txt.")
+    user_agent: str = setting(DEFAULT_USER_AGENT, "User-Agent header.", shown="crawler/VERSION")
+    robots_user_agent: str | None = setting(
+        None, "Product token robots.txt groups match.", shown="the User-Agent's", metavar="TOKEN"
+    )
+    timeout: float = setting(30.0, "Deadline per fetch attempt.", check=positive_number, metavar=SECONDS)
+    connect_timeout: float = setting(
+        5.0, "Deadline to open a connection.", check=positive_number, metavar=SECONDS
+    )
+    first_byte_timeout: float = setting(
+        10.0, "Wait for the server's first byte, or between reads.", check=positive_number, metavar=SECONDS
+    )
+    retries: int = setting(2, "Retries of a failed fetch.", check=at_least(0))
+    max_redirects: int = setting(20, "Redirect hops per request.", check=at_least(0))
+    max_size: int = setting(32 * MiB, "Largest decoded body in bytes.", check=at_least(1), shown="32 MiB")
+    max_body_memory: int = setting(
+        256 * MiB, "Bytes of bodies read or waiting to be parsed.", check=at_least(1), shown="256 MiB"
+    )
+    max_url_length: int = setting(MAX_URL_LENGTH, "Longest URL followed.", check=at_least(1))
+    parse_workers: int = setting(
+        default_parse_workers, "Parse processes; 0 parses in-process.", check=at_least(0), shown="CPUs - 1"
+    )
+    allowed_domains: tuple[str, ...] | None = setting(
+        None, "Domain in scope (repeat it).", shown="hosts of the start URLs", metavar="DOMAIN"
+    )
+    allow_private: bool = setting(False, "Fetch private and loopback addresses.")
+    max_pages_per_host: int | None = setting(
+        None, "Stop a host after this many pages.", check=at_least(0, optional=True)
+    )
+    strip_session_ids: bool = setting(False, "Drop session-id query parameters.", off="--keep-session-ids")
+    max_crawl_delay: float = setting(
+        30.0, "Cap on robots.txt Crawl-delay.", check=positive_number, metavar=SECONDS
+    )
+    autothrottle: bool = setting(True, "Adapt per-host concurrency to latency.")
+    politeness_key: str = setting(
+        "host", "Rate per host:port, or per resolved IP.", check=one_of("host", "ip"), metavar="host|ip"
+    )
+    job: str | None = setting(None, "Keep crawl state in DIR to resume later.", metavar="DIR")
+    frontier: str | None = setting(None, "Shared frontier URL (redis://HOST:PORT/DB).", metavar="URL")
+    parse_timeout: float = setting(
+        30.0, "Seconds one page may take in a parse worker.", check=positive_number, metavar=SECONDS
+    )
+    cache: str | None = setting(
+        None, "Store responses in DIR and replay them on later runs.", shown="off", metavar="DIR"
+    )
+    cache_expiry: float = setting(
+        0.0, "Refetch cached responses older than this; 0: never.", check=_check_expiry, metavar=SECONDS
+    )
+    cache_ignore_status: tuple[int, ...] = setting(
+        DEFAULT_CACHE_IGNORE_STATUS, "Status never cached (repeat it).", check=_check_statuses, metavar="CODE"
+    )
+    proxy: str | None = setting(
+        None, "Send requests through this HTTP(S) proxy.", check=_check_proxy, metavar="URL"
+    )
+    render: bool = setting(False, "Render pages in a browser (needs crawler[browser]).")
+    wait_for: str | float = setting(
+        "networkidle",
+        "Page settled: networkidle, load, SECONDS, a selector.",
+        check=_check_wait,
+        metavar="WHEN",
+    )
+    browser_pages: int = setting(4, "Browser pages rendering at once.", check=at_least(1))
+    browser_path: str | None = setting(
+        None, "Chromium to drive.", shown="chromium on PATH, or Playwright's", metavar="PATH"
+    )
+    render_resources: tuple[str, ...] = setting(
+        DEFAULT_RENDER_RESOURCES,
+        "Resource type a page may load (repeat it).",
+        check=_check_resources,
+        shown="all but image, font, media",
+        metavar="TYPE",
+    )
+
+    def __post_init__(self) -> None:
+        if self.job is not None and self.frontier is not None:
+            raise UsageError("use --job (one machine) or --frontier (shared), not both")
+        if self.cache is not None and (self.job is not None or self.frontier is not None):
+            # A job's or a shared frontier keeps per-host policies across runs, and with
+            # the cache their intervals are 0 (the cache paces what reaches the network).
+            raise UsageError("--cache is for development runs: it does not mix with --job or --frontier")
+        for spec in SETTING_FIELDS:
+            check = setting_info(spec).check
+            if check is not None:
+                check(spec.name, getattr(self, spec.name))
+
+
+SETTING_FIELDS = dataclasses.fields(Settings)
+SETTING_NAMES = frozenset(f.name for f in SETTING_FIELDS)
 
 
 def _tuples_of_lists(values: dict[str, Any], names: tuple[str, ...]) -> None:

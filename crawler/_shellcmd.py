@@ -16,7 +16,6 @@ expression, and exits (1 if it raised): for scripts and quick checks.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import code
 import contextlib
@@ -26,23 +25,32 @@ import sys
 import traceback
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
 
 from ._callbacks import ParseResult
+from ._cliopts import (
+    EXIT_INTERRUPTED,
+    LogFormat,
+    QuietLogLevel,
+    SpiderArgs,
+    SpiderName,
+    run_command,
+    setting_options,
+)
 from ._direct import DirectFetcher, standalone_fetcher
-from ._errors import CrawlerError
-from ._logs import configure_logging, exit_quietly_on_a_closed_pipe, print_error
-from ._parsecmd import add_fetch_options, checked_url, fetch_settings, run_on, scope_for
+from ._logs import configure_logging, exit_quietly_on_a_closed_pipe
+from ._parsecmd import FETCH_SETTINGS, checked_url, fetch_settings, load_with_settings, run_on, scope_for
 from ._request import Request
 from ._response import Response
 from ._settings import Settings
-from ._spider import Spider, bind_fetch, load_spider, parse_spider_args
-from ._spiderargs import spider_kwargs
+from ._spider import Spider, bind_fetch
 from ._urls import hostname
 from .testing import CallbackOutput
 
 PROG = "crawl shell"
-EXIT_INTERRUPTED = 130
 
 
 class ShellSession:
@@ -135,32 +143,32 @@ class ShellSession:
             self.loop.close()
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Fetch a page and explore it in Python.")
-    parser.add_argument("url", metavar="URL")
-    parser.add_argument("spider_file", metavar="SPIDER.py", nargs="?", help="a spider to try callbacks of")
-    parser.add_argument("-c", dest="code", metavar="CODE", help="run CODE, print its value, and exit")
-    parser.add_argument(
-        "--no-ipython", action="store_true", help="the standard Python shell, even with IPython"
-    )
-    add_fetch_options(parser)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+@setting_options(*FETCH_SETTINGS)
+def shell_command(  # noqa: PLR0917  (typer maps parameters to options)
+    url: Annotated[str, typer.Argument(metavar="URL", help="The page to fetch.")],
+    spider_file: Annotated[
+        Path | None, typer.Argument(metavar="SPIDER.py", help="A spider to try callbacks of.")
+    ] = None,
+    code: Annotated[
+        str | None, typer.Option("-c", metavar="CODE", help="Run CODE, print its value, and exit.")
+    ] = None,
+    no_ipython: Annotated[
+        bool, typer.Option("--no-ipython", help="The standard Python shell, even with IPython.")
+    ] = False,
+    log_level: QuietLogLevel = "ERROR",
+    log_format: LogFormat = "text",
+    spider_arg: SpiderArgs = None,
+    spider_name: SpiderName = None,
+    *,
+    settings: dict[str, Any],
+) -> int:
+    """Fetch a page and explore it in Python. Flags beat the spider's own settings."""
+    configure_logging(log_level, log_format)
+    session = _open_session(url, spider_file, spider_name, spider_arg or [], settings)
     try:
-        configure_logging(args.log_level, args.log_format)
-        session = _open_session(args)
-    except CrawlerError as exc:
-        print_error(PROG, str(exc))
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    try:
-        if args.code is not None:
-            return run_code(args.code, session.namespace)
-        interact(session.namespace, use_ipython=not args.no_ipython)
+        if code is not None:
+            return run_code(code, session.namespace)
+        interact(session.namespace, use_ipython=not no_ipython)
         return 0
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -170,15 +178,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         session.close()
 
 
-def _open_session(args: argparse.Namespace) -> ShellSession:
-    spider_cls: type[Any] = Spider
-    spider = None
-    if args.spider_file is not None:
-        spider_cls = load_spider(args.spider_file, args.spider_name)
-        spider = spider_cls(**spider_kwargs(parse_spider_args(args.spider_args)))
-    session = ShellSession(fetch_settings(spider_cls, args), spider)
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(shell_command, sys.argv[1:] if argv is None else argv, PROG)
+
+
+def _open_session(
+    url: str, spider_file: Path | None, spider_name: str | None, spider_args: list[str], flags: dict[str, Any]
+) -> ShellSession:
+    spider: Spider | None = None
+    if spider_file is None:
+        settings = fetch_settings(Spider, flags)
+    else:
+        spider, settings = load_with_settings(spider_file, spider_name, spider_args, flags)
+    session = ShellSession(settings, spider)
     try:
-        session.fetch(checked_url(args.url))
+        session.fetch(checked_url(url))
     except BaseException:
         session.close()
         raise

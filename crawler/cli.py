@@ -21,13 +21,23 @@ import typer
 
 from ._api import build_engine
 from ._backends import refuse_overwriting_a_job
+from ._cliopts import (
+    EXIT_INTERRUPTED,
+    LogFormat,
+    SpiderArgs,
+    SpiderFile,
+    SpiderName,
+    log_level_option,
+    run_command,
+    setting_options,
+)
 from ._engine import Engine
 from ._errors import CrawlerError, OutputError, UsageError
 from ._formats import check_output_name, count_dropped_fields, open_sink
-from ._logs import configure_logging, exit_quietly_on_a_closed_pipe, print_error, wants_json_logs
+from ._logs import configure_logging, exit_quietly_on_a_closed_pipe, print_error
 from ._output import ClosedPipe, ItemSink, NullSink
 from ._pipelines import PipelineError
-from ._settings import SETTING_NAMES, command_line_settings, logging_settings, spider_settings
+from ._settings import SETTING_FIELDS, command_line_settings, logging_settings, spider_settings
 from ._spider import Spider, load_spider, parse_spider_args
 from ._stats import Stats
 from ._statsfile import check_stats_target, write_stats
@@ -35,8 +45,6 @@ from ._version import __version__
 
 log = logging.getLogger("crawler")
 T = TypeVar("T")
-
-EXIT_INTERRUPTED = 130
 
 
 @dataclass
@@ -52,135 +60,45 @@ class Invocation:
     json_logs: bool = False
 
 
+@setting_options(*(spec.name for spec in SETTING_FIELDS))
 def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
-    spider_file: Annotated[
-        Path, typer.Argument(metavar="SPIDER.py", help="Python file with a Spider subclass.")
-    ],
+    spider_file: SpiderFile,
     output: Annotated[
         list[str] | None,
-        typer.Option("-o", "--output", help="Append items: .jsonl, .jsonl.gz or .csv ('-': stdout)."),
+        typer.Option(
+            "-o", "--output", metavar="PATH", help="Append items: .jsonl, .jsonl.gz or .csv ('-': stdout)."
+        ),
     ] = None,
     overwrite_output: Annotated[
         list[str] | None,
-        typer.Option("-O", "--overwrite-output", help="Write items, replacing the file once the crawl ends."),
+        typer.Option(
+            "-O",
+            "--overwrite-output",
+            metavar="PATH",
+            help="Write items, replacing the file once the crawl ends.",
+        ),
     ] = None,
-    spider_arg: Annotated[
-        list[str] | None, typer.Option("-a", help="Set a spider attribute: NAME=VALUE.")
-    ] = None,
-    spider_name: Annotated[
-        str | None, typer.Option("--spider", help="Which spider, if the file has several.")
-    ] = None,
+    spider_arg: SpiderArgs = None,
+    spider_name: SpiderName = None,
     set_setting: Annotated[
         list[str] | None,
         typer.Option("-s", "--set", metavar="NAME=VALUE", help="A setting by our name or Scrapy's."),
     ] = None,
-    concurrency: Annotated[int | None, typer.Option(help="Requests in flight in total [64].")] = None,
-    per_host: Annotated[int | None, typer.Option(help="Requests in flight per host [8].")] = None,
-    rate: Annotated[float | None, typer.Option(help="Requests per second per host [no cap].")] = None,
-    depth: Annotated[int | None, typer.Option(help="Maximum link depth from a start URL.")] = None,
-    max_pages: Annotated[int | None, typer.Option(help="Stop after this many pages.")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Deadline per fetch attempt in seconds [30].")] = None,
-    connect_timeout: Annotated[
-        float | None, typer.Option(help="Deadline to open a connection in seconds [5].")
-    ] = None,
-    first_byte_timeout: Annotated[
-        float | None, typer.Option(help="Seconds to wait for the server's first byte, or between reads [10].")
-    ] = None,
-    proxy: Annotated[
-        str | None, typer.Option(metavar="URL", help="Send requests through this HTTP(S) proxy.")
-    ] = None,
-    retries: Annotated[int | None, typer.Option(help="Retries of a failed fetch [2].")] = None,
-    parse_workers: Annotated[
-        int | None, typer.Option(help="Parse processes; 0 parses in-process [CPUs - 1].")
-    ] = None,
-    obey_robots: Annotated[
-        bool | None, typer.Option("--obey-robots/--no-obey-robots", help="Obey robots.txt [on].")
-    ] = None,
-    user_agent: Annotated[str | None, typer.Option(help="User-Agent header [crawler/VERSION].")] = None,
-    robots_user_agent: Annotated[
-        str | None, typer.Option(help="Product token robots.txt groups match [the User-Agent's].")
-    ] = None,
-    allowed_domains: Annotated[
-        list[str] | None, typer.Option(help="Domain in scope (repeat it) [hosts of the start URLs].")
-    ] = None,
-    max_size: Annotated[int | None, typer.Option(help="Largest decoded body in bytes [32 MiB].")] = None,
-    max_body_memory: Annotated[
-        int | None, typer.Option(help="Bytes of bodies read or waiting to be parsed [256 MiB].")
-    ] = None,
-    max_redirects: Annotated[int | None, typer.Option(help="Redirect hops per request [20].")] = None,
-    max_url_length: Annotated[int | None, typer.Option(help="Longest URL followed [2083].")] = None,
-    allow_private: Annotated[
-        bool | None,
-        typer.Option(
-            "--allow-private/--no-allow-private", help="Fetch private and loopback addresses [off]."
-        ),
-    ] = None,
-    max_pages_per_host: Annotated[int | None, typer.Option(help="Stop a host after this many pages.")] = None,
-    strip_session_ids: Annotated[
-        bool | None,
-        typer.Option(
-            "--strip-session-ids/--keep-session-ids", help="Drop session-id query parameters [off]."
-        ),
-    ] = None,
-    max_crawl_delay: Annotated[
-        float | None, typer.Option(help="Cap on robots.txt Crawl-delay in s [30].")
-    ] = None,
-    parse_timeout: Annotated[
-        float | None, typer.Option(help="Seconds one page may take in a parse worker [30].")
-    ] = None,
-    autothrottle: Annotated[
-        bool | None,
-        typer.Option("--autothrottle/--no-autothrottle", help="Adapt per-host concurrency to latency [on]."),
-    ] = None,
-    politeness_key: Annotated[
-        str | None, typer.Option(metavar="host|ip", help="Rate per host:port, or per resolved IP [host].")
-    ] = None,
-    job: Annotated[Path | None, typer.Option(help="Keep crawl state in DIR to resume later.")] = None,
-    frontier: Annotated[str | None, typer.Option(help="Shared frontier URL (redis://HOST:PORT/DB).")] = None,
-    cache: Annotated[
-        Path | None,
-        typer.Option(metavar="DIR", help="Store responses in DIR and replay them on later runs [off]."),
-    ] = None,
-    cache_expiry: Annotated[
-        float | None,
-        typer.Option(metavar="SECONDS", help="Refetch cached responses older than this; 0: never [0]."),
-    ] = None,
-    cache_ignore_status: Annotated[
-        list[int] | None,
-        typer.Option(metavar="CODE", help="Status never cached (repeat it) [408 429 500 502 503 504]."),
-    ] = None,
-    render: Annotated[
-        bool | None,
-        typer.Option("--render/--no-render", help="Render pages in a browser [off]."),
-    ] = None,
-    wait_for: Annotated[
-        str | None,
-        typer.Option(metavar="WHEN", help="Page settled: networkidle, load, SECONDS, a selector."),
-    ] = None,
-    browser_pages: Annotated[int | None, typer.Option(help="Browser pages rendering at once [4].")] = None,
-    browser_path: Annotated[
-        str | None, typer.Option(help="Chromium to drive [chromium on PATH, or Playwright's].")
-    ] = None,
-    render_resources: Annotated[
-        list[str] | None,
-        typer.Option(metavar="TYPE", help="Resource type a page may load (repeat it) [no image/font/media]."),
-    ] = None,
     stats: Annotated[
         str | None, typer.Option(metavar="PATH", help="Write the final statistics as JSON ('-': stdout).")
     ] = None,
-    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR [INFO].")] = None,
-    logfile: Annotated[Path | None, typer.Option(help="Write the log to this file, not stderr.")] = None,
-    log_format: Annotated[str, typer.Option(help="text, or json: one JSON object per line.")] = "text",
+    log_level: Annotated[str | None, log_level_option("INFO")] = None,
+    logfile: Annotated[
+        Path | None, typer.Option(metavar="PATH", help="Write the log to this file, not stderr.")
+    ] = None,
+    log_format: LogFormat = "text",
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No live progress line.")] = False,
-) -> None:
+    *,
+    settings: dict[str, Any],
+) -> int:
     """Crawl with the spider in SPIDER.py."""
-    settings = {name: value for name, value in locals().items() if name in SETTING_NAMES}
-    settings["job"] = str(job) if job is not None else None
-    settings["cache"] = str(cache) if cache is not None else None
-    settings["cache_ignore_status"] = tuple(cache_ignore_status) if cache_ignore_status else None
     flags_logging = {"LOG_LEVEL": log_level, "LOG_FILE": str(logfile) if logfile else None}
     debug = _setup_logging(log_level or "INFO", None, log_format)
-    settings["render_resources"] = tuple(render_resources) if render_resources else None
     try:
         target, overwrite = _output_target(output or [], overwrite_output or [])
         check_stats_target(stats, target)
@@ -192,7 +110,7 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
             target=target,
             overwrite=overwrite,
             spider_args=spider_arg or [],
-            settings={**overrides, **{k: v for k, v in settings.items() if v is not None}},
+            settings={**overrides, **settings},
         )
         spider_custom = getattr(invocation.spider_cls, "custom_settings", None) or {}
         debug = _setup_logging(*logging_settings(flags_logging, pairs_logging, spider_custom), log_format)
@@ -206,7 +124,7 @@ def crawl_command(  # noqa: PLR0917  (typer maps parameters to options)
         code = exc.exit_code
     except KeyboardInterrupt:  # Ctrl-C before the crawl's own handler was in place
         code = EXIT_INTERRUPTED
-    raise typer.Exit(code)
+    return code
 
 
 def _setup_logging(level: str, logfile: str | None, log_format: str) -> bool:
@@ -355,13 +273,6 @@ async def run_with_signals(engine: Engine) -> tuple[Stats, bool]:
     return stats, bool(signals_seen)
 
 
-def _make_app() -> typer.Typer:
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
-    settings = {"help_option_names": ["-h", "--help"]}
-    app.command(context_settings=settings, epilog=OTHER_COMMANDS)(crawl_command)
-    return app
-
-
 OTHER_COMMANDS = """Other commands (each has --help):
 
 \b
@@ -400,30 +311,6 @@ def main(argv: list[str] | None = None) -> None:
         if code:
             raise SystemExit(code)
         return
-    if wants_json_logs(argv):
-        _run_with_json_usage_errors(argv)
-        return
-    _make_app()(argv, prog_name="crawl")
-
-
-def _run_with_json_usage_errors(argv: list[str]) -> None:
-    """``--log-format json``: a usage error is a JSON line too, not click's text."""
-    click_exception = _click_exceptions().ClickException
-    try:
-        code = _make_app()(argv, prog_name="crawl", standalone_mode=False)
-    except click_exception as exc:
-        configure_logging("INFO", "json")
-        print_error("crawl", exc.format_message())
-        code = exc.exit_code
-    except typer.Abort:
-        code = EXIT_INTERRUPTED
+    code = run_command(crawl_command, argv, "crawl", epilog=OTHER_COMMANDS)
     if code:
         raise SystemExit(code)
-
-
-def _click_exceptions() -> Any:
-    """click's exceptions: typer 0.2x carries its own copy of click, older ones use click."""
-    try:
-        return importlib.import_module("typer._click.exceptions")
-    except ImportError:
-        return importlib.import_module("click.exceptions")

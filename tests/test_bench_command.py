@@ -70,8 +70,8 @@ def test_options_reach_the_crawl():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--pages", "0"], "--pages: must be a whole number of at least 1"),
-        (["--pages", "10", "--concurrency", "0"], "crawl: error: concurrency must be a whole number"),
+        (["--pages", "0"], "bench: error: Invalid value for '--pages': must be a whole number of at least 1"),
+        (["--pages", "10", "--concurrency", "0"], "crawl bench: error: concurrency must be a whole number"),
     ],
 )
 def test_bad_options_exit_2(args, message):
@@ -81,12 +81,10 @@ def test_bad_options_exit_2(args, message):
     assert "Traceback" not in result.stderr
 
 
-def test_an_incomplete_crawl_fails(monkeypatch, capsys):
-    monkeypatch.setattr(_benchcmd, "_settings", lambda args: {"max_pages": 20, "parse_workers": 0})
-    assert _benchcmd.main(["--pages", "100"]) == 1
-    out, err = capsys.readouterr()
-    assert out == ""
-    assert re.search(r"^crawl: error: the crawl fetched \d+ pages, not the site.s 100 ", err), err
+def test_an_incomplete_crawl_fails(capsys):
+    with pytest.raises(CrawlerError, match=r"^the crawl fetched \d+ pages, not the site.s 100 "):
+        _benchcmd.bench(100, {"max_pages": 20, "parse_workers": 0}, as_json=False)
+    assert capsys.readouterr().out == ""
 
 
 @pytest.mark.parametrize("line", ["", "Traceback (most recent call last):\n", '{"pages": 3}\n'])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -274,3 +275,102 @@ def _running(pid: str) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+# -- one framework, flags made from the settings' fields ------------------------------
+
+
+def flat(text: str) -> str:
+    """Help text with click's line wrapping undone."""
+    return " ".join(text.split())
+
+
+def test_help_shows_each_setting_default_once_from_the_field():
+    from crawler._cliopts import shown_default
+    from crawler._settings import SETTING_FIELDS, setting_info
+
+    listing = flat(crawl("--help").stdout)
+    for spec in SETTING_FIELDS:
+        info, shown = setting_info(spec), shown_default(spec)
+        assert info.help and not re.search(r"\[.*\]\.?$", info.help), spec.name  # no default restated
+        described = f"{info.help} [default: {shown}]" if shown else info.help
+        assert listing.count(described) == 1, (spec.name, described)
+
+
+@pytest.mark.parametrize(
+    ("command", "settings"),
+    [
+        (["parse"], ("obey_robots", "user_agent", "timeout", "cache", "render", "wait_for")),
+        (["shell"], ("obey_robots", "user_agent", "timeout", "cache", "render", "wait_for")),
+        (["bench"], ("concurrency", "per_host", "parse_workers", "autothrottle")),
+    ],
+)
+def test_other_commands_describe_their_setting_flags_as_crawl_does(command, settings):
+    from crawler._cliopts import shown_default
+    from crawler._settings import SETTING_FIELDS, setting_info
+
+    listing = flat(crawl(*command, "--help").stdout)
+    for spec in SETTING_FIELDS:
+        flag = "--" + spec.name.replace("_", "-")
+        shown = shown_default(spec)
+        described = f"{setting_info(spec).help} [default: {shown}]" if shown else setting_info(spec).help
+        assert (flag in listing and described in listing) == (spec.name in settings), spec.name
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        ([], "crawl: error: Missing argument 'SPIDER.py'; see 'crawl --help'"),
+        (["{spider}", "--concurency", "3"], "crawl: error: No such option: --concurency (Possible"),
+        (["{spider}", "-o"], "crawl: error: Option '-o' requires an argument; see 'crawl --help'"),
+        (["parse", "http://127.0.0.1:9/"], "crawl parse: error: Missing argument 'SPIDER.py'"),
+        (["shell", "http://127.0.0.1:9/", "--timout", "1"], "crawl shell: error: No such option: --timout"),
+        (["bench", "--per-host", "many"], "crawl bench: error: Invalid value for '--per-host': "),
+        (["new"], "crawl new: error: Missing argument 'NAME'; see 'crawl new --help'"),
+        (["job", "a", "b"], "crawl job: error: Got unexpected extra argument"),
+        (["demo", "--serve", "--port", "-1"], "crawl demo --serve: error: Invalid value for '--port'"),
+    ],
+)  # fmt: skip
+def test_each_command_reports_a_usage_error_in_one_line(spider_file, args, line):
+    result = crawl(*(arg.format(spider=spider_file) for arg in args))
+    assert result.returncode == 2
+    assert result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(line), result.stderr
+
+
+def test_a_usage_error_is_a_json_line_with_log_format_json(spider_file):
+    result = crawl(str(spider_file), "--log-format", "json", "--rate", "fast")
+    assert result.returncode == 2
+    record = json.loads(result.stderr)
+    assert record["message"].startswith("crawl: error: Invalid value for '--rate': ")
+
+
+def test_setting_flags_reach_the_crawl(spider_file, site, tmp_path):
+    """Flags made from the fields: a repeated one becomes a tuple, a bool pair turns a
+    setting off, and values are checked by the setting's own check."""
+    stats_path = tmp_path / "stats.json"
+    result = crawl(
+        str(spider_file), "-a", f"start={site.url}/0", "--stats", str(stats_path), "--no-obey-robots",
+        "--allowed-domains", "example.com", "--allowed-domains", "127.0.0.1", "--keep-session-ids",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(stats_path.read_text())["pages"] == 5
+    offsite = ["--allowed-domains", "example.com", "--no-obey-robots", "--stats", str(stats_path)]
+    assert crawl(str(spider_file), "-a", f"start={site.url}/0", *offsite).returncode == 0
+    stats = json.loads(stats_path.read_text())
+    assert stats["pages"] == 1 and stats["dropped"]["offsite"] == 1  # the start URL, not its link
+    bad = crawl(str(spider_file), "--politeness-key", "port")
+    assert bad.returncode == 2
+    assert bad.stderr == "crawl: error: politeness_key must be 'host' or 'ip', not 'port'\n"
+
+
+def test_the_readme_names_every_setting_in_the_synopsis_and_the_table():
+    from crawler._settings import SETTING_FIELDS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    synopsis = readme.split("## Command line\n\n```\n", 1)[1].split("```", 1)[0]
+    table = readme.split("## Settings\n", 1)[1].split("\n## ", 1)[0]
+    for spec in SETTING_FIELDS:
+        flag = spec.name.replace("_", "-")
+        assert re.search(rf"\[--(no-)?{flag}[ \]/]", synopsis), flag  # or --no-NAME, if on by default
+        assert f"| `{spec.name}` |" in table, spec.name

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import subprocess
 
 import pytest
 
 import crawler
+
+from .conftest import CRAWL
 
 EXPECTED = {
     "CrawlerError", "FetchError", "Frontier", "FrontierError", "FrontierStatus", "HostPolicy",
@@ -48,11 +51,7 @@ def test_request_is_an_immutable_value_changed_by_copy():
 
 
 def test_library_settings_have_the_same_names_as_cli_options():
-    from typer.testing import CliRunner
-
-    from crawler.cli import _make_app
-
-    help_text = CliRunner().invoke(_make_app(), ["--help"]).output
+    help_text = subprocess.run([CRAWL, "--help"], capture_output=True, text=True, check=True).stdout
     for field in dataclasses.fields(crawler.Settings):
         assert "--" + field.name.replace("_", "-") in help_text, field.name
 

@@ -8,14 +8,18 @@ serves it in the foreground until Ctrl-C, for your own spiders.
 
 from __future__ import annotations
 
-import argparse
 import errno
 import socket
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Annotated
 
+import typer
+
+from .._cliopts import run_command, with_default
+from .._logs import print_error
 from .._siteserver import SiteServer, child_server
 from . import install_demo
 
@@ -34,10 +38,8 @@ Crawl the demo shop that ships with crawler, or serve it for your own spiders.
                               crawler/demo/spider.py, stop it; takes every
                               option of `crawl SPIDER.py` (see crawl --help),
                               e.g. crawl demo -O items.jsonl
-  --serve                     serve the shop until Ctrl-C instead
-  --host HOST                 with --serve: the address to listen on [127.0.0.1]
-  --port PORT                 with --serve: the port [8000, or the next free one
-                              when 8000 is busy]; 0 picks any free port
+  --serve                     serve the shop until Ctrl-C instead (see
+                              crawl demo --serve --help)
 """
 
 
@@ -56,32 +58,38 @@ def main(argv: Sequence[str] | None = None, prog: str = "crawl demo") -> int | N
     return 0
 
 
+def _port(port: int | None) -> int | None:
+    if port is not None and not 0 <= port <= 65535:
+        raise typer.BadParameter(f"{port} is not a port number (0 to 65535)")
+    return port
+
+
+Host = Annotated[str, typer.Option(metavar="HOST", help="The address to listen on.")]
+Port = Annotated[
+    int | None,
+    typer.Option(
+        metavar="PORT",
+        callback=_port,
+        help=with_default("0 picks any free port.", f"{DEFAULT_PORT}, or the next free one"),
+    ),
+]
+
+
 def serve(argv: Sequence[str], prog: str) -> int:
     """Serve in the foreground until SIGINT or SIGTERM; 1 if it cannot listen."""
-    parser = argparse.ArgumentParser(prog=f"{prog} --serve", description="Serve the demo shop until Ctrl-C.")
-    parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
-    parser.add_argument(
-        "--port", type=_port, default=None, help="default: 8000, or the next free one; 0 picks a free port"
-    )
-    args = parser.parse_args(argv)
-    try:
-        port = args.port if args.port is not None else _first_free_port(args.host)
-        server = SiteServer(host=args.host, port=port, record_hits=False)
-        server.serve_forever(on_ready=_announce)
-    except OSError as exc:
-        print(f"{prog}: error: {_cannot_listen(args.host, args.port, exc)}", file=sys.stderr)
-        return 1
-    return 0
 
+    def serve_demo(host: Host = "127.0.0.1", port: Port = None) -> int:
+        """Serve the demo shop until Ctrl-C."""
+        try:
+            chosen = port if port is not None else _first_free_port(host)
+            server = SiteServer(host=host, port=chosen, record_hits=False)
+            server.serve_forever(on_ready=_announce)
+        except OSError as exc:
+            print_error(prog, _cannot_listen(host, port, exc))
+            return 1
+        return 0
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port number (0 to 65535)")
-    return port
+    return run_command(serve_demo, argv, f"{prog} --serve")
 
 
 def _first_free_port(host: str) -> int:
