@@ -39,7 +39,7 @@ class ChainSpider(Spider):
     name = "chain"
     start = ""
     out = ""
-    frontier: ClassVar[SqliteFrontier | None] = None
+    frontier: ClassVar[crawler.Frontier | None] = None
     seen: ClassVar[list[tuple[int, int | None]]] = []
 
     def start_requests(self) -> Any:
@@ -59,10 +59,13 @@ class OtherSpider(ChainSpider):
     name = "other"
 
 
+def chain(length: int) -> dict[str, Page]:
+    return {f"/{i}": html(f"page {i}", [f"/{i + 1}"] if i + 1 < length else []) for i in range(length)}
+
+
 @pytest.fixture
 def site(serve: Any) -> str:
-    pages = {f"/{i}": html(f"page {i}", [f"/{i + 1}"] if i + 1 < PAGES else []) for i in range(PAGES)}
-    return str(serve(pages).url)
+    return str(serve(chain(PAGES)).url)
 
 
 @pytest.fixture(params=["job setting", "caller's backend"])
