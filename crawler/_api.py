@@ -67,12 +67,13 @@ def run(
 
     Keyword arguments are settings (``concurrency=16``, ``max_pages=100``, ...) plus
     ``spider_args``, ``backend`` (a `Frontier` object to use instead of the one the
-    ``job`` and ``frontier`` settings choose), ``transport`` (an httpx transport
-    that replaces the network) and ``client_factory`` (given the transport, returns
-    the ``httpx.AsyncClient`` every request is sent through: event hooks, auth).,
-    and ``parse_executor``
-    (a ``concurrent.futures.Executor``, such as a ``ProcessPoolExecutor``, to parse
-    in instead of the crawl's own worker processes; it stays open afterwards)."""
+    ``job`` and ``frontier`` settings choose; a `DurableFrontier` or
+    `SharedFrontier` is treated as the settings' would be), ``transport`` (an httpx
+    transport that replaces the network), ``client_factory`` (given the transport,
+    returns the ``httpx.AsyncClient`` every request is sent through: event hooks,
+    auth) and ``parse_executor`` (a ``concurrent.futures.Executor``, such as a
+    ``ProcessPoolExecutor``, to parse in instead of the crawl's own worker
+    processes; it stays open afterwards)."""
     refuse_overwriting_a_job(settings.get("job"), overwrite)
     sink: ItemSink = open_sink(output, overwrite=overwrite) if output else NullSink()
     try:

@@ -1,7 +1,7 @@
 """The frontier: every request the crawl still has to make, and which host goes next.
 
 A frontier owns three things that must change together, atomically, in every
-backend (memory now; SQLite and Redis implement the same protocol):
+backend (`MemoryFrontier`, `SqliteFrontier`, `RedisFrontier`):
 
 * the queue: per-host queues of requests, highest ``priority`` first within a host;
 * the seen-set: fingerprints of every request ever queued, for deduplication;

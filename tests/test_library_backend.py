@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,6 +23,9 @@ from crawler import Request, Response, Spider, SqliteFrontier, UsageError
 from crawler._siteserver import Page
 
 from .conftest import html, read_jsonl
+from .test_job import PAGES as JOB_PAGES
+from .test_job import SPIDER as JOB_SPIDER
+from .test_job import finish, items_of, run_until
 
 PAGES = 12
 
@@ -120,53 +121,38 @@ def test_statistics_carry_over_and_a_partial_line_is_cut(
     assert "resuming job" in caplog.text and "25 bytes of a partial line cut" in caplog.text
 
 
-KILLED_SCRIPT = """
+# test_job.py's spider, run by ``crawler.run`` on a frontier the script builds.
+KILLED_SCRIPT = (
+    JOB_SPIDER
+    + """
 import json, sys
 import crawler
-from crawler import Request, Spider, SqliteFrontier
-
-class TreeSpider(Spider):
-    name = "tree"
-
-    def start_requests(self):
-        yield Request(self.start)
-
-    def parse(self, response):
-        yield {"url": response.url}
-        yield from response.follow_all("a")
 
 if __name__ == "__main__":
     start, output, database = sys.argv[1:]
     stats = crawler.run(
-        TreeSpider, output=output, backend=SqliteFrontier(database), spider_args={"start": start},
+        JobSpider, output=output, backend=crawler.SqliteFrontier(database), spider_args={"start": start},
         obey_robots=False, concurrency=4, parse_workers=1,
     )
-    print(json.dumps({"items": stats.items, "pages": stats.pages}))
+    print(json.dumps({"items": stats.items}))
 """
-
-TREE = 120
+)
 
 
 def test_a_kill_9_loses_nothing_with_the_callers_backend(serve: Any, tmp_path: Path) -> None:
     """What ``--job`` promises (tests/test_job.py), for a `SqliteFrontier` built by
     the caller: resumed after kill -9, nothing is lost, duplicates are at most what
     was in flight, and the counts are those of the output."""
-    children = lambda i: [f"/{j}" for j in (2 * i + 1, 2 * i + 2) if j < TREE]  # noqa: E731
-    server = serve({f"/{i}": Page(html(f"page {i}", children(i)).body, delay=0.015) for i in range(TREE)})
-    script, output = tmp_path / "tree.py", tmp_path / "items.jsonl"
+    children = lambda i: [f"/{j}" for j in (2 * i + 1, 2 * i + 2) if j < JOB_PAGES]  # noqa: E731
+    tree = {f"/{i}": Page(html(f"page {i}", children(i)).body, delay=0.015) for i in range(JOB_PAGES)}
+    server = serve(tree)
+    script = tmp_path / "tree.py"
     script.write_text(KILLED_SCRIPT)
+    output = tmp_path / "items.jsonl"
     command = [sys.executable, str(script), f"{server.url}/0", str(output), str(tmp_path / "job.sqlite")]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and process.poll() is None:
-        if output.exists() and output.read_bytes().count(b"\n") >= 40:
-            break
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=30)
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
-    assert finished.returncode == 0, finished.stderr
-    urls = Counter(item["url"] for item in read_jsonl(output))
-    assert len(urls) == TREE  # nothing lost
+    assert run_until(command, tmp_path, 40, signal.SIGKILL) == -signal.SIGKILL
+    finished = finish(command)
+    urls = Counter(item["url"] for item in items_of(tmp_path))
+    assert len(urls) == JOB_PAGES  # nothing lost
     assert sum(count - 1 for count in urls.values()) <= 8  # at most what was in flight
     assert json.loads(finished.stdout)["items"] == sum(urls.values())
