@@ -34,6 +34,7 @@ def build_engine(
     client_factory: Callable[[httpx.AsyncBaseTransport], httpx.AsyncClient] | None = None,
     parse_executor: Executor | None = None,
     on_tick: Ticker | None = None,
+    overwrite: bool = False,
     **settings: Any,
 ) -> Engine:
     """An engine for ``spider_cls`` with ``settings`` over the spider's defaults."""
@@ -51,6 +52,7 @@ def build_engine(
         client_factory=client_factory,
         parse_executor=parse_executor,
         on_tick=on_tick,
+        overwrite=overwrite,
     )
 
 
@@ -77,7 +79,7 @@ def run(
     refuse_overwriting_a_job(settings.get("job"), overwrite)
     sink: ItemSink = open_sink(output, overwrite=overwrite) if output else NullSink()
     try:
-        engine = build_engine(spider_cls, sink, **settings)
+        engine = build_engine(spider_cls, sink, overwrite=overwrite, **settings)
         stats = asyncio.run(engine.run())
         count_dropped_fields(sink, stats)
         return stats

@@ -76,7 +76,8 @@ ClaimedPage = tuple[Request, "Fetched", Claim]  # a page with its bytes in the b
 
 
 class Engine:
-    """Runs one crawl of ``spider`` under ``settings``, writing items to ``sink``."""
+    """Runs one crawl of ``spider`` under ``settings``, writing items to ``sink``
+    (``overwrite``: the sink replaces its file, which a job that ran before refuses)."""
 
     def __init__(
         self,
@@ -90,6 +91,7 @@ class Engine:
         client_factory: ClientFactory | None = None,
         parse_executor: Executor | None = None,
         on_tick: Ticker | None = None,
+        overwrite: bool = False,
     ) -> None:
         self.spider = spider
         self.settings = settings
@@ -98,7 +100,8 @@ class Engine:
         self._spider_args = dict(spider_args or {})
         name = spider_identity(spider)
         self._frontier = frontier or open_frontier(settings, name, default_host_policy(settings))
-        self._job = Job(self._frontier, name) if isinstance(self._frontier, DurableFrontier) else None
+        durable = self._frontier if isinstance(self._frontier, DurableFrontier) else None
+        self._job = Job(durable, name, overwrite=overwrite) if durable is not None else None
         shared = self._frontier if isinstance(self._frontier, SharedFrontier) else None
         self._cluster = ClusterStats(shared) if shared is not None else None
         # A durable or shared frontier hears of each page as soon as its items are

@@ -24,9 +24,10 @@ log = logging.getLogger("crawler.job")
 class Job:
     """The bookkeeping of one run of a job: which spider, which run, what so far."""
 
-    def __init__(self, frontier: DurableFrontier, spider_name: str) -> None:
+    def __init__(self, frontier: DurableFrontier, spider_name: str, *, overwrite: bool = False) -> None:
         self._frontier = frontier
         self._spider_name = spider_name
+        self._overwrite = overwrite  # the output replaces its file: the earlier runs' items would go
         self._sink: ItemSink = NullSink()
 
     async def open(self, stats: Stats, sink: ItemSink, recovered: int) -> None:
@@ -46,12 +47,15 @@ class Job:
             log.info(message, self._frontier.location, runs + 1, recovered, cut)
 
     async def _claim(self) -> int:
-        """Refuse a job of another spider, count this run; how many runs came before."""
+        """Refuse a job of another spider, or an output that would discard the items
+        of earlier runs; count this run; how many runs came before."""
+        where = self._frontier.location
         stored = await self._frontier.get_meta("spider")
         if stored is not None and stored != self._spider_name:
-            where = self._frontier.location
             raise UsageError(f"job {where} belongs to spider {stored!r}, not {self._spider_name!r}")
         runs = int(await self._frontier.get_meta("runs") or 0)
+        if runs and self._overwrite:
+            raise UsageError(f"job {where} has run before: overwrite would discard its items; append instead")
         await self._frontier.set_meta("spider", self._spider_name)
         await self._frontier.set_meta("runs", str(runs + 1))
         return runs

@@ -76,7 +76,7 @@ def crawl_job(request: pytest.FixtureRequest, tmp_path: Path, site: str) -> Any:
     output = tmp_path / "items.jsonl"
     output.touch()
 
-    def run(spider_cls: type[ChainSpider]) -> crawler.Stats:
+    def run(spider_cls: type[ChainSpider], **extra: Any) -> crawler.Stats:
         chosen: dict[str, Any] = {"job": str(tmp_path / "job")}
         spider_cls.frontier = None
         if request.param == "caller's backend":
@@ -84,7 +84,7 @@ def crawl_job(request: pytest.FixtureRequest, tmp_path: Path, site: str) -> Any:
             chosen = {"backend": spider_cls.frontier}
         spider_cls.seen = []
         args = {"start": site + "/0", "out": str(output)}
-        return crawler.run(spider_cls, output=str(output), spider_args=args, **SETTINGS, **chosen)
+        return crawler.run(spider_cls, output=str(output), spider_args=args, **SETTINGS, **chosen, **extra)
 
     return run
 
@@ -99,12 +99,15 @@ def test_each_page_is_written_then_acknowledged_before_the_next(crawl_job: Any, 
         assert {in_flight for _, in_flight in ChainSpider.seen} == {1}
 
 
-def test_a_job_refuses_another_spider(crawl_job: Any, tmp_path: Path) -> None:
+def test_a_job_refuses_another_spider_and_overwriting(crawl_job: Any, tmp_path: Path) -> None:
     crawl_job(ChainSpider)
     before = (tmp_path / "items.jsonl").read_bytes()
     with pytest.raises(UsageError, match="belongs to spider 'chain', not 'other'"):
         crawl_job(OtherSpider)
+    with pytest.raises(UsageError, match=r"has run before: .* would discard its items"):
+        crawl_job(ChainSpider, overwrite=True)
     assert (tmp_path / "items.jsonl").read_bytes() == before
+    assert sorted(tmp_path.iterdir()) == [tmp_path / "items.jsonl", tmp_path / "job"]  # no temporary file
 
 
 def test_statistics_carry_over_and_a_partial_line_is_cut(
