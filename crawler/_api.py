@@ -34,6 +34,7 @@ def build_engine(
     client_factory: Callable[[httpx.AsyncBaseTransport], httpx.AsyncClient] | None = None,
     parse_executor: Executor | None = None,
     on_tick: Ticker | None = None,
+    overwrite: bool = False,
     **settings: Any,
 ) -> Engine:
     """An engine for ``spider_cls`` with ``settings`` over the spider's defaults."""
@@ -51,6 +52,7 @@ def build_engine(
         client_factory=client_factory,
         parse_executor=parse_executor,
         on_tick=on_tick,
+        overwrite=overwrite,
     )
 
 
@@ -67,16 +69,17 @@ def run(
 
     Keyword arguments are settings (``concurrency=16``, ``max_pages=100``, ...) plus
     ``spider_args``, ``backend`` (a `Frontier` object to use instead of the one the
-    ``job`` and ``frontier`` settings choose), ``transport`` (an httpx transport
-    that replaces the network) and ``client_factory`` (given the transport, returns
-    the ``httpx.AsyncClient`` every request is sent through: event hooks, auth).,
-    and ``parse_executor``
-    (a ``concurrent.futures.Executor``, such as a ``ProcessPoolExecutor``, to parse
-    in instead of the crawl's own worker processes; it stays open afterwards)."""
+    ``job`` and ``frontier`` settings choose; a `DurableFrontier` or
+    `SharedFrontier` is treated as the settings' would be), ``transport`` (an httpx
+    transport that replaces the network), ``client_factory`` (given the transport,
+    returns the ``httpx.AsyncClient`` every request is sent through: event hooks,
+    auth) and ``parse_executor`` (a ``concurrent.futures.Executor``, such as a
+    ``ProcessPoolExecutor``, to parse in instead of the crawl's own worker
+    processes; it stays open afterwards)."""
     refuse_overwriting_a_job(settings.get("job"), overwrite)
     sink: ItemSink = open_sink(output, overwrite=overwrite) if output else NullSink()
     try:
-        engine = build_engine(spider_cls, sink, **settings)
+        engine = build_engine(spider_cls, sink, overwrite=overwrite, **settings)
         stats = asyncio.run(engine.run())
         count_dropped_fields(sink, stats)
         return stats

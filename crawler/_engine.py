@@ -18,7 +18,7 @@ from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ._backends import ClusterStats, Job, open_frontier
+from ._backends import open_frontier
 from ._budget import BodyBudget, Claim
 from ._callbacks import (
     LinkRules,
@@ -29,6 +29,7 @@ from ._callbacks import (
     parse_failure,
     vet_url,
 )
+from ._clusterstats import ClusterStats
 from ._direct import DirectFetcher
 from ._errors import (
     BrowserUnavailable,
@@ -40,16 +41,17 @@ from ._errors import (
     TransientFetchError,
     UsageError,
 )
-from ._frontier import Frontier, FrontierStatus
+from ._frontier import DurableFrontier, Frontier, FrontierStatus, SharedFrontier, SharedStore
 from ._http import REDIRECT_STATUSES, RETRY_STATUSES, backoff, follow_redirect
 from ._itemjson import encode_items
+from ._job import Job
 from ._output import FLUSH_BYTES, ItemSink
 from ._pipelines import PipelineError, Pipelines
 from ._politeness import Admission, Politeness, default_host_policy
 from ._pool import ParseExecutor
 from ._render import RenderStep
 from ._request import Request
-from ._robots import ROBOTS_TIMEOUT, RobotsCache, SharedStore
+from ._robots import ROBOTS_TIMEOUT, RobotsCache
 from ._settings import Settings
 from ._spider import Spider, bind_fetch, call_hook, start_requests_of
 from ._stats import Stats
@@ -74,7 +76,8 @@ ClaimedPage = tuple[Request, "Fetched", Claim]  # a page with its bytes in the b
 
 
 class Engine:
-    """Runs one crawl of ``spider`` under ``settings``, writing items to ``sink``."""
+    """Runs one crawl of ``spider`` under ``settings``, writing items to ``sink``
+    (``overwrite``: the sink replaces its file, which a job that ran before refuses)."""
 
     def __init__(
         self,
@@ -88,6 +91,7 @@ class Engine:
         client_factory: ClientFactory | None = None,
         parse_executor: Executor | None = None,
         on_tick: Ticker | None = None,
+        overwrite: bool = False,
     ) -> None:
         self.spider = spider
         self.settings = settings
@@ -96,17 +100,18 @@ class Engine:
         self._spider_args = dict(spider_args or {})
         name = spider_identity(spider)
         self._frontier = frontier or open_frontier(settings, name, default_host_policy(settings))
-        self._job = Job(self._frontier, settings.job, name) if settings.job and frontier is None else None
+        durable = self._frontier if isinstance(self._frontier, DurableFrontier) else None
+        self._job = Job(durable, name, overwrite=overwrite) if durable is not None else None
+        shared = self._frontier if isinstance(self._frontier, SharedFrontier) else None
+        self._cluster = ClusterStats(shared) if shared is not None else None
         # A durable or shared frontier hears of each page as soon as its items are
         # written, so that a kill -9 can repeat only what was in flight; a memory
         # frontier dies with the process anyway: twice a second is enough.
-        self._durable = frontier is None and (settings.job is not None or settings.frontier is not None)
+        self._durable = self._job is not None or shared is not None
         self._flush_bytes = 0 if self._durable else FLUSH_BYTES
-        shared_stats = hasattr(self._frontier, "add_stats") and frontier is None
-        self._cluster = ClusterStats(self._frontier) if shared_stats else None
         # Other nodes' progress wakes no one here: a node of a shared crawl looks again
         # four times a second; alone, a local event always comes first.
-        self._poll = 0.25 if settings.frontier is not None else 1.0
+        self._poll = 0.25 if shared is not None else 1.0
         self._transport = transport
         self._client_factory = client_factory
         self._executor = parse_executor  # the caller's, if any: it stays open after the crawl
@@ -136,12 +141,7 @@ class Engine:
         self._wake.set()
 
     async def run(self) -> Stats:
-        if self._job is not None:
-            try:
-                await self._job.open(self.stats, self.sink)
-            except BaseException:
-                await self._frontier.close()
-                raise
+        await self._open_frontier()
         start = await self._start_requests()
         if not start:
             await self._refuse_an_empty_start()
@@ -170,6 +170,17 @@ class Engine:
         if self._fatal is not None:
             raise self._fatal
         return self.stats
+
+    async def _open_frontier(self) -> None:
+        """Connect the frontier (an unreachable one stops the crawl here); a job's
+        also checks its spider and carries its statistics and output over."""
+        try:
+            recovered = await self._frontier.open()
+            if self._job is not None:
+                await self._job.open(self.stats, self.sink, recovered)
+        except BaseException:
+            await self._frontier.close()
+            raise
 
     async def _start_parse_executor(self) -> None:
         """Our parse executor, unless the caller brought one or parses in-process."""

@@ -1,7 +1,7 @@
 """The frontier: every request the crawl still has to make, and which host goes next.
 
 A frontier owns three things that must change together, atomically, in every
-backend (memory now; SQLite and Redis implement the same protocol):
+backend (`MemoryFrontier`, `SqliteFrontier`, `RedisFrontier`):
 
 * the queue: per-host queues of requests, highest ``priority`` first within a host;
 * the seen-set: fingerprints of every request ever queued, for deduplication;
@@ -18,11 +18,18 @@ host while another host has work. Hosts are served round-robin. A taken request 
 ``fetched`` (or the end of the lease), so a page being parsed does not count
 against the host. A Redis frontier also keeps the cluster-wide interval in Redis:
 each node's limiters pace that node's own starts.
+
+What a backend can do besides is declared, not guessed: a `DurableFrontier` keeps
+the crawl after the process ends (a job: the engine checks the spider, carries the
+statistics over, repairs the output and acknowledges each page once written), and a
+`SharedFrontier` is worked on by several processes at once (the engine shares
+robots.txt answers and statistics through it, and polls it for other nodes'
+progress). The engine asks these protocols, whoever built the backend.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -66,6 +73,14 @@ class Frontier(Protocol):
     interval there); requests go on the wire inside them."""
 
     limiters: HostLimiters
+
+    async def open(self) -> int:
+        """Connect, and recover what an earlier run left: return how many requests it
+        left in flight were queued again (0 for a new or in-memory crawl). Every other
+        method may open first by itself; ``open`` is where a backend that cannot be
+        reached says so. Idempotent: a second call does nothing and returns the same
+        number."""
+        ...
 
     async def add(self, requests: Sequence[Request]) -> int:
         """Queue each request whose fingerprint was never seen (or that has
@@ -112,5 +127,51 @@ class Frontier(Protocol):
         ...
 
     async def close(self) -> None:
-        """Release resources; a durable backend keeps what is pending and in flight."""
+        """Release resources; a durable or shared backend keeps what is pending and in
+        flight. Idempotent, and allowed without ``open``."""
+        ...
+
+
+@runtime_checkable
+class DurableFrontier(Frontier, Protocol):
+    """A frontier kept after the process ends (a job directory), so that the next run
+    of the same crawl resumes it. Its metadata holds the job's bookkeeping: the
+    spider it belongs to, how many runs it had, the statistics so far."""
+
+    @property
+    def location(self) -> str:
+        """Where the frontier is kept, as messages name it (a path)."""
+        ...
+
+    async def get_meta(self, key: str) -> str | None:
+        """The value stored under ``key`` by ``set_meta``, in this run or an earlier one."""
+        ...
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """Store ``value`` under ``key``, kept with the queue (committed with it)."""
+        ...
+
+
+@runtime_checkable
+class SharedStore(Protocol):
+    """A small key-value store the nodes of a distributed crawl share (robots.txt
+    answers, so one node fetches each robots.txt for all)."""
+
+    async def shared_get(self, key: str) -> bytes | None:
+        """The value a node stored under ``key``, unless it expired."""
+        ...
+
+    async def shared_set(self, key: str, value: bytes, ttl: float) -> None:
+        """Store ``value`` under ``key`` for every node, for ``ttl`` seconds."""
+        ...
+
+
+@runtime_checkable
+class SharedFrontier(Frontier, SharedStore, Protocol):
+    """A frontier several processes work on at once (Redis). Another node's progress
+    wakes no one in this process, so the engine looks again often; each node adds its
+    counters to the crawl's totals."""
+
+    async def add_stats(self, counts: Mapping[str, int]) -> None:
+        """Add ``counts`` to the crawl's totals, kept for every node to read."""
         ...

@@ -21,7 +21,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 
-from ._frontier import FrontierStatus, HostPolicy
+from ._frontier import Frontier, FrontierStatus, HostPolicy
 from ._limiters import HostLimiters
 from ._ready_hosts import NOWHERE, ReadyHosts
 from ._request import Request
@@ -46,7 +46,7 @@ class _Host:
         self.wake = 0.0
 
 
-class MemoryFrontier:
+class MemoryFrontier(Frontier):
     """A `Frontier` held in this process's memory; nothing survives the process.
 
     ``policy`` applies to every host not changed by ``throttle``; its ``interval``
@@ -75,6 +75,10 @@ class MemoryFrontier:
         self._seq = itertools.count()
         self._queued = 0
         self._in_flight = 0
+
+    async def open(self) -> int:
+        """Nothing to connect, and nothing an earlier run left."""
+        return 0
 
     async def add(self, requests: Sequence[Request]) -> int:
         now = self._clock()

@@ -37,6 +37,8 @@ Key layout (``K`` = ``{<namespace>}:``; every key carries the hash tag)::
     K leases         ZSET    leased request ids: expiry
     K lease          HASH    id -> "<1|0: holds its host slot><node id>"
     K id             STRING  the crawl's identity, set by its first node (``_JOIN``)
+    K stats          HASH    the crawl's counters, summed over its nodes (``add_stats``)
+    K x:<key>        STRING  what the nodes share, such as robots.txt answers (``shared_set``)
 
 As in `MemoryFrontier`, a host with work is in ``ring`` or ``wait`` unless its
 concurrency is used up (``done`` places it again); a throttle may make a ring
@@ -108,7 +110,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._errors import FrontierError
-from ._frontier import FrontierStatus, HostPolicy
+from ._frontier import FrontierStatus, HostPolicy, SharedFrontier
 from ._limiters import HostLimiters
 from ._request import Request
 from ._urls import host_key
@@ -461,7 +463,7 @@ class _NodeLimiters(HostLimiters):
         await self._frontier._started(key, fingerprint)
 
 
-class RedisFrontier:
+class RedisFrontier(SharedFrontier):
     """A `Frontier` in Redis at ``url``, under the keys of ``namespace`` (for example
     ``"crawler:<spider>[:<crawl id>]"``), shared by every node that opens it.
 
@@ -507,7 +509,15 @@ class RedisFrontier:
 
     @property
     def node_id(self) -> str:
+        """The name this node's leases carry."""
         return self._node
+
+    async def open(self) -> int:
+        """Reach Redis and join the crawl (or start it). A node that crashed leaves
+        its leases to expire, for any node to re-queue: none comes back here."""
+        if self._crawl is None:
+            await self._join()
+        return 0
 
     async def add(self, requests: Sequence[Request]) -> int:
         added = 0
@@ -635,7 +645,7 @@ class RedisFrontier:
         await self._retrying(lambda: self._redis.set(self._prefix + "x:" + key, value, px=int(ttl * 1000)))
 
     async def add_stats(self, counts: Mapping[str, int]) -> None:
-        """Add a node's counters to the crawl's totals (``cluster_stats``)."""
+        """Add a node's counters to the crawl's totals (the hash ``K stats``)."""
         if counts:
             key = self._prefix + "stats"
             await self._retrying(lambda: self._add_counts(key, counts))
@@ -645,10 +655,6 @@ class RedisFrontier:
             for name, amount in counts.items():
                 pipe.hincrby(key, name, amount)
             return await pipe.execute()
-
-    async def cluster_stats(self) -> dict[str, int]:
-        raw = await self._retrying(lambda: self._redis.hgetall(self._prefix + "stats"))
-        return {name.decode(): int(value) for name, value in raw.items()}
 
     async def _retrying(self, operation: Callable[[], Awaitable[Any]]) -> Any:
         """Run ``operation`` (a Redis call), retrying with backoff while the

@@ -28,11 +28,12 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
 from protego import Protego
 
 from ._errors import BlockedAddress, FetchError, FetchTimeout
+from ._frontier import SharedStore
 from ._request import Request
 from ._sitemaps import MAX_ROBOTS_BYTES, robots_sitemaps
 from ._urls import join_url
@@ -60,15 +61,6 @@ MAX_FAILURES = 3
 FIRST_BACKOFF = 5.0
 
 Fetch = Callable[[Request], Awaitable["Fetched"]]
-
-
-@runtime_checkable
-class SharedStore(Protocol):
-    """Where the nodes of a distributed crawl share what they fetched (Redis)."""
-
-    async def shared_get(self, key: str) -> bytes | None: ...
-
-    async def shared_set(self, key: str, value: bytes, ttl: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

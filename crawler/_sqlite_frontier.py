@@ -64,7 +64,7 @@ from types import TracebackType
 from typing import Any, Generic, NamedTuple, Self, TypeVar
 
 from ._errors import FrontierError
-from ._frontier import FrontierStatus, HostPolicy
+from ._frontier import DurableFrontier, FrontierStatus, HostPolicy
 from ._limiters import HostLimiters
 from ._ready_hosts import NOWHERE, ReadyHosts
 from ._request import Request
@@ -161,7 +161,7 @@ class _Lease:
         self.slots = 0
 
 
-class SqliteFrontier:
+class SqliteFrontier(DurableFrontier):
     """A `Frontier` kept in the SQLite database at ``path`` (created if missing).
 
     ``policy`` applies to every host not changed by ``throttle``; its ``interval``
@@ -198,7 +198,12 @@ class SqliteFrontier:
 
     @property
     def path(self) -> Path:
+        """The database file."""
         return self._path
+
+    @property
+    def location(self) -> str:
+        return str(self._path)
 
     # -- the Frontier protocol -------------------------------------------------------
 

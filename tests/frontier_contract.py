@@ -95,6 +95,26 @@ ONE = HostPolicy(concurrency=1)
 class FrontierContract:
     """Tests every backend passes; subclasses provide the ``make_frontier`` fixture."""
 
+    # -- open and close ----------------------------------------------------------
+
+    def test_open_is_idempotent_and_a_new_frontier_recovers_nothing(
+        self, make_frontier: FrontierFactory
+    ) -> None:
+        async def body(f: Frontier, clock: FakeClock) -> None:
+            assert await f.open() == 0
+            assert await f.open() == 0
+            await f.add([Request(f"{A}/1")])
+            assert urls(await take(f, 1)) == [f"{A}/1"]
+
+        drive(make_frontier, body)
+
+    def test_close_needs_no_open_and_is_idempotent(self, make_frontier: FrontierFactory) -> None:
+        async def body(f: Frontier, clock: FakeClock) -> None:
+            await f.close()
+            await f.close()  # and ``drive`` closes it once more
+
+        drive(make_frontier, body)
+
     # -- dedup -------------------------------------------------------------------
 
     def test_same_url_twice_is_queued_once(self, make_frontier: FrontierFactory) -> None:

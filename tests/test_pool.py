@@ -4,6 +4,7 @@ dead workers replaced."""
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import os
 import signal
@@ -20,7 +21,7 @@ from crawler import Request, Response, Spider
 from crawler._callbacks import LinkRules, ParseResult, ParseTask, SpiderParser, parse_failure
 from crawler._pool import CallTimedOut, ParseExecutor, WorkerCrashed, WorkerStartError
 
-from .conftest import CRAWL
+from .conftest import CRAWL, html
 
 RULES = LinkRules(("a.test",), None, 2083)
 
@@ -287,3 +288,42 @@ def test_ctrl_c_as_a_job_starts_exits_130_without_a_traceback(serve, tmp_path, d
     os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the whole process group
     _, stderr = process.communicate(timeout=60)
     assert (process.returncode, "Traceback" in stderr) == (130, False), stderr
+
+
+# -- the fork rule -----------------------------------------------------------------------
+
+NETWORK_SPIDER = """
+import multiprocessing, sys
+from crawler import Spider
+
+class NetworkSpider(Spider):
+    name = "network"
+
+    def parse(self, response):
+        loaded = sorted(m for m in ("aiohttp", "httpx") if m in sys.modules)
+        yield {"worker": multiprocessing.parent_process() is not None, "network": loaded}
+        yield from response.follow_all("a")
+"""
+
+
+@pytest.mark.parametrize("durable", [False, True], ids=["memory", "job"])
+def test_parse_workers_are_forked_before_the_network_stack_loads(serve, tmp_path, durable) -> None:
+    """The fork rule, on the path users run: a forked worker inherits every module the
+    main process has imported, so a worker that finds aiohttp or httpx loaded was
+    forked after them (about 20 MB per worker). ``crawl SPIDER.py`` is run for real
+    and the workers report what they inherited."""
+    pages = {f"/{i}": html(str(i)) for i in range(8)}
+    server = serve({"/": html("home", list(pages)), **pages})
+    spider = tmp_path / "network_spider.py"
+    spider.write_text(NETWORK_SPIDER)
+    job = ["--job", str(tmp_path / "job")] if durable else []
+    command = [CRAWL, str(spider), "-a", f"start_urls={server.url}/", "--no-obey-robots", "-o", "-"]
+    result = subprocess.run(
+        [*command, "--parse-workers", "2", "--no-progress", *job],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    reports = [json.loads(line) for line in result.stdout.splitlines()]
+    in_workers = [report["network"] for report in reports if report["worker"]]
+    assert in_workers, reports  # the workers parsed pages (not only the main process)
+    assert all(loaded == [] for loaded in in_workers), in_workers

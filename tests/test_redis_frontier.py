@@ -23,11 +23,13 @@ from typing import Any
 import pytest
 import redis
 
+import crawler
 from crawler import FrontierError
 from crawler._frontier import Frontier, HostPolicy
 from crawler._redis_frontier import RedisFrontier
 from crawler._request import Request
 from tests.frontier_contract import FakeClock, FrontierContract, FrontierFactory, take
+from tests.test_library_backend import PAGES, SETTINGS, ChainSpider, chain
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 A, B = "http://a.example", "http://b.example"
@@ -79,6 +81,48 @@ class TestRedisFrontier(FrontierContract):
 
 def test_is_a_frontier(redis_url: str, namespace: str) -> None:
     assert isinstance(RedisFrontier(redis_url, namespace), Frontier)
+
+
+def test_nodes_share_a_store_and_add_up_their_statistics(redis_url: str, namespace: str) -> None:
+    async def body() -> None:
+        one, two = RedisFrontier(redis_url, namespace), RedisFrontier(redis_url, namespace)
+        try:
+            await one.shared_set("robots:http://a.example", b"rules", ttl=60.0)
+            assert await two.shared_get("robots:http://a.example") == b"rules"
+            assert await two.shared_get("robots:http://b.example") is None
+            await one.add_stats({"pages": 2, "items": 1})
+            await two.add_stats({"pages": 3})
+            await two.add_stats({})
+        finally:
+            await one.close()
+            await two.close()
+
+    run(body)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert 0 < client.pttl(f"{{{namespace}}}:x:robots:http://a.example") <= 60_000
+        assert client.hgetall(f"{{{namespace}}}:stats") == {b"pages": b"5", b"items": b"1"}
+    finally:
+        client.close()
+
+
+def test_a_crawl_with_the_callers_redis_frontier_is_a_shared_crawl(
+    redis_url: str, namespace: str, serve: Any, tmp_path: Path
+) -> None:
+    """As with ``--frontier``: each page acknowledged once written, and the node's
+    statistics added to the crawl's totals."""
+    server = serve(chain(PAGES))
+    output = tmp_path / "items.jsonl"
+    output.touch()
+    ChainSpider.frontier, ChainSpider.seen = RedisFrontier(redis_url, namespace), []
+    args = {"start": f"{server.url}/0", "out": str(output)}
+    crawler.run(ChainSpider, output=str(output), spider_args=args, backend=ChainSpider.frontier, **SETTINGS)
+    assert ChainSpider.seen == [(lines, 1) for lines in range(PAGES)]
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert client.hget(f"{{{namespace}}}:stats", "pages") == str(PAGES).encode()
+    finally:
+        client.close()
 
 
 def test_real_clock_by_default(redis_url: str, namespace: str) -> None:
