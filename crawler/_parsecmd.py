@@ -122,12 +122,6 @@ def describe_request(request: Request) -> dict[str, Any]:
     return described
 
 
-def dropped_counts(result: ParseResult) -> dict[str, int]:
-    return {
-        k.removeprefix("dropped/"): n for k, n in sorted(result.counts.items()) if k.startswith("dropped/")
-    }
-
-
 async def parse_page(spider: Spider, settings: Settings, url: str, callback: str) -> ParseReport:
     """Fetch ``url`` through the crawl's gates and run ``callback`` on it."""
     scope = scope_for(spider, settings, url)

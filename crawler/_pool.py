@@ -413,7 +413,6 @@ class ParseExecutor(Executor):
         self._watchdog: asyncio.Task[None] | None = None
         self._replacing: set[asyncio.Task[None]] = set()
         self._closing = False
-        self.worker_restarts = 0
         self.ran_here = 0
 
     async def start(self) -> None:
@@ -529,7 +528,6 @@ class ParseExecutor(Executor):
         self._workers.remove(worker)
         worker.process.join(1.0)
         worker.release()
-        self.worker_restarts += 1
         assert self._loop is not None
         replacing = self._loop.create_task(self._replace_worker())
         self._replacing.add(replacing)
