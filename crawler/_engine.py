@@ -200,8 +200,8 @@ class Engine:
 
     def _open_network(self) -> None:
         """The fetcher, and with it httpx and aiohttp, loads only now: the parse
-        workers are forked already and do not carry the network stack (about 20 MB
-        each, and 30 ms of imports)."""
+        workers are forked already and do not carry the network stack (its memory
+        and its import time, in each of them)."""
         from ._fetcher import Fetcher, network_guard  # noqa: PLC0415
         from ._httpcache import open_http_cache  # noqa: PLC0415
 

@@ -33,11 +33,11 @@ directory and renamed into place, so no reader ever sees half of one, even after
 Statistics: ``cache/hit``; ``cache/miss`` for each request that went to the
 network, of which ``cache/expired`` found an entry too old; ``cache/stored``.
 
-Blocking file I/O, measured on ext4: reading an entry takes 10 us (20 KB) to 70 us
-(500 KB), less than a round trip through ``asyncio.to_thread`` (70-130 us), so hits
-are read on the event loop. Writing one (temporary file and rename) takes 80 us to
-0.7 ms, which would stall every other request at a few thousand pages per second,
-so writes run in a thread; the miss has waited for the network anyway.
+Blocking file I/O: reading an entry takes less time than a round trip through
+``asyncio.to_thread``, so hits are read on the event loop. Writing one (temporary
+file and rename) takes several times longer, which would stall every other request
+of a fast crawl, so writes run in a thread; the miss has waited for the network
+anyway. (The timings: bench/README.md, "Measurements behind the code".)
 """
 
 from __future__ import annotations
