@@ -3,8 +3,9 @@
 This module runs inside parse worker processes (and in the main process for
 ``parse_workers=0`` and for ``async def`` callbacks). It builds the ``Response``,
 runs the callback, canonicalises and filters the requests it yields (scheme,
-length, scope, depth) and encodes its items as JSON Lines, so that the main
-process receives compact results and only has to write and enqueue them.
+length, scope, depth) and encodes its items with the encoder the crawl hands it
+(JSON Lines, from the output side), so that the main process receives compact
+results and only has to write and enqueue them.
 """
 
 from __future__ import annotations
@@ -17,30 +18,23 @@ import os
 import pickle
 import traceback
 from collections import Counter
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import NotHtmlError
-from ._itemjson import encode_items
 from ._pickling import fast_pickle
 from ._request import Request, relocated
 from ._response import Response
 from ._spider import AttributeWatch, Spider, SpiderRef
-from ._urls import (
-    InvalidURL,
-    cache_key,
-    canonicalize,
-    fingerprint_canonical,
-    in_scope,
-    is_followable,
-    is_too_long,
-    strip_session_ids,
-)
+from ._urls import cache_key, fingerprint_canonical, in_scope, vet_url
 
 log = logging.getLogger("crawler.callbacks")
 
 SENT_MEMORY = 65_536
+
+# Items to bytes for the sink: (encoded items, a description of each item left out).
+ItemEncoder = Callable[[Iterable[Any]], tuple[bytes, list[str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,20 +65,22 @@ def _rebuild_task(
 
 @dataclass(frozen=True, slots=True)
 class LinkRules:
-    """What a worker needs to know to vet the requests and items a callback yields."""
+    """What a worker needs to know to vet the requests and items a callback yields.
+    ``encode``: how to encode items for the sink, in the worker (a module-level
+    function, so that it pickles by reference); ``None`` keeps them as objects."""
 
     allowed_domains: tuple[str, ...]
     max_depth: int | None
     max_url_length: int
-    encode_items: bool = True
+    encode: ItemEncoder | None = None
     strip_session_ids: bool = False
 
 
 @fast_pickle
 @dataclass(slots=True)
 class ParseResult:
-    """What a callback produced. ``lines`` holds the items encoded as JSON Lines
-    when the rules ask for encoding; ``items`` holds them as objects otherwise."""
+    """What a callback produced. ``lines`` holds the items encoded when the rules
+    have an encoder; ``items`` holds them as objects otherwise."""
 
     requests: list[Request] = field(default_factory=list)
     items: list[Any] = field(default_factory=list)
@@ -235,8 +231,8 @@ class CallbackRunner:
         return False
 
     def _finish(self, result: ParseResult) -> ParseResult:
-        if self.rules.encode_items and result.items:
-            result.lines, failures = encode_items(result.items)
+        if self.rules.encode is not None and result.items:
+            result.lines, failures = self.rules.encode(result.items)
             result.errors.extend(failures)
             if failures:
                 result.counts["errors/item"] += len(failures)
@@ -302,21 +298,6 @@ def parse_failure(exc: BaseException) -> ParseResult:
     result.errors.append(str(exc) or type(exc).__name__)
     result.counts["errors/parse_timeout" if isinstance(exc, TimeoutError) else "errors/worker_crash"] += 1
     return result
-
-
-def vet_url(url: str, rules: LinkRules) -> tuple[str | None, str]:
-    """Canonicalise ``url``; return (reason it is refused or None, canonical URL)."""
-    try:
-        canonical = canonicalize(url)
-    except InvalidURL:
-        return "invalid_url", url
-    if not is_followable(canonical):
-        return "unsupported_scheme", canonical
-    if rules.strip_session_ids:
-        canonical = strip_session_ids(canonical)
-    if is_too_long(canonical, rules.max_url_length):
-        return "url_too_long", canonical
-    return None, canonical
 
 
 def _as_iterable(outputs: Any) -> Iterable[Any]:

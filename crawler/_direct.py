@@ -27,7 +27,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ._callbacks import LinkRules, vet_url
 from ._errors import HostDeferred, RequestRefused, TransientFetchError
 from ._http import REDIRECT_STATUSES, RETRY_STATUSES, backoff, follow_redirect
 from ._memory_frontier import MemoryFrontier
@@ -39,7 +38,7 @@ from ._robots import ROBOTS_TIMEOUT, RobotsCache
 from ._settings import Settings
 from ._stats import Stats
 from ._throttle import retry_after_seconds
-from ._urls import in_scope, join_url
+from ._urls import in_scope, join_url, vet_url
 
 if TYPE_CHECKING:
     from ._fetcher import Fetched
@@ -73,9 +72,6 @@ class DirectFetcher:
         self._politeness = politeness
         self._scope = scope
         self._on_response = on_response
-        self._rules = LinkRules(
-            (), None, settings.max_url_length, strip_session_ids=settings.strip_session_ids
-        )
 
     async def fetch(self, target: str | Request, **fields: Any) -> Response:
         """Fetch ``target`` (an absolute URL, or a `Request`; ``fields`` set other
@@ -92,7 +88,7 @@ class DirectFetcher:
         raise RequestRefused(f"{request.url}: more than {self._settings.max_redirects} redirects")
 
     def _vetted(self, url: str) -> str:
-        verdict, canonical = vet_url(url, self._rules)
+        verdict, canonical = vet_url(url, self._settings)
         if verdict is not None:
             raise RequestRefused(f"{url!r} refused: {verdict.replace('_', ' ')}")
         if self._scope is not None and not in_scope(canonical, self._scope):

@@ -27,7 +27,6 @@ from ._callbacks import (
     SpiderParser,
     is_async_callback,
     parse_failure,
-    vet_url,
 )
 from ._direct import DirectFetcher
 from ._errors import (
@@ -53,7 +52,7 @@ from ._robots import ROBOTS_TIMEOUT, RobotsCache, SharedStore
 from ._settings import Settings
 from ._spider import Spider, bind_fetch, call_hook, start_requests_of
 from ._stats import Stats
-from ._urls import default_allowed_domains, host_key, in_scope, join_url
+from ._urls import default_allowed_domains, host_key, in_scope, join_url, vet_url
 
 if TYPE_CHECKING:  # at run time these load after the parse workers are forked
     import httpx
@@ -242,7 +241,7 @@ class Engine:
         self._count_response(fetched)
 
     def _link_rules(self) -> LinkRules:
-        encode = self.sink.wants_lines and not self._pipelines
+        encode = encode_items if self.sink.wants_lines and not self._pipelines else None
         settings = self.settings
         return LinkRules(
             self._scope, settings.depth, settings.max_url_length, encode, settings.strip_session_ids

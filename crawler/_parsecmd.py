@@ -24,7 +24,6 @@ from ._callbacks import (
     ParseResult,
     ParseTask,
     is_async_callback,
-    vet_url,
 )
 from ._cliopts import (
     LogFormat,
@@ -44,7 +43,7 @@ from ._response import Response
 from ._settings import Settings, resolve_settings
 from ._spider import Spider, bind_fetch, load_spider, parse_spider_args
 from ._spiderargs import check_allowed_domains, spider_kwargs
-from ._urls import default_allowed_domains
+from ._urls import default_allowed_domains, vet_url
 
 PROG = "crawl parse"
 
@@ -142,7 +141,7 @@ async def run_on(
     """Run the callback of ``response.request`` in this process, vetting what it
     yields as a crawl of ``scope`` would; items stay objects, and any that a crawl
     could not write as JSON is reported in ``errors``."""
-    rules = LinkRules(scope, settings.depth, settings.max_url_length, False, settings.strip_session_ids)
+    rules = LinkRules(scope, settings.depth, settings.max_url_length, None, settings.strip_session_ids)
     runner = CallbackRunner(spider, rules)
     request = response.request
     runner.mark_seen(request)

@@ -2,7 +2,8 @@
 
 The crawl's URL pipeline is ``join_url`` (an ``href`` as a browser resolves it), then
 ``canonicalize`` (one spelling per resource, so that dedup works), then
-``is_followable`` / ``in_scope`` / ``is_too_long`` (whether to queue it), then
+``is_followable`` / ``in_scope`` / ``is_too_long`` (whether to queue it; ``vet_url``
+does all but the scope check in one call), then
 ``fingerprint`` (the dedup key) and ``host_key`` (the politeness key).
 
 ``canonicalize`` raises ``InvalidURL`` (a ``ValueError``) and nothing else, for any
@@ -18,6 +19,7 @@ import string
 from collections.abc import Collection, Iterable
 from functools import lru_cache
 from hashlib import blake2b
+from typing import Protocol
 from urllib.parse import unquote, urljoin
 
 import idna
@@ -523,3 +525,28 @@ def fingerprint_canonical(method: str, url: str, body: bytes = b"") -> int:
 def is_too_long(url: str, limit: int = MAX_URL_LENGTH) -> bool:
     """Whether ``url`` is longer than ``limit`` characters."""
     return len(url) > limit
+
+
+class UrlLimits(Protocol):
+    """What ``vet_url`` needs of a crawl's rules (`Settings` has both)."""
+
+    @property
+    def max_url_length(self) -> int: ...
+
+    @property
+    def strip_session_ids(self) -> bool: ...
+
+
+def vet_url(url: str, limits: UrlLimits) -> tuple[str | None, str]:
+    """Canonicalise ``url``; return (reason it is refused or None, canonical URL)."""
+    try:
+        canonical = canonicalize(url)
+    except InvalidURL:
+        return "invalid_url", url
+    if not is_followable(canonical):
+        return "unsupported_scheme", canonical
+    if limits.strip_session_ids:
+        canonical = strip_session_ids(canonical)
+    if is_too_long(canonical, limits.max_url_length):
+        return "url_too_long", canonical
+    return None, canonical
