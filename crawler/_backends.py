@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ._counters import ITEMS
 from ._errors import OutputError, UsageError
 from ._frontier import Frontier, HostPolicy
 from ._memory_frontier import MemoryFrontier
@@ -117,7 +118,7 @@ class Job:
             earlier = json.loads(await self._frontier.get_meta("stats") or "{}")
             stats.carry_over(earlier)
             cut = sink.repair()
-            stats.inc("items", self._items_since(earlier))
+            stats.inc(ITEMS, self._items_since(earlier))
             message = (
                 "resuming job %s (run %d): %d requests in flight put back, %d bytes of a partial line cut"
             )

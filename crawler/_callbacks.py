@@ -22,6 +22,18 @@ from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._counters import (
+    DROPPED,
+    DROPPED_DEPTH_LIMITED,
+    DROPPED_DUPLICATE,
+    DROPPED_OFFSITE,
+    ERRORS_CALLBACK,
+    ERRORS_ITEM,
+    ERRORS_NOT_HTML,
+    ERRORS_PARSE_TIMEOUT,
+    ERRORS_WORKER_CRASH,
+    short,
+)
 from ._errors import NotHtmlError
 from ._pickling import fast_pickle
 from ._request import Request, relocated
@@ -91,9 +103,7 @@ class ParseResult:
     def dropped(self) -> dict[str, int]:
         """How many requests were dropped, by reason (``offsite``, ``duplicate``, ...)."""
         return {
-            key.removeprefix("dropped/"): count
-            for key, count in sorted(self.counts.items())
-            if key.startswith("dropped/")
+            short(key): count for key, count in sorted(self.counts.items()) if key.startswith(DROPPED)
         }
 
 
@@ -176,7 +186,7 @@ class CallbackRunner:
             elif isinstance(output, dict) or _is_dataclass_instance(output):
                 result.items.append(output)
             elif output is not None:
-                result.counts["errors/item"] += 1
+                result.counts[ERRORS_ITEM] += 1
                 kind = type(output).__name__
                 result.errors.append(f"callback yielded a {kind}; yield dicts, dataclasses or Requests")
 
@@ -184,17 +194,17 @@ class CallbackRunner:
         verdict, url, get_fingerprint = self._vet(request.url)
         depth = parent.depth + 1
         if verdict is None and self.rules.max_depth is not None and depth > self.rules.max_depth:
-            verdict = "depth_limited"
+            verdict = DROPPED_DEPTH_LIMITED
         if verdict is not None:
-            result.counts["dropped/" + verdict] += 1
-            log.debug("Dropped <%s %s> (%s) found on %s", request.method, url, verdict, parent.url)
+            result.counts[verdict] += 1
+            log.debug("Dropped <%s %s> (%s) found on %s", request.method, url, short(verdict), parent.url)
             return
         plain_get = request.method == "GET" and not request.body
         fingerprint = get_fingerprint if plain_get else None
         if not request.dont_filter and self._already_sent(
             fingerprint or relocated(request, url, depth).fingerprint
         ):
-            result.counts["dropped/duplicate"] += 1
+            result.counts[DROPPED_DUPLICATE] += 1
             self._log_duplicate(request, url)
             return
         result.requests.append(relocated(request, url, depth, fingerprint))
@@ -215,7 +225,7 @@ class CallbackRunner:
             verdict, canonical = vet_url(url, self.rules)
             canonical = url if canonical == url else canonical  # one string object, not two
             if verdict is None and not in_scope(canonical, self.rules.allowed_domains):
-                verdict = "offsite"
+                verdict = DROPPED_OFFSITE
             vetted = (verdict, canonical, fingerprint_canonical("GET", canonical) if verdict is None else 0)
             if len(self._vetted) >= SENT_MEMORY:
                 self._vetted.clear()
@@ -235,7 +245,7 @@ class CallbackRunner:
             result.lines, failures = self.rules.encode(result.items)
             result.errors.extend(failures)
             if failures:
-                result.counts["errors/item"] += len(failures)
+                result.counts[ERRORS_ITEM] += len(failures)
             result.items = []
         return result
 
@@ -296,7 +306,7 @@ def parse_failure(exc: BaseException) -> ParseResult:
     it ran past the parse deadline."""
     result = ParseResult()
     result.errors.append(str(exc) or type(exc).__name__)
-    result.counts["errors/parse_timeout" if isinstance(exc, TimeoutError) else "errors/worker_crash"] += 1
+    result.counts[ERRORS_PARSE_TIMEOUT if isinstance(exc, TimeoutError) else ERRORS_WORKER_CRASH] += 1
     return result
 
 
@@ -315,7 +325,7 @@ def _is_dataclass_instance(value: Any) -> bool:
 def _count_callback_error(exc: Exception, result: ParseResult, response: Response) -> None:
     hint = response._hint_for(exc)
     result.errors.append(_describe(exc) + (f"\nhint: {hint}" if hint else ""))
-    result.counts["errors/not_html" if isinstance(exc, NotHtmlError) else "errors/callback"] += 1
+    result.counts[ERRORS_NOT_HTML if isinstance(exc, NotHtmlError) else ERRORS_CALLBACK] += 1
 
 
 def _describe(exc: Exception) -> str:

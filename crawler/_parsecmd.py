@@ -34,6 +34,7 @@ from ._cliopts import (
     run_command,
     setting_options,
 )
+from ._counters import short
 from ._direct import standalone_fetcher
 from ._errors import UsageError
 from ._itemjson import encode_items
@@ -72,7 +73,7 @@ def checked_url(url: str) -> str:
     """``url`` if it is an absolute http(s) URL; a `UsageError` otherwise."""
     verdict, _ = vet_url(url, LinkRules((), None, max_url_length=1 << 16))
     if verdict is not None:
-        raise UsageError(f"{url!r} is not an http(s) URL ({verdict.replace('_', ' ')})")
+        raise UsageError(f"{url!r} is not an http(s) URL ({short(verdict).replace('_', ' ')})")
     return url
 
 

@@ -24,6 +24,8 @@ from urllib.parse import unquote, urljoin
 
 import idna
 
+from ._counters import DROPPED_INVALID_URL, DROPPED_UNSUPPORTED_SCHEME, DROPPED_URL_TOO_LONG
+
 MAX_URL_LENGTH = 2083
 """The longest URL worth fetching (Internet Explorer's limit; sitemaps allow 2048)."""
 
@@ -538,15 +540,16 @@ class UrlLimits(Protocol):
 
 
 def vet_url(url: str, limits: UrlLimits) -> tuple[str | None, str]:
-    """Canonicalise ``url``; return (reason it is refused or None, canonical URL)."""
+    """Canonicalise ``url``; return (why it is refused, as its ``dropped/`` counter, or
+    None; the canonical URL)."""
     try:
         canonical = canonicalize(url)
     except InvalidURL:
-        return "invalid_url", url
+        return DROPPED_INVALID_URL, url
     if not is_followable(canonical):
-        return "unsupported_scheme", canonical
+        return DROPPED_UNSUPPORTED_SCHEME, canonical
     if limits.strip_session_ids:
         canonical = strip_session_ids(canonical)
     if is_too_long(canonical, limits.max_url_length):
-        return "url_too_long", canonical
+        return DROPPED_URL_TOO_LONG, canonical
     return None, canonical
