@@ -27,7 +27,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ._callbacks import LinkRules, vet_url
+from ._counters import (
+    DROPPED_HOST_FAILING,
+    DROPPED_HOST_PAGE_LIMIT,
+    DROPPED_ROBOTS,
+    DROPPED_ROBOTS_UNREACHABLE,
+    short,
+)
 from ._errors import HostDeferred, RequestRefused, TransientFetchError
 from ._http import REDIRECT_STATUSES, RETRY_STATUSES, backoff, follow_redirect
 from ._memory_frontier import MemoryFrontier
@@ -39,7 +45,7 @@ from ._robots import ROBOTS_TIMEOUT, RobotsCache
 from ._settings import Settings
 from ._stats import Stats
 from ._throttle import retry_after_seconds
-from ._urls import in_scope, join_url
+from ._urls import in_scope, join_url, vet_url
 
 if TYPE_CHECKING:
     from ._fetcher import Fetched
@@ -47,10 +53,10 @@ if TYPE_CHECKING:
 Fetch = Callable[[Request], Awaitable["Fetched"]]
 
 REFUSALS: Mapping[str, str] = {
-    "robots": "robots.txt disallows it",
-    "robots_unreachable": "its robots.txt cannot be fetched",
-    "host_failing": "its host keeps failing",
-    "host_page_limit": "its host reached max_pages_per_host",
+    DROPPED_ROBOTS: "robots.txt disallows it",
+    DROPPED_ROBOTS_UNREACHABLE: "its robots.txt cannot be fetched",
+    DROPPED_HOST_FAILING: "its host keeps failing",
+    DROPPED_HOST_PAGE_LIMIT: "its host reached max_pages_per_host",
 }
 
 
@@ -73,9 +79,6 @@ class DirectFetcher:
         self._politeness = politeness
         self._scope = scope
         self._on_response = on_response
-        self._rules = LinkRules(
-            (), None, settings.max_url_length, strip_session_ids=settings.strip_session_ids
-        )
 
     async def fetch(self, target: str | Request, **fields: Any) -> Response:
         """Fetch ``target`` (an absolute URL, or a `Request`; ``fields`` set other
@@ -92,9 +95,9 @@ class DirectFetcher:
         raise RequestRefused(f"{request.url}: more than {self._settings.max_redirects} redirects")
 
     def _vetted(self, url: str) -> str:
-        verdict, canonical = vet_url(url, self._rules)
+        verdict, canonical = vet_url(url, self._settings)
         if verdict is not None:
-            raise RequestRefused(f"{url!r} refused: {verdict.replace('_', ' ')}")
+            raise RequestRefused(f"{url!r} refused: {short(verdict).replace('_', ' ')}")
         if self._scope is not None and not in_scope(canonical, self._scope):
             raise RequestRefused(f"{canonical} refused: off-site (allowed: {', '.join(self._scope)})")
         return canonical
@@ -143,8 +146,8 @@ class DirectFetcher:
 
 
 def _reason(admission: Admission) -> str:
-    drop = "robots_unreachable" if admission.retry_in is not None else admission.drop or ""
-    reason = REFUSALS.get(drop, drop or "refused")
+    drop = DROPPED_ROBOTS_UNREACHABLE if admission.retry_in is not None else admission.drop or ""
+    reason = REFUSALS.get(drop, short(drop) or "refused")
     return f"{reason} ({admission.detail})" if admission.detail else reason
 
 

@@ -27,7 +27,28 @@ from ._callbacks import (
     SpiderParser,
     is_async_callback,
     parse_failure,
-    vet_url,
+)
+from ._counters import (
+    BYTES,
+    DROPPED,
+    DROPPED_DUPLICATE,
+    DROPPED_HTTP_STATUS,
+    DROPPED_REDIRECT_LOOP,
+    DROPPED_REDIRECT_OFFSITE,
+    DROPPED_REDIRECT_TOO_MANY,
+    ERRORS_INTERNAL,
+    ERRORS_ITEM,
+    ERRORS_START_REQUESTS,
+    ITEMS,
+    PAGES,
+    PARSE_MAIN_PROCESS,
+    REDIRECT_DROPS,
+    RESPONSES,
+    RETRIES,
+    SINGLE_FETCHES,
+    START_REQUESTS,
+    STATUS,
+    short,
 )
 from ._clusterstats import ClusterStats
 from ._direct import DirectFetcher
@@ -55,7 +76,7 @@ from ._robots import ROBOTS_TIMEOUT, RobotsCache
 from ._settings import Settings
 from ._spider import Spider, bind_fetch, call_hook, start_requests_of
 from ._stats import Stats
-from ._urls import default_allowed_domains, host_key, in_scope, join_url
+from ._urls import default_allowed_domains, host_key, in_scope, join_url, vet_url
 
 if TYPE_CHECKING:  # at run time these load after the parse workers are forked
     import httpx
@@ -158,7 +179,7 @@ class Engine:
             self._offer_single_fetches()
             await self._pipelines.open()
             await call_hook(self.spider, "open")
-            self.stats.inc("start_requests", await self._frontier.add(start))
+            self.stats.inc(START_REQUESTS, await self._frontier.add(start))
             if (await self._frontier.status()).finished:
                 log.info("nothing left to crawl: this crawl has finished already")
             self.sink.begin(durable=self._durable)  # start-up succeeded: the output may change now
@@ -211,8 +232,8 @@ class Engine:
 
     def _open_network(self) -> None:
         """The fetcher, and with it httpx and aiohttp, loads only now: the parse
-        workers are forked already and do not carry the network stack (about 20 MB
-        each, and 30 ms of imports)."""
+        workers are forked already and do not carry the network stack (its memory
+        and its import time, in each of them)."""
         from ._fetcher import Fetcher, network_guard  # noqa: PLC0415
         from ._httpcache import open_http_cache  # noqa: PLC0415
 
@@ -249,11 +270,11 @@ class Engine:
         bind_fetch(self.spider, direct.fetch)
 
     def _count_single(self, fetched: Fetched) -> None:
-        self.stats.inc("single_fetches")
+        self.stats.inc(SINGLE_FETCHES)
         self._count_response(fetched)
 
     def _link_rules(self) -> LinkRules:
-        encode = self.sink.wants_lines and not self._pipelines
+        encode = encode_items if self.sink.wants_lines and not self._pipelines else None
         settings = self.settings
         return LinkRules(
             self._scope, settings.depth, settings.max_url_length, encode, settings.strip_session_ids
@@ -265,7 +286,7 @@ class Engine:
             async for request in start_requests_of(self.spider):
                 self._vet_start_request(request, start)
         except Exception as exc:
-            self.stats.inc("errors/start_requests")
+            self.stats.inc(ERRORS_START_REQUESTS)
             log.error("start_requests failed: %s: %s", type(exc).__name__, exc)
         return start
 
@@ -275,10 +296,10 @@ class Engine:
         if self.stats.pages or not (await self._frontier.status()).finished:
             return
         await self._frontier.close()
-        refused = sum(n for key, n in self.stats.counts.items() if key.startswith("dropped/"))
+        refused = sum(n for key, n in self.stats.counts.items() if key.startswith(DROPPED))
         if refused:
             raise UsageError(f"nothing to crawl: all {refused} start URL(s) were refused (see the warnings)")
-        if self.stats["errors/start_requests"]:
+        if self.stats[ERRORS_START_REQUESTS]:
             raise CrawlerError("nothing to crawl: start_requests failed (see the error above)")
         raise UsageError(
             "nothing to crawl: the spider has no start URL (set start_urls or -a start_urls=URL)"
@@ -289,8 +310,8 @@ class Engine:
             request = Request(str(request))
         verdict, url = vet_url(request.url, LinkRules((), None, self.settings.max_url_length))
         if verdict is not None:
-            self.stats.inc("dropped/" + verdict)
-            log.warning("start URL %r refused: %s", request.url, verdict.replace("_", " "))
+            self.stats.inc(verdict)
+            log.warning("start URL %r refused: %s", request.url, short(verdict).replace("_", " "))
             return
         start.append(replace(request, url=url))
 
@@ -394,7 +415,7 @@ class Engine:
         can only count twice what it fetches twice) and syncs the file first."""
         try:
             self.sink.flush()
-            self.stats.inc("items", self._unwritten_items)  # items counts what is in the output
+            self.stats.inc(ITEMS, self._unwritten_items)  # items counts what is in the output
             self._unwritten_items = 0
             acknowledged, self._unacked = self._unacked, []
             if self._durable and acknowledged:
@@ -452,7 +473,7 @@ class Engine:
         except (OutputError, FrontierError, BrowserUnavailable) as exc:
             self._fail(exc)
         except Exception:
-            self.stats.inc("errors/internal")
+            self.stats.inc(ERRORS_INTERNAL)
             log.exception("internal error while handling %s", request.url)
             await self._frontier.done(request)
         return None
@@ -487,7 +508,7 @@ class Engine:
             await self._frontier.fetched(request)
             await self._politeness.failed(request, exc)
             retryable = isinstance(exc, TransientFetchError)
-            await self._retry_or_give_up(request, exc.kind, str(exc), retryable=retryable)
+            await self._retry_or_give_up(request, exc.counter, str(exc), retryable=retryable)
             return None
         await self._frontier.fetched(request)
         self._count_response(fetched)
@@ -500,8 +521,8 @@ class Engine:
             await self._redirect(request, fetched)
             return None
         if fetched.status in RETRY_STATUSES and request.retries < self.settings.retries:
-            reason = f"HTTP {fetched.status}"
-            await self._retry_or_give_up(request, f"http_{fetched.status}", reason, min_delay=wait)
+            reason = f"HTTP {fetched.status}"  # retries are left; out of them, the page is accepted
+            await self._retry_or_give_up(request, DROPPED_HTTP_STATUS, reason, min_delay=wait)
             return None
         return await self._accept_page(request, fetched)
 
@@ -510,29 +531,30 @@ class Engine:
         if admission.retry_in is not None:  # no attempt was made: the retry count stays
             await self._frontier.retry(request, admission.retry_in)
             return
-        if admission.error is not None:
-            await self._retry_or_give_up(request, admission.error.kind, str(admission.error), retryable=False)
+        if (error := admission.error) is not None:
+            await self._retry_or_give_up(request, error.counter, str(error), retryable=False)
             return
-        self.stats.inc(f"dropped/{admission.drop}")
-        log.debug("Dropped <%s %s> (%s)", request.method, request.url, admission.drop)
+        assert admission.drop is not None  # not allowed, not later, no error: a drop, named
+        self.stats.inc(admission.drop)
+        log.debug("Dropped <%s %s> (%s)", request.method, request.url, short(admission.drop))
         await self._frontier.done(request)
 
     def _count_response(self, fetched: Fetched) -> None:
-        self.stats.inc("responses")
-        self.stats.inc(f"status/{fetched.status}")
-        self.stats.inc("bytes", len(fetched.body))
+        self.stats.inc(RESPONSES)
+        self.stats.inc(f"{STATUS}{fetched.status}")
+        self.stats.inc(BYTES, len(fetched.body))
 
     async def _retry_or_give_up(
-        self, request: Request, kind: str, reason: str, *, retryable: bool = True, min_delay: float = 0.0
+        self, request: Request, counter: str, reason: str, *, retryable: bool = True, min_delay: float = 0.0
     ) -> None:
         if retryable and request.retries < self.settings.retries:
-            self.stats.inc("retries")
+            self.stats.inc(RETRIES)
             delay = max(backoff(request.retries), min_delay)
             log.debug("retrying %s in %.1fs: %s", request.url, delay, reason)
             await self._frontier.retry(replace(request, retries=request.retries + 1), delay)
             return
-        self.stats.inc(f"errors/{kind}")
-        self._report_failure(request, kind, reason)
+        self.stats.inc(counter)
+        self._report_failure(request, counter, reason)
         await self._frontier.done(request)
 
     def _report_failure(self, request: Request, kind: str, reason: str) -> None:
@@ -547,32 +569,34 @@ class Engine:
         target = self._redirect_target(request, fetched)
         if target is not None:
             queued = await self._frontier.add([target])
-            self.stats.inc("dropped/duplicate", 1 - queued)
+            self.stats.inc(DROPPED_DUPLICATE, 1 - queued)
         await self._frontier.done(request)
 
     def _redirect_target(self, request: Request, fetched: Fetched) -> Request | None:
         location = join_url(request.url, fetched.headers["location"])
         verdict, url = vet_url(location, self._rules)
-        if verdict is None and len(request.redirects) >= self.settings.max_redirects:
-            verdict = "too_many"
-        elif verdict is None and (url == request.url or url in request.redirects):
-            verdict = "loop"
-        elif verdict is None and not in_scope(url, self._scope):
-            verdict = "offsite"
         if verdict is not None:
-            self.stats.inc("dropped/redirect_" + verdict)
+            verdict = REDIRECT_DROPS[verdict]
+        elif len(request.redirects) >= self.settings.max_redirects:
+            verdict = DROPPED_REDIRECT_TOO_MANY
+        elif url == request.url or url in request.redirects:
+            verdict = DROPPED_REDIRECT_LOOP
+        elif not in_scope(url, self._scope):
+            verdict = DROPPED_REDIRECT_OFFSITE
+        if verdict is not None:
+            self.stats.inc(verdict)
             log.debug(
-                "Dropped redirect of <%s %s> to %s (redirect_%s)", request.method, request.url, url, verdict
+                "Dropped redirect of <%s %s> to %s (%s)", request.method, request.url, url, short(verdict)
             )
             return None
         return follow_redirect(request, fetched.status, url)
 
     async def _accept_page(self, request: Request, fetched: Fetched) -> Page | None:
-        self.stats.inc("pages")
+        self.stats.inc(PAGES)
         self._politeness.page_fetched(request)
         self.stats.max_depth = max(self.stats.max_depth, request.depth)
         if not self._wants_status(fetched.status):
-            self.stats.inc("dropped/http_status")
+            self.stats.inc(DROPPED_HTTP_STATUS)
             log.debug("Dropped <%d %s> (http_status: not handled by the spider)", fetched.status, request.url)
             await self._frontier.done(request)
             return None
@@ -599,13 +623,13 @@ class Engine:
             if self.sink.wants_lines:
                 lines, failures = encode_items(items)
                 items = []
-                self.stats.inc("errors/item", len(failures))
+                self.stats.inc(ERRORS_ITEM, len(failures))
                 self._log_errors(request, failures)
         await self.sink.write(lines, items)
         self._unwritten_items += len(items) + lines.count(b"\n")  # JSON Lines: one newline per item
         if requests := self._unrefused(result.requests):
             queued = await self._frontier.add(requests)
-            self.stats.inc("dropped/duplicate", len(requests) - queued)
+            self.stats.inc(DROPPED_DUPLICATE, len(requests) - queued)
 
     def _unrefused(self, requests: list[Request]) -> list[Request]:
         """``requests`` without those the known politeness rules refuse (robots.txt,
@@ -615,7 +639,7 @@ class Engine:
             if (drop := self._politeness.refusal(request)) is None:
                 kept.append(request)
             else:
-                self.stats.inc(f"dropped/{drop}")
+                self.stats.inc(drop)
         return kept
 
     def _log_errors(self, request: Request, errors: list[str]) -> None:
@@ -631,7 +655,7 @@ class Engine:
             await call_hook(self.spider, "closed", self.stats.finish_reason)
             await self._flush_and_ack()
             if self._own_executor is not None:
-                self.stats.inc("parse/main_process", self._own_executor.ran_here)
+                self.stats.inc(PARSE_MAIN_PROCESS, self._own_executor.ran_here)
             self.stats.finish(self.stats.finish_reason)
             await self._save_progress()
             closing = [self._close_parse_executor(), self._frontier.close()]

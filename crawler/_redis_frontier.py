@@ -47,13 +47,13 @@ O(log n) work per request; ``take`` and ``status`` also wake at most
 ``WAKE_BUDGET`` due hosts and retries and reclaim at most ``WAKE_BUDGET`` expired
 leases per call.
 
-Memory (``MEMORY USAGE``, Redis 7.0): a seen fingerprint costs 15 bytes at 1
-million URLs and 12 at 5 million, because small hashes are listpacks (a SET of
-8-byte strings costs about 56; at 100 000 URLs the buckets' own overhead makes it
-47). A bucket past ``hash-max-listpack-entries`` (default 512) turns into a hash
-table at about 70 bytes per entry: for crawls beyond ~25 million URLs, raise that
-setting. A queued request costs about 350 bytes (its
-pickle is ~180 of them); each host keeps a small ``h:`` hash for good.
+Memory: seen fingerprints live in small hashes because Redis stores those as
+listpacks, far more compactly than a SET of 8-byte strings (until there are few URLs
+per bucket, when the buckets' own overhead shows). A bucket past
+``hash-max-listpack-entries`` (default 512) turns into a hash table, several times
+larger per entry: for crawls beyond ~25 million URLs, raise that setting. A queued
+request's cost is mostly its pickle; each host keeps a small ``h:`` hash for good.
+(``MEMORY USAGE`` figures: bench/README.md, "Measurements behind the code".)
 
 Leases: ``take`` leases each request to this node (``node_id``) until ``now +
 lease_seconds``; a background task renews this node's leases every third of
