@@ -131,7 +131,7 @@ LEAD_START, LEAD_MOST, LEAD_EARLY, LEAD_GAIN = 0.02, 0.2, 0.005, 0.25
 # How late after its reserved start a node may record a start without moving the
 # host's next start, and how late its reply may come back before the node tells
 # Redis its start was later.
-START_SLACK = 0.005
+START_SLACK = 0.01
 RENEW_BATCH = 1000
 _KEYS = ("seq", "count", "req", "ring", "wait", "delayed", "leases", "lease", "id")
 

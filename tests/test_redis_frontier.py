@@ -25,8 +25,9 @@ import redis
 
 from crawler import FrontierError
 from crawler._frontier import Frontier, HostPolicy
-from crawler._redis_frontier import START_SLACK, RedisFrontier
+from crawler._redis_frontier import LEAD_MOST, LEAD_START, START_SLACK, RedisFrontier, _Lead
 from crawler._request import Request
+from crawler._urls import host_key
 from tests.frontier_contract import FakeClock, FrontierContract, FrontierFactory, take
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -207,6 +208,142 @@ def test_a_hosts_starts_are_an_interval_apart_across_late_nodes(redis_url: str, 
         assert min(b - a for a, b in itertools.pairwise(starts)) >= 1.0
 
     run(body)
+
+
+async def start_when_due(node: RedisFrontier, request: Request, clock: FakeClock) -> float:
+    """Start ``request`` in ``node``'s limiter: the fake clock's time at which it goes
+    on the wire, once the test has moved the clock far enough."""
+    async with node.limiters.start(host_key(request.url), request.fingerprint):
+        return clock()
+
+
+async def settle() -> None:
+    """Let every task that can run, run (a Redis reply included)."""
+    for _ in range(5):
+        await asyncio.to_thread(time.sleep, 0.01)  # real time for Redis replies: the fake clock stands still
+
+
+def test_take_reserves_the_next_start_ahead_and_nodes_keep_the_interval(
+    redis_url: str, namespace: str
+) -> None:
+    """Two nodes with a lead of half a second take one host's requests before its next
+    start is due; each waits for the start reserved for it, so the host's starts are
+    exactly one interval apart, not one interval plus the time from take to start."""
+
+    async def body() -> None:
+        clock = FakeClock()
+        asyncio.get_running_loop().time = clock  # type: ignore[method-assign]  # the nodes' clock
+        policy = HostPolicy(concurrency=8, interval=1.0)
+        a, b = (RedisFrontier(redis_url, namespace, policy, clock=clock, lead=0.5, node_id=n) for n in "ab")
+        starts = []
+        try:
+            await a.add([Request(f"{A}/{i}") for i in range(3)])
+            [first] = await a.take(10)
+            starts.append(await start_when_due(a, first, clock))
+            clock.advance(0.4)
+            assert await b.take(10) == []  # due in 0.6 s: more than the lead ahead
+            assert (await b.status()).wait == pytest.approx(0.1)  # the lead before it is due
+            for node in (b, a):
+                clock.now = starts[-1] + 0.5
+                [request] = await node.take(10)  # its start, reserved 0.5 s ahead
+                assert await a.take(10) == await b.take(10) == []
+                starting = asyncio.create_task(start_when_due(node, request, clock))
+                await settle()
+                assert not starting.done()  # waits for its reserved start
+                clock.advance(0.5)
+                starts.append(await starting)
+        finally:
+            await a.close()
+            await b.close()
+        assert starts == [1000.0, 1001.0, 1002.0]
+
+    run(body)
+
+
+def test_a_refused_request_gives_its_reserved_start_back(redis_url: str, namespace: str) -> None:
+    async def body() -> None:
+        clock = FakeClock()
+        asyncio.get_running_loop().time = clock  # type: ignore[method-assign]  # the nodes' clock
+        policy = HostPolicy(concurrency=8, interval=1.0)
+        a, b = (RedisFrontier(redis_url, namespace, policy, clock=clock, lead=0.5, node_id=n) for n in "ab")
+        try:
+            await a.add([Request(f"{A}/{i}") for i in range(3)])
+            [first] = await a.take(10)
+            assert await start_when_due(a, first, clock) == 1000.0
+            clock.advance(0.6)
+            [refused] = await a.take(10)  # reserved for 1001
+            await a.fetched(refused, sent=False)  # robots.txt, say: never sent
+            await a.done(refused)
+            [second] = await b.take(10)  # gets the same start
+            starting = asyncio.create_task(start_when_due(b, second, clock))
+            await settle()
+            clock.advance(0.4)
+            assert await starting == 1001.0
+        finally:
+            await a.close()
+            await b.close()
+
+    run(body)
+
+
+def test_a_start_recorded_late_moves_the_hosts_next_start(redis_url: str, namespace: str) -> None:
+    """A node that gets to a request later than its reserved start records it then (less
+    ``START_SLACK``): the next start of the host counts from there."""
+
+    async def body() -> None:
+        clock = FakeClock()
+        asyncio.get_running_loop().time = clock  # type: ignore[method-assign]  # the nodes' clock
+        policy = HostPolicy(concurrency=8, interval=1.0)
+        a, b = (RedisFrontier(redis_url, namespace, policy, clock=clock, lead=0.5, node_id=n) for n in "ab")
+        try:
+            await a.add([Request(f"{A}/{i}") for i in range(2)])
+            [first] = await a.take(10)
+            clock.advance(0.3)  # late by 0.3 s
+            assert await start_when_due(a, first, clock) == 1000.3
+            assert (await b.status()).wait == pytest.approx(1.0 - START_SLACK - 0.5)
+        finally:
+            await a.close()
+            await b.close()
+
+    run(body)
+
+
+def test_a_reply_that_comes_back_late_moves_the_hosts_start(redis_url: str, namespace: str) -> None:
+    """A node whose event loop was busy while the start script's reply came back tells
+    Redis when the request really went out, so the next start counts from there."""
+
+    async def body() -> None:
+        policy = HostPolicy(concurrency=8, interval=60.0)
+        a = RedisFrontier(redis_url, namespace, policy, lead=0.0)
+        client = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            await a.add([Request(f"{A}/0"), Request(f"{A}/1")])
+            [first] = await a.take(10)
+            seconds, micros = await client.time()
+            asyncio.get_running_loop().call_soon(time.sleep, 0.1)  # a busy loop, as a parse in-process
+            async with a.limiters.start("a.example", first.fingerprint):
+                pass
+            await a.close()  # sends what it still had to say
+            last = float(await client.hget(f"{{{namespace}}}:h:a.example", "last"))
+        finally:
+            await client.aclose()
+        assert last >= seconds + micros / 1e6 + 0.1 - START_SLACK
+
+    run(body)
+
+
+def test_the_lead_follows_how_early_or_late_requests_get_to_their_start() -> None:
+    lead = _Lead(None)
+    assert lead.seconds == LEAD_START
+    for _ in range(100):
+        lead.learn(-0.05)  # late: more lead
+    assert lead.seconds == LEAD_MOST
+    for _ in range(200):
+        lead.learn(0.5)  # far too early: less lead (a request taken early holds a worker)
+    assert lead.seconds == 0.0
+    fixed = _Lead(0.25)
+    fixed.learn(-1.0)
+    assert fixed.seconds == 0.25
 
 
 def test_a_claim_ends_with_its_lease(redis_url: str, namespace: str) -> None:
