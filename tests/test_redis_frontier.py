@@ -16,7 +16,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -223,89 +223,86 @@ async def settle() -> None:
         await asyncio.to_thread(time.sleep, 0.01)  # real time for Redis replies: the fake clock stands still
 
 
+TwoNodes = Callable[[RedisFrontier, RedisFrontier, FakeClock], Awaitable[None]]
+
+
+def with_two_leading_nodes(redis_url: str, namespace: str, body: TwoNodes) -> None:
+    """Run ``body(a, b, clock)``: two nodes that take a host up to half a second before
+    its start is due, a host interval of 1 s, and a fake clock that is also the nodes'
+    event loop's (their limiters and their waits for a reserved start)."""
+
+    async def main() -> None:
+        clock = FakeClock()
+        asyncio.get_running_loop().time = clock  # type: ignore[method-assign]
+        policy = HostPolicy(concurrency=8, interval=1.0)
+        a, b = (RedisFrontier(redis_url, namespace, policy, clock=clock, lead=0.5, node_id=n) for n in "ab")
+        try:
+            await body(a, b, clock)
+        finally:
+            await a.close()
+            await b.close()
+
+    run(main)
+
+
 def test_take_reserves_the_next_start_ahead_and_nodes_keep_the_interval(
     redis_url: str, namespace: str
 ) -> None:
-    """Two nodes with a lead of half a second take one host's requests before its next
-    start is due; each waits for the start reserved for it, so the host's starts are
-    exactly one interval apart, not one interval plus the time from take to start."""
+    """Two nodes take one host's requests before its next start is due; each waits for
+    the start reserved for it, so the host's starts are exactly one interval apart, not
+    one interval plus the time from take to start."""
 
-    async def body() -> None:
-        clock = FakeClock()
-        asyncio.get_running_loop().time = clock  # type: ignore[method-assign]  # the nodes' clock
-        policy = HostPolicy(concurrency=8, interval=1.0)
-        a, b = (RedisFrontier(redis_url, namespace, policy, clock=clock, lead=0.5, node_id=n) for n in "ab")
-        starts = []
-        try:
-            await a.add([Request(f"{A}/{i}") for i in range(3)])
-            [first] = await a.take(10)
-            starts.append(await start_when_due(a, first, clock))
-            clock.advance(0.4)
-            assert await b.take(10) == []  # due in 0.6 s: more than the lead ahead
-            assert (await b.status()).wait == pytest.approx(0.1)  # the lead before it is due
-            for node in (b, a):
-                clock.now = starts[-1] + 0.5
-                [request] = await node.take(10)  # its start, reserved 0.5 s ahead
-                assert await a.take(10) == await b.take(10) == []
-                starting = asyncio.create_task(start_when_due(node, request, clock))
-                await settle()
-                assert not starting.done()  # waits for its reserved start
-                clock.advance(0.5)
-                starts.append(await starting)
-        finally:
-            await a.close()
-            await b.close()
+    async def body(a: RedisFrontier, b: RedisFrontier, clock: FakeClock) -> None:
+        await a.add([Request(f"{A}/{i}") for i in range(3)])
+        [first] = await a.take(10)
+        starts = [await start_when_due(a, first, clock)]
+        clock.advance(0.4)
+        assert await b.take(10) == []  # due in 0.6 s: more than the lead ahead
+        assert (await b.status()).wait == pytest.approx(0.1)  # the lead before it is due
+        for node in (b, a):
+            clock.now = starts[-1] + 0.5
+            [request] = await node.take(10)  # its start, reserved 0.5 s ahead
+            assert await a.take(10) == await b.take(10) == []
+            starting = asyncio.create_task(start_when_due(node, request, clock))
+            await settle()
+            assert not starting.done()  # waits for its reserved start
+            clock.advance(0.5)
+            starts.append(await starting)
         assert starts == [1000.0, 1001.0, 1002.0]
 
-    run(body)
+    with_two_leading_nodes(redis_url, namespace, body)
 
 
 def test_a_refused_request_gives_its_reserved_start_back(redis_url: str, namespace: str) -> None:
-    async def body() -> None:
-        clock = FakeClock()
-        asyncio.get_running_loop().time = clock  # type: ignore[method-assign]  # the nodes' clock
-        policy = HostPolicy(concurrency=8, interval=1.0)
-        a, b = (RedisFrontier(redis_url, namespace, policy, clock=clock, lead=0.5, node_id=n) for n in "ab")
-        try:
-            await a.add([Request(f"{A}/{i}") for i in range(3)])
-            [first] = await a.take(10)
-            assert await start_when_due(a, first, clock) == 1000.0
-            clock.advance(0.6)
-            [refused] = await a.take(10)  # reserved for 1001
-            await a.fetched(refused, sent=False)  # robots.txt, say: never sent
-            await a.done(refused)
-            [second] = await b.take(10)  # gets the same start
-            starting = asyncio.create_task(start_when_due(b, second, clock))
-            await settle()
-            clock.advance(0.4)
-            assert await starting == 1001.0
-        finally:
-            await a.close()
-            await b.close()
+    async def body(a: RedisFrontier, b: RedisFrontier, clock: FakeClock) -> None:
+        await a.add([Request(f"{A}/{i}") for i in range(3)])
+        [first] = await a.take(10)
+        assert await start_when_due(a, first, clock) == 1000.0
+        clock.advance(0.6)
+        [refused] = await a.take(10)  # reserved for 1001
+        await a.fetched(refused, sent=False)  # robots.txt, say: never sent
+        await a.done(refused)
+        [second] = await b.take(10)  # gets the same start
+        starting = asyncio.create_task(start_when_due(b, second, clock))
+        await settle()
+        clock.advance(0.4)
+        assert await starting == 1001.0
 
-    run(body)
+    with_two_leading_nodes(redis_url, namespace, body)
 
 
 def test_a_start_recorded_late_moves_the_hosts_next_start(redis_url: str, namespace: str) -> None:
     """A node that gets to a request later than its reserved start records it then (less
     ``START_SLACK``): the next start of the host counts from there."""
 
-    async def body() -> None:
-        clock = FakeClock()
-        asyncio.get_running_loop().time = clock  # type: ignore[method-assign]  # the nodes' clock
-        policy = HostPolicy(concurrency=8, interval=1.0)
-        a, b = (RedisFrontier(redis_url, namespace, policy, clock=clock, lead=0.5, node_id=n) for n in "ab")
-        try:
-            await a.add([Request(f"{A}/{i}") for i in range(2)])
-            [first] = await a.take(10)
-            clock.advance(0.3)  # late by 0.3 s
-            assert await start_when_due(a, first, clock) == 1000.3
-            assert (await b.status()).wait == pytest.approx(1.0 - START_SLACK - 0.5)
-        finally:
-            await a.close()
-            await b.close()
+    async def body(a: RedisFrontier, b: RedisFrontier, clock: FakeClock) -> None:
+        await a.add([Request(f"{A}/{i}") for i in range(2)])
+        [first] = await a.take(10)
+        clock.advance(0.3)  # late by 0.3 s
+        assert await start_when_due(a, first, clock) == 1000.3
+        assert (await b.status()).wait == pytest.approx(1.0 - START_SLACK - 0.5)
 
-    run(body)
+    with_two_leading_nodes(redis_url, namespace, body)
 
 
 def test_a_reply_that_comes_back_late_moves_the_hosts_start(redis_url: str, namespace: str) -> None:
