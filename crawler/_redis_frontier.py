@@ -11,14 +11,17 @@ has passed. It hands a host out up to ``lead`` seconds before that start is due,
 so that the time a node needs to get the request to the wire (its dispatcher, a
 worker, this node's own limiter ``limiters``, which holds its share) is not added
 to every interval. Inside that limiter the ``start`` script records the reserved
-start as the host's last (or now, if the node got there late), and the node
-waits, still inside it, until the reserved start is due. So the interval holds
-between starts, not between takes, however long a node takes from one to the
-other; and a host's starts follow one another at the interval, not at the
-interval plus that time. ``lead`` adapts to this node's delays (`_Lead`). Requests
-from outside the frontier (robots.txt, single fetches) reserve the host's next
-free start in ``start`` itself. A request that is never sent (refused after
-``take``, or ended) gives the claim, and the start reserved with it, back.
+start as the host's last (or now less ``START_SLACK``, if the node got there
+late), and the node waits, still inside it, until the reserved start is due. If
+its event loop was busy and the request goes out more than ``START_SLACK`` after
+the start recorded, the node tells Redis (the ``late`` script), without holding
+the request back. So the interval holds between starts, not between takes,
+however long a node takes from one to the other; and a host's starts follow one
+another at the interval, not at the interval plus that time. ``lead`` adapts to
+this node's delays (`_Lead`). Requests from outside the frontier (robots.txt,
+single fetches) reserve the host's next free start in ``start`` itself. A request
+that is never sent (refused after ``take``, or ended) gives the claim, and the
+start reserved with it, back.
 
 Every state change is one Lua script (atomic in Redis 6.2 or later); the scripts
 share the helpers in ``_PRELUDE``. Time is the injected ``clock``, passed to each script, or
@@ -640,20 +643,21 @@ class RedisFrontier:
 
     async def _started(self, host: str, fingerprint: int | None) -> None:
         """A request to ``host`` is about to go on the wire: one of this node's leases
-        of ``fingerprint``, or (``None``) one from outside the frontier. Waits until
-        the start reserved for it is due, and records it as the host's start for the
-        cluster (see the module docstring)."""
+        of ``fingerprint``, or (``None``) one from outside the frontier. Records its
+        start for the cluster (see the module docstring) and waits until it is due:
+        the ``start`` script is sent as early as the request gets here, so that its
+        round trip passes while the request waits anyway."""
         lease = None
         if fingerprint is not None:
             lease = next((x for x in self._leases.get(fingerprint, ()) if not x.started), None)
         if lease is not None:
             lease.started = True
-            if lease.due is not None:
-                await self._until(lease.due)
+            if lease.due is not None:  # how early or late it got here teaches the lead
+                self._lead.learn(lease.due - asyncio.get_running_loop().time())
         args = [b"" if lease is None else lease.id, self._node, host, START_SLACK]
         sent = asyncio.get_running_loop().time()
         wait, recorded, then = await self._run("start", args)
-        if float(wait) > 0:  # a start reserved here, or the host's last start moved since take
+        if float(wait) > 0:
             await asyncio.sleep(float(wait))
         if recorded:
             elapsed = asyncio.get_running_loop().time() - sent
@@ -672,13 +676,6 @@ class RedisFrontier:
     async def _late(self, host: str, start: float) -> None:
         with contextlib.suppress(FrontierError):  # final: this node's next call raises it
             await self._run("late", [host, start])
-
-    async def _until(self, due: float) -> None:
-        """Sleep until ``due``; how early or late this node got here teaches it its lead."""
-        early = due - asyncio.get_running_loop().time()
-        self._lead.learn(early)
-        if early > 0:
-            await asyncio.sleep(early)
 
     def _pop_lease(self, request: Request) -> _Lease:
         """Remove one of this node's leases of ``request``, preferring one whose
@@ -829,9 +826,10 @@ class _Lead:
     """How far ahead of a host's next start ``take`` hands it out (reserving that
     start), so that the time a node needs from ``take`` to the ``start`` script is
     not added to every interval. Fixed if given; else learnt from each request taken
-    ahead: a start recorded late, or less than ``LEAD_EARLY`` early, moves the lead
-    up by part of the shortfall, and one recorded earlier moves it down (a request
-    taken early holds a worker until its start)."""
+    ahead: one that gets to its host's limiter late, or less than ``LEAD_EARLY``
+    before its start, moves the lead up by part of the shortfall, and one that gets
+    there earlier moves it down (a request taken early holds a worker until its
+    start)."""
 
     def __init__(self, fixed: float | None) -> None:
         self.fixed = fixed is not None
