@@ -28,6 +28,7 @@ from ._callbacks import (
     is_async_callback,
     parse_failure,
 )
+from ._clusterstats import ClusterStats
 from ._counters import (
     BYTES,
     DROPPED,
@@ -50,7 +51,6 @@ from ._counters import (
     STATUS,
     short,
 )
-from ._clusterstats import ClusterStats
 from ._direct import DirectFetcher
 from ._errors import (
     BrowserUnavailable,
