@@ -14,8 +14,7 @@ from ._formats import count_dropped_fields, open_sink
 from ._frontier import Frontier
 from ._output import ItemSink, NullSink, StreamSink
 from ._settings import resolve_settings
-from ._spider import Spider
-from ._spiderargs import check_allowed_domains, spider_kwargs
+from ._spider import Spider, check_allowed_domains, spider_kwargs
 from ._stats import Stats
 
 if TYPE_CHECKING:

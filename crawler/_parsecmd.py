@@ -42,8 +42,7 @@ from ._logs import configure_logging, exit_quietly_on_a_closed_pipe, print_error
 from ._request import Request
 from ._response import Response
 from ._settings import Settings, resolve_settings
-from ._spider import Spider, bind_fetch, load_spider, parse_spider_args
-from ._spiderargs import check_allowed_domains, spider_kwargs
+from ._spider import Spider, bind_fetch, check_allowed_domains, load_spider, parse_spider_args, spider_kwargs
 from ._urls import default_allowed_domains, vet_url
 
 PROG = "crawl parse"
