@@ -42,7 +42,7 @@ from ._errors import (
     UsageError,
 )
 from ._frontier import DurableFrontier, Frontier, FrontierStatus, SharedFrontier, SharedStore
-from ._http import REDIRECT_STATUSES, RETRY_STATUSES, backoff, follow_redirect
+from ._http import REDIRECT_STATUSES, backoff, follow_redirect
 from ._itemjson import encode_items
 from ._job import Job
 from ._output import FLUSH_BYTES, ItemSink
@@ -52,7 +52,7 @@ from ._pool import ParseExecutor
 from ._render import RenderStep
 from ._request import Request
 from ._robots import ROBOTS_TIMEOUT, RobotsCache
-from ._settings import Settings
+from ._settings import RETRY_STATUSES, Settings
 from ._spider import Spider, bind_fetch, call_hook, start_requests_of
 from ._stats import Stats
 from ._urls import default_allowed_domains, host_key, in_scope, join_url
