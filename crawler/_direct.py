@@ -32,11 +32,10 @@ from ._callbacks import LinkRules, vet_url
 from ._errors import HostDeferred, RequestRefused, TransientFetchError
 from ._http import Done, Follow, HopRules, Refused, Retry, Vet, next_hop, retry_after_error
 from ._memory_frontier import MemoryFrontier
+from ._network import Network
 from ._politeness import Admission, Politeness, default_host_policy
-from ._render import RenderStep
 from ._request import Request
 from ._response import Response
-from ._robots import ROBOTS_TIMEOUT, RobotsCache
 from ._settings import Settings
 from ._stats import Stats
 
@@ -158,29 +157,8 @@ async def standalone_fetcher(
     outside any crawl (``crawl parse``, ``crawl shell``). ``named_hosts`` are exempt
     from the address guard, as a crawl's start hosts are. Requests that ask for it
     (or all, with the ``render`` setting) are rendered in a browser."""
-    from ._fetcher import Fetcher, network_guard  # noqa: PLC0415  (httpx loads only when needed)
-    from ._httpcache import open_http_cache  # noqa: PLC0415
-
-    stats = Stats()
-    cache = open_http_cache(settings, stats)
-    fetcher = Fetcher(settings, guard=network_guard(settings, named_hosts))
-    render: RenderStep | None = None
+    network = Network(settings, Stats(), MemoryFrontier(default_host_policy(settings)), named_hosts)
     try:
-        paced: list[Fetch] = []
-
-        async def network(request: Request) -> Fetched:  # what reaches the network waits for its host
-            return await paced[0](request)
-
-        fetch = fetcher.fetch if cache is None else cache.wrap(network)
-        timeout = min(settings.timeout, ROBOTS_TIMEOUT)
-        agent = settings.robots_user_agent or settings.user_agent
-        robots = RobotsCache(network if cache is None else fetch, agent, timeout=timeout)
-        politeness = Politeness(settings, MemoryFrontier(default_host_policy(settings)), robots, stats)
-        paced.append(politeness.paced(fetcher.fetch))
-        render = RenderStep(settings, stats, politeness, fetcher.fetch)
-        page_fetch = render.hook(fetcher.fetch if cache is None else network, cache)
-        yield DirectFetcher(settings, page_fetch, politeness, scope=scope)
+        yield DirectFetcher(settings, network.fetch, network.politeness, scope=scope)
     finally:
-        if render is not None:
-            await render.close()
-        await fetcher.close()
+        await network.close()

@@ -41,6 +41,7 @@ from ._fetchstage import FetchStage, Page
 from ._frontier import DurableFrontier, Frontier, FrontierStatus, SharedFrontier, SharedStore
 from ._itemjson import encode_items
 from ._job import Job
+from ._network import Network
 from ._output import FLUSH_BYTES, ItemSink
 from ._pipelines import PipelineError, Pipelines
 from ._politeness import default_host_policy
@@ -202,17 +203,24 @@ class Engine:
     def _open_fetch_stage(self) -> FetchStage:
         """The fetch stage, and with it the network; ``Spider.fetch`` goes through it."""
         shared = self._frontier if isinstance(self._frontier, SharedStore) else None
-        self._stage = FetchStage(
+        named_hosts = (*self._start_hosts, *(self.settings.allowed_domains or ()))
+        network = Network(
             self.settings,
             self.stats,
             self._frontier,
-            named_hosts=(*self._start_hosts, *(self.settings.allowed_domains or ())),
-            scope=self._scope,
-            handled_statuses=self.spider.handle_httpstatus_list,
-            on_start=self._wake.set,
+            named_hosts,
             shared=shared,
             transport=self._transport,
             client_factory=self._client_factory,
+        )
+        self._stage = FetchStage(
+            network,
+            self.settings,
+            self.stats,
+            self._frontier,
+            scope=self._scope,
+            handled_statuses=self.spider.handle_httpstatus_list,
+            on_start=self._wake.set,
         )
         self._stage.check()  # no browser for a crawl that renders: one clear error now
         bind_fetch(self.spider, self._stage.single_fetches().fetch)

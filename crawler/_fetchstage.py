@@ -6,7 +6,7 @@ A request goes: politeness admission (robots.txt, page cap, given-up hosts) -> i
 host's slot in the limiter -> the fetcher (behind the HTTP cache and the renderer,
 when on) -> counted -> `next_hop` (the rule single fetches and robots.txt follow
 too): a redirect becomes a new request in the frontier, a 408/429/5xx a retry; what
-is left is a page, if the spider handles its status. The stage owns the network
+is left is a page, if the spider handles its status. The stage owns its `Network`
 (fetcher, HTTP cache, robots.txt cache, politeness, renderer) from its creation to
 `close`; the engine owns dispatch, storing, acknowledging and shutdown.
 """
@@ -21,20 +21,17 @@ from typing import TYPE_CHECKING
 
 from ._direct import DirectFetcher, url_vetting
 from ._errors import FetchError, HostDeferred
-from ._frontier import Frontier, SharedStore
+from ._frontier import Frontier
 from ._http import DONE, Follow, Hop, HopRules, Refused, Retry, next_hop, retry_after_error
-from ._politeness import Admission, Politeness
-from ._render import RenderStep
+from ._network import Network
+from ._politeness import Admission
 from ._request import Request
-from ._robots import ROBOTS_TIMEOUT, RobotsCache
 from ._settings import Settings
 from ._stats import Stats
 from ._urls import host_key
 
-if TYPE_CHECKING:  # at run time these load after the parse workers are forked
-    import httpx
-
-    from ._fetcher import ClientFactory, Fetched
+if TYPE_CHECKING:  # at run time it loads after the parse workers are forked
+    from ._fetcher import Fetched
 
 log = logging.getLogger("crawler.engine")
 
@@ -42,44 +39,25 @@ Page = tuple[Request, "Fetched"]
 
 
 class FetchStage:
-    """The fetch stage of one crawl. ``named_hosts`` are exempt from the address
-    guard; every redirect must stay in ``scope``; a page whose status is neither 2xx
-    nor in ``handled_statuses`` is dropped; ``on_start`` hears of each request sent
-    (the host's next start may be due before its answer)."""
+    """The fetch stage of one crawl, through ``network``. Every redirect must stay in
+    ``scope``; a page whose status is neither 2xx nor in ``handled_statuses`` is
+    dropped; ``on_start`` hears of each request sent (the host's next start may be
+    due before its answer)."""
 
     def __init__(
         self,
+        network: Network,
         settings: Settings,
         stats: Stats,
         frontier: Frontier,
         *,
-        named_hosts: tuple[str, ...],
         scope: tuple[str, ...],
         handled_statuses: Collection[int],
         on_start: Callable[[], None],
-        shared: SharedStore | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        client_factory: ClientFactory | None = None,
     ) -> None:
-        """The network loads only now, with the fetcher's imports of httpx and aiohttp:
-        the parse workers are forked already and do not carry it."""
-        from ._fetcher import Fetcher, network_guard  # noqa: PLC0415
-        from ._httpcache import open_http_cache  # noqa: PLC0415
-
-        cache = open_http_cache(settings, stats)  # a bad cache directory stops here
-        guard = network_guard(settings, named_hosts)
-        self._fetcher = Fetcher(settings, transport, guard=guard, client_factory=client_factory)
-        network = self._fetcher.fetch if cache is None else self._paced_fetch
-        timeout = min(settings.timeout, ROBOTS_TIMEOUT)
-        # robots.txt is a request to its host like any other: it waits for the host's limiter
-        robots_fetch = self._paced_fetch if cache is None else cache.wrap(network)
-        agent = settings.robots_user_agent or settings.user_agent
-        robots = RobotsCache(robots_fetch, agent, timeout=timeout, shared=shared)
-        self._politeness = Politeness(settings, frontier, robots, stats)
-        self._paced_network = self._politeness.paced(self._fetcher.fetch)
-        # Requests that ask to be rendered go through a browser after their fetch.
-        self._render = RenderStep(settings, stats, self._politeness, self._fetcher.fetch)
-        self._fetch = self._render.hook(network, cache)
+        self._network = network
+        self._fetch = self._network.fetch
+        self._politeness = self._network.politeness
         self._settings = settings
         self._stats = stats
         self._frontier = frontier
@@ -93,8 +71,7 @@ class FetchStage:
     def check(self) -> None:
         """Raise `BrowserUnavailable` now if the crawl renders every page and no
         browser is there: one clear error before the crawl starts."""
-        if self._settings.render:
-            self._render.check()
+        self._network.check()
 
     def single_fetches(self) -> DirectFetcher:
         """``Spider.fetch`` for ``async def`` callbacks, through this crawl's gates."""
@@ -103,10 +80,7 @@ class FetchStage:
         )
 
     async def close(self) -> None:
-        try:
-            await self._render.close()
-        finally:
-            await self._fetcher.close()
+        await self._network.close()
 
     def unrefused(self, requests: list[Request]) -> list[Request]:
         """``requests`` without those the known politeness rules refuse (robots.txt,
@@ -127,10 +101,6 @@ class FetchStage:
         except HostDeferred as deferred:  # nothing was attempted: back soon, no retry counted
             await self._frontier.retry(request, deferred.retry_in * random.uniform(0.5, 1.5))
             return None
-
-    async def _paced_fetch(self, request: Request) -> Fetched:
-        """A fetch inside its host's limiter: with the HTTP cache on, what a miss does."""
-        return await self._paced_network(request)
 
     def _count_single(self, fetched: Fetched) -> None:
         self._stats.inc("single_fetches")
