@@ -124,6 +124,7 @@ class Engine:
         self._unwritten_items = 0
         self._scope: tuple[str, ...] = ()
         self._stage: FetchStage | None = None
+        self._workers: list[asyncio.Task[None]] = []
 
     def stop(self) -> None:
         """Stop cleanly: no new requests; in-flight ones get a few seconds."""
@@ -137,16 +138,15 @@ class Engine:
         start = await self._start_requests()
         if not start:
             await self._refuse_an_empty_start()
-        self._start_hosts = default_allowed_domains(r.url for r in start)
-        self._scope = self.settings.allowed_domains or self._start_hosts
-        self._rules = self._link_rules()
-        self._parse_page = SpiderParser.of(type(self.spider), self._spider_args, self._rules)
+        start_hosts = default_allowed_domains(r.url for r in start)
+        self._scope = self.settings.allowed_domains or start_hosts
+        self._parse_page = SpiderParser.of(type(self.spider), self._spider_args, self._link_rules())
         self._runner = self._parse_page.install(self.spider)
         try:
             await self._start_parse_executor()
             if self._stopping:  # Ctrl-C while the workers were starting
                 return self.stats
-            stage = self._open_fetch_stage()
+            stage = self._open_fetch_stage(start_hosts)
             await self._pipelines.open()
             await call_hook(self.spider, "open")
             self.stats.inc("start_requests", await self._frontier.add(start))
@@ -200,10 +200,11 @@ class Engine:
             return parse_failure(exc)
         return result
 
-    def _open_fetch_stage(self) -> FetchStage:
-        """The fetch stage, and with it the network; ``Spider.fetch`` goes through it."""
+    def _open_fetch_stage(self, start_hosts: tuple[str, ...]) -> FetchStage:
+        """The fetch stage, and with it the network (``start_hosts`` and the allowed
+        domains pass the address guard); ``Spider.fetch`` goes through it."""
         shared = self._frontier if isinstance(self._frontier, SharedStore) else None
-        named_hosts = (*self._start_hosts, *(self.settings.allowed_domains or ()))
+        named_hosts = (*start_hosts, *(self.settings.allowed_domains or ()))
         network = Network(
             self.settings,
             self.stats,
