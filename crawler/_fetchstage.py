@@ -56,17 +56,18 @@ class FetchStage:
         on_start: Callable[[], None],
     ) -> None:
         self._network = network
-        self._fetch = self._network.fetch
-        self._politeness = self._network.politeness
+        self._fetch = network.fetch
+        self._politeness = network.politeness
         self._settings = settings
+        self._hops = HopRules(
+            settings.max_redirects, settings.retries, vet=url_vetting(settings), scope=scope
+        )
         self._stats = stats
         self._frontier = frontier
         self._scope = scope
         self._handled = handled_statuses
         self._on_start = on_start
-        vet = url_vetting(settings)
-        self._hops = HopRules(settings.max_redirects, settings.retries, vet=vet, scope=scope)
-        self._reported: set[tuple[str, str]] = set()
+        self._reported: set[tuple[str, str]] = set()  # (failure kind, host) already warned of
 
     def check(self) -> None:
         """Raise `BrowserUnavailable` now if the crawl renders every page and no
