@@ -56,6 +56,7 @@ async def _measure(pages: int, executor_kind: str) -> dict[str, Any]:
     from bench.site import build_site
     from crawler import Request
     from crawler._callbacks import LinkRules, ParseTask
+    from crawler._itemjson import encode_items
 
     base = os.environ["BENCH_URL"]
     site = build_site(pages, base)
@@ -65,7 +66,8 @@ async def _measure(pages: int, executor_kind: str) -> dict[str, Any]:
         for path, page in site.routes.items()
         if path.endswith((".html", "/")) and "/private/" not in path
     ]
-    rules = LinkRules(("127.0.0.1",), None, 2083)
+    # the encoder crawls use; an older checkout takes it for encode_items=True
+    rules = LinkRules(("127.0.0.1",), None, 2083, encode_items)
     parse, close = await _open(executor_kind, BenchSpider, rules)
     try:
         started_cpu, started = time.process_time(), time.perf_counter()

@@ -54,6 +54,14 @@ from playwright.async_api import (
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
+from ._counters import (
+    RENDER_BLOCKED_REQUESTS,
+    RENDER_CRASHES,
+    RENDER_MS,
+    RENDER_PAGES,
+    RENDER_REQUESTS,
+    RENDER_RETRIES,
+)
 from ._errors import BlockedAddress, BrowserUnavailable, FetchError, FetchTimeout, ResponseTooLarge
 from ._fetcher import Fetched
 from ._http import REDIRECT_STATUSES, follow_redirect
@@ -203,7 +211,7 @@ class Renderer:
             except _Crashed:
                 if attempt == CRASH_RETRIES:
                     raise FetchError(f"the browser crashed {attempt + 1} times on this page") from None
-                self._stats.inc("render/retries")
+                self._stats.inc(RENDER_RETRIES)
                 log.warning("the browser crashed while rendering %s: rendering it again", request.url)
         raise AssertionError("unreachable")
 
@@ -226,8 +234,8 @@ class Renderer:
             finally:
                 self._jobs.pop(page, None)
             await self._recycle(page)
-            self._stats.inc("render/pages")
-            self._stats.inc("render/ms", round((time.monotonic() - started) * _MS))
+            self._stats.inc(RENDER_PAGES)
+            self._stats.inc(RENDER_MS, round((time.monotonic() - started) * _MS))
         return _rendered(job.document, url, body)
 
     async def _page(self) -> tuple[Page, int]:
@@ -303,7 +311,7 @@ class Renderer:
         async with self._restarting:
             if generation != self._generation:
                 return
-            self._stats.inc("render/crashes")
+            self._stats.inc(RENDER_CRASHES)
             if self._browser is not None and self._browser.is_connected():
                 return  # only a page crashed: it is closed already
             self._generation += 1
@@ -317,7 +325,7 @@ class Renderer:
                 raise BrowserUnavailable(f"cannot restart Chromium: {_first_line(exc)}") from None
 
     async def _refuse_websocket(self, websocket: WebSocketRoute) -> None:
-        self._stats.inc("render/blocked_requests")
+        self._stats.inc(RENDER_BLOCKED_REQUESTS)
         log.debug("render: refused WebSocket %s", websocket.url)
         await websocket.close(code=1008, reason="WebSockets are not fetched by the crawler")
 
@@ -372,7 +380,7 @@ class Renderer:
         return None
 
     async def _block(self, route: Route, reason: str) -> None:
-        self._stats.inc("render/blocked_requests")
+        self._stats.inc(RENDER_BLOCKED_REQUESTS)
         log.debug("render: blocked %s: %s", route.request.url, reason)
         await route.abort("blockedbyclient")
 
@@ -402,7 +410,7 @@ class Renderer:
             except FetchError as exc:
                 await self._politeness.failed(request, exc)
                 raise
-            self._stats.inc("render/requests")
+            self._stats.inc(RENDER_REQUESTS)
             await self._learn(host, request, fetched, time.monotonic() - started)
         return fetched
 

@@ -3,8 +3,9 @@
 This module runs inside parse worker processes (and in the main process for
 ``parse_workers=0`` and for ``async def`` callbacks). It builds the ``Response``,
 runs the callback, canonicalises and filters the requests it yields (scheme,
-length, scope, depth) and encodes its items as JSON Lines, so that the main
-process receives compact results and only has to write and enqueue them.
+length, scope, depth) and encodes its items with the encoder the crawl hands it
+(JSON Lines, from the output side), so that the main process receives compact
+results and only has to write and enqueue them.
 """
 
 from __future__ import annotations
@@ -17,30 +18,35 @@ import os
 import pickle
 import traceback
 from collections import Counter
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._counters import (
+    DROPPED,
+    DROPPED_DEPTH_LIMITED,
+    DROPPED_DUPLICATE,
+    DROPPED_OFFSITE,
+    ERRORS_CALLBACK,
+    ERRORS_ITEM,
+    ERRORS_NOT_HTML,
+    ERRORS_PARSE_TIMEOUT,
+    ERRORS_WORKER_CRASH,
+    short,
+)
 from ._errors import NotHtmlError
-from ._itemjson import encode_items
 from ._pickling import fast_pickle
 from ._request import Request, relocated
 from ._response import Response
 from ._spider import AttributeWatch, Spider, SpiderRef
-from ._urls import (
-    InvalidURL,
-    cache_key,
-    canonicalize,
-    fingerprint_canonical,
-    in_scope,
-    is_followable,
-    is_too_long,
-    strip_session_ids,
-)
+from ._urls import cache_key, fingerprint_canonical, in_scope, vet_url
 
 log = logging.getLogger("crawler.callbacks")
 
 SENT_MEMORY = 65_536
+
+# Items to bytes for the sink: (encoded items, a description of each item left out).
+ItemEncoder = Callable[[Iterable[Any]], tuple[bytes, list[str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,20 +77,22 @@ def _rebuild_task(
 
 @dataclass(frozen=True, slots=True)
 class LinkRules:
-    """What a worker needs to know to vet the requests and items a callback yields."""
+    """What a worker needs to know to vet the requests and items a callback yields.
+    ``encode``: how to encode items for the sink, in the worker (a module-level
+    function, so that it pickles by reference); ``None`` keeps them as objects."""
 
     allowed_domains: tuple[str, ...]
     max_depth: int | None
     max_url_length: int
-    encode_items: bool = True
+    encode: ItemEncoder | None = None
     strip_session_ids: bool = False
 
 
 @fast_pickle
 @dataclass(slots=True)
 class ParseResult:
-    """What a callback produced. ``lines`` holds the items encoded as JSON Lines
-    when the rules ask for encoding; ``items`` holds them as objects otherwise."""
+    """What a callback produced. ``lines`` holds the items encoded when the rules
+    have an encoder; ``items`` holds them as objects otherwise."""
 
     requests: list[Request] = field(default_factory=list)
     items: list[Any] = field(default_factory=list)
@@ -95,9 +103,7 @@ class ParseResult:
     def dropped(self) -> dict[str, int]:
         """How many requests were dropped, by reason (``offsite``, ``duplicate``, ...)."""
         return {
-            key.removeprefix("dropped/"): count
-            for key, count in sorted(self.counts.items())
-            if key.startswith("dropped/")
+            short(key): count for key, count in sorted(self.counts.items()) if key.startswith(DROPPED)
         }
 
 
@@ -180,7 +186,7 @@ class CallbackRunner:
             elif isinstance(output, dict) or _is_dataclass_instance(output):
                 result.items.append(output)
             elif output is not None:
-                result.counts["errors/item"] += 1
+                result.counts[ERRORS_ITEM] += 1
                 kind = type(output).__name__
                 result.errors.append(f"callback yielded a {kind}; yield dicts, dataclasses or Requests")
 
@@ -188,17 +194,17 @@ class CallbackRunner:
         verdict, url, get_fingerprint = self._vet(request.url)
         depth = parent.depth + 1
         if verdict is None and self.rules.max_depth is not None and depth > self.rules.max_depth:
-            verdict = "depth_limited"
+            verdict = DROPPED_DEPTH_LIMITED
         if verdict is not None:
-            result.counts["dropped/" + verdict] += 1
-            log.debug("Dropped <%s %s> (%s) found on %s", request.method, url, verdict, parent.url)
+            result.counts[verdict] += 1
+            log.debug("Dropped <%s %s> (%s) found on %s", request.method, url, short(verdict), parent.url)
             return
         plain_get = request.method == "GET" and not request.body
         fingerprint = get_fingerprint if plain_get else None
         if not request.dont_filter and self._already_sent(
             fingerprint or relocated(request, url, depth).fingerprint
         ):
-            result.counts["dropped/duplicate"] += 1
+            result.counts[DROPPED_DUPLICATE] += 1
             self._log_duplicate(request, url)
             return
         result.requests.append(relocated(request, url, depth, fingerprint))
@@ -219,7 +225,7 @@ class CallbackRunner:
             verdict, canonical = vet_url(url, self.rules)
             canonical = url if canonical == url else canonical  # one string object, not two
             if verdict is None and not in_scope(canonical, self.rules.allowed_domains):
-                verdict = "offsite"
+                verdict = DROPPED_OFFSITE
             vetted = (verdict, canonical, fingerprint_canonical("GET", canonical) if verdict is None else 0)
             if len(self._vetted) >= SENT_MEMORY:
                 self._vetted.clear()
@@ -235,11 +241,11 @@ class CallbackRunner:
         return False
 
     def _finish(self, result: ParseResult) -> ParseResult:
-        if self.rules.encode_items and result.items:
-            result.lines, failures = encode_items(result.items)
+        if self.rules.encode is not None and result.items:
+            result.lines, failures = self.rules.encode(result.items)
             result.errors.extend(failures)
             if failures:
-                result.counts["errors/item"] += len(failures)
+                result.counts[ERRORS_ITEM] += len(failures)
             result.items = []
         return result
 
@@ -300,23 +306,8 @@ def parse_failure(exc: BaseException) -> ParseResult:
     it ran past the parse deadline."""
     result = ParseResult()
     result.errors.append(str(exc) or type(exc).__name__)
-    result.counts["errors/parse_timeout" if isinstance(exc, TimeoutError) else "errors/worker_crash"] += 1
+    result.counts[ERRORS_PARSE_TIMEOUT if isinstance(exc, TimeoutError) else ERRORS_WORKER_CRASH] += 1
     return result
-
-
-def vet_url(url: str, rules: LinkRules) -> tuple[str | None, str]:
-    """Canonicalise ``url``; return (reason it is refused or None, canonical URL)."""
-    try:
-        canonical = canonicalize(url)
-    except InvalidURL:
-        return "invalid_url", url
-    if not is_followable(canonical):
-        return "unsupported_scheme", canonical
-    if rules.strip_session_ids:
-        canonical = strip_session_ids(canonical)
-    if is_too_long(canonical, rules.max_url_length):
-        return "url_too_long", canonical
-    return None, canonical
 
 
 def _as_iterable(outputs: Any) -> Iterable[Any]:
@@ -334,7 +325,7 @@ def _is_dataclass_instance(value: Any) -> bool:
 def _count_callback_error(exc: Exception, result: ParseResult, response: Response) -> None:
     hint = response._hint_for(exc)
     result.errors.append(_describe(exc) + (f"\nhint: {hint}" if hint else ""))
-    result.counts["errors/not_html" if isinstance(exc, NotHtmlError) else "errors/callback"] += 1
+    result.counts[ERRORS_NOT_HTML if isinstance(exc, NotHtmlError) else ERRORS_CALLBACK] += 1
 
 
 def _describe(exc: Exception) -> str:

@@ -28,7 +28,13 @@ from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ._callbacks import LinkRules, vet_url
+from ._counters import (
+    DROPPED_HOST_FAILING,
+    DROPPED_HOST_PAGE_LIMIT,
+    DROPPED_ROBOTS,
+    DROPPED_ROBOTS_UNREACHABLE,
+    short,
+)
 from ._errors import HostDeferred, RequestRefused, TransientFetchError
 from ._http import Done, Follow, HopRules, Refused, Retry, Vet, next_hop, retry_after_error
 from ._memory_frontier import MemoryFrontier
@@ -38,6 +44,7 @@ from ._request import Request
 from ._response import Response
 from ._settings import Settings
 from ._stats import Stats
+from ._urls import vet_url
 
 if TYPE_CHECKING:
     from ._fetcher import Fetched
@@ -45,10 +52,10 @@ if TYPE_CHECKING:
 Fetch = Callable[[Request], Awaitable["Fetched"]]
 
 REFUSALS: Mapping[str, str] = {
-    "robots": "robots.txt disallows it",
-    "robots_unreachable": "its robots.txt cannot be fetched",
-    "host_failing": "its host keeps failing",
-    "host_page_limit": "its host reached max_pages_per_host",
+    DROPPED_ROBOTS: "robots.txt disallows it",
+    DROPPED_ROBOTS_UNREACHABLE: "its robots.txt cannot be fetched",
+    DROPPED_HOST_FAILING: "its host keeps failing",
+    DROPPED_HOST_PAGE_LIMIT: "its host reached max_pages_per_host",
 }
 
 
@@ -139,13 +146,12 @@ class DirectFetcher:
 
 def url_vetting(settings: Settings) -> Vet:
     """How a URL outside the crawl's links is vetted: canonical, followable, not too long."""
-    rules = LinkRules((), None, settings.max_url_length, strip_session_ids=settings.strip_session_ids)
-    return partial(vet_url, rules=rules)
+    return partial(vet_url, limits=settings)
 
 
 def _reason(admission: Admission) -> str:
-    drop = "robots_unreachable" if admission.retry_in is not None else admission.drop or ""
-    reason = REFUSALS.get(drop, drop or "refused")
+    drop = DROPPED_ROBOTS_UNREACHABLE if admission.retry_in is not None else admission.drop or ""
+    reason = REFUSALS.get(drop, short(drop) or "refused")
     return f"{reason} ({admission.detail})" if admission.detail else reason
 
 

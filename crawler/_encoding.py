@@ -127,7 +127,7 @@ def _guess_legacy_encoding(sample: bytes) -> str | None:
     """``charset_normalizer``'s guess among the encodings browsers know: the least
     chaos, then the most coherence; among encodings that tie (or decode the sample
     alike) windows-1252, the browsers' default, wins."""
-    import charset_normalizer  # noqa: PLC0415  (50 ms to load; rarely needed)
+    import charset_normalizer  # noqa: PLC0415  (slow to load; rarely needed)
 
     matches = list(charset_normalizer.from_bytes(sample, cp_isolation=_SNIFF_CANDIDATES))
     if not matches:

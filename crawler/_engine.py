@@ -27,9 +27,19 @@ from ._callbacks import (
     SpiderParser,
     is_async_callback,
     parse_failure,
-    vet_url,
 )
 from ._clusterstats import ClusterStats
+from ._counters import (
+    DROPPED,
+    DROPPED_DUPLICATE,
+    ERRORS_INTERNAL,
+    ERRORS_ITEM,
+    ERRORS_START_REQUESTS,
+    ITEMS,
+    PARSE_MAIN_PROCESS,
+    START_REQUESTS,
+    short,
+)
 from ._errors import (
     BrowserUnavailable,
     CrawlerError,
@@ -50,7 +60,7 @@ from ._request import Request
 from ._settings import Settings
 from ._spider import Spider, bind_fetch, call_hook, start_requests_of
 from ._stats import Stats
-from ._urls import default_allowed_domains
+from ._urls import default_allowed_domains, vet_url
 
 if TYPE_CHECKING:  # at run time these load after the parse workers are forked
     import httpx
@@ -149,7 +159,7 @@ class Engine:
             stage = self._open_fetch_stage(start_hosts)
             await self._pipelines.open()
             await call_hook(self.spider, "open")
-            self.stats.inc("start_requests", await self._frontier.add(start))
+            self.stats.inc(START_REQUESTS, await self._frontier.add(start))
             if (await self._frontier.status()).finished:
                 log.info("nothing left to crawl: this crawl has finished already")
             self.sink.begin(durable=self._durable)  # start-up succeeded: the output may change now
@@ -228,7 +238,7 @@ class Engine:
         return self._stage
 
     def _link_rules(self) -> LinkRules:
-        encode = self.sink.wants_lines and not self._pipelines
+        encode = encode_items if self.sink.wants_lines and not self._pipelines else None
         settings = self.settings
         return LinkRules(
             self._scope, settings.depth, settings.max_url_length, encode, settings.strip_session_ids
@@ -240,7 +250,7 @@ class Engine:
             async for request in start_requests_of(self.spider):
                 self._vet_start_request(request, start)
         except Exception as exc:
-            self.stats.inc("errors/start_requests")
+            self.stats.inc(ERRORS_START_REQUESTS)
             log.error("start_requests failed: %s: %s", type(exc).__name__, exc)
         return start
 
@@ -250,10 +260,10 @@ class Engine:
         if self.stats.pages or not (await self._frontier.status()).finished:
             return
         await self._frontier.close()
-        refused = sum(n for key, n in self.stats.counts.items() if key.startswith("dropped/"))
+        refused = sum(n for key, n in self.stats.counts.items() if key.startswith(DROPPED))
         if refused:
             raise UsageError(f"nothing to crawl: all {refused} start URL(s) were refused (see the warnings)")
-        if self.stats["errors/start_requests"]:
+        if self.stats[ERRORS_START_REQUESTS]:
             raise CrawlerError("nothing to crawl: start_requests failed (see the error above)")
         raise UsageError(
             "nothing to crawl: the spider has no start URL (set start_urls or -a start_urls=URL)"
@@ -264,8 +274,8 @@ class Engine:
             request = Request(str(request))
         verdict, url = vet_url(request.url, LinkRules((), None, self.settings.max_url_length))
         if verdict is not None:
-            self.stats.inc("dropped/" + verdict)
-            log.warning("start URL %r refused: %s", request.url, verdict.replace("_", " "))
+            self.stats.inc(verdict)
+            log.warning("start URL %r refused: %s", request.url, short(verdict).replace("_", " "))
             return
         start.append(replace(request, url=url))
 
@@ -369,7 +379,7 @@ class Engine:
         can only count twice what it fetches twice) and syncs the file first."""
         try:
             self.sink.flush()
-            self.stats.inc("items", self._unwritten_items)  # items counts what is in the output
+            self.stats.inc(ITEMS, self._unwritten_items)  # items counts what is in the output
             self._unwritten_items = 0
             acknowledged, self._unacked = self._unacked, []
             if self._durable and acknowledged:
@@ -427,7 +437,7 @@ class Engine:
         except (OutputError, FrontierError, BrowserUnavailable) as exc:
             self._fail(exc)
         except Exception:
-            self.stats.inc("errors/internal")
+            self.stats.inc(ERRORS_INTERNAL)
             log.exception("internal error while handling %s", request.url)
             await self._frontier.done(request)
         return None
@@ -454,13 +464,13 @@ class Engine:
             if self.sink.wants_lines:
                 lines, failures = encode_items(items)
                 items = []
-                self.stats.inc("errors/item", len(failures))
+                self.stats.inc(ERRORS_ITEM, len(failures))
                 self._log_errors(request, failures)
         await self.sink.write(lines, items)
         self._unwritten_items += len(items) + lines.count(b"\n")  # JSON Lines: one newline per item
         if result.requests and (requests := self._unrefused(result.requests)):
             queued = await self._frontier.add(requests)
-            self.stats.inc("dropped/duplicate", len(requests) - queued)
+            self.stats.inc(DROPPED_DUPLICATE, len(requests) - queued)
 
     def _unrefused(self, requests: list[Request]) -> list[Request]:
         assert self._stage is not None  # a page was fetched
@@ -479,7 +489,7 @@ class Engine:
             await call_hook(self.spider, "closed", self.stats.finish_reason)
             await self._flush_and_ack()
             if self._own_executor is not None:
-                self.stats.inc("parse/main_process", self._own_executor.ran_here)
+                self.stats.inc(PARSE_MAIN_PROCESS, self._own_executor.ran_here)
             self.stats.finish(self.stats.finish_reason)
             await self._save_progress()
             closing = [self._close_parse_executor(), self._frontier.close()]

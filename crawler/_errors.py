@@ -15,8 +15,8 @@
      |    +-- BadResponse          not HTTP as it should be (oversized or malformed headers)
      |    +-- TlsError             certificate or handshake failure
      |    +-- BlockedAddress       the host resolved to an address the user did not allow
- |    +-- RequestRefused       a single fetch (``Spider.fetch``, ``crawl parse``) the
- |                             crawl's rules forbid: robots.txt, scope, a bad URL
+     |    +-- RequestRefused       a single fetch (``Spider.fetch``, ``crawl parse``) the
+     |                             crawl's rules forbid: robots.txt, scope, a bad URL
      +-- NotHtmlError          `Response.css` called on a body that is not HTML
      +-- SelectorError         a CSS or XPath selector that does not parse (also a ValueError)
 
@@ -25,6 +25,20 @@ boundary where they occur (the fetcher, the output sink, the spider loader).
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
+
+from ._counters import (
+    ERRORS_BAD_RESPONSE,
+    ERRORS_BLOCKED_ADDRESS,
+    ERRORS_BROKEN_TRANSFER,
+    ERRORS_CONNECTION_ERROR,
+    ERRORS_DECODING_ERROR,
+    ERRORS_FETCH_ERROR,
+    ERRORS_TIMEOUT,
+    ERRORS_TLS_ERROR,
+    ERRORS_TOO_LARGE,
+)
 
 
 class CrawlerError(Exception):
@@ -57,45 +71,56 @@ class BrowserUnavailable(CrawlerError):
 
 
 class FetchError(CrawlerError):
-    """A single fetch failed. ``kind`` names the stats counter it is counted under."""
+    """A single fetch failed. A crawl counts it under ``counter``; ``kind`` is that
+    counter's name within ``errors/``, for messages."""
 
-    kind = "fetch_error"
+    kind: ClassVar[str] = "fetch_error"
+    counter: ClassVar[str] = ERRORS_FETCH_ERROR
 
 
 class TransientFetchError(FetchError):
     kind = "connection_error"
+    counter = ERRORS_CONNECTION_ERROR
 
 
 class FetchTimeout(TransientFetchError):
     kind = "timeout"
+    counter = ERRORS_TIMEOUT
 
 
 class BrokenTransfer(TransientFetchError):
     kind = "broken_transfer"
+    counter = ERRORS_BROKEN_TRANSFER
 
 
 class DecodingError(FetchError):
     kind = "decoding_error"
+    counter = ERRORS_DECODING_ERROR
 
 
 class BadResponse(FetchError):
     kind = "bad_response"
+    counter = ERRORS_BAD_RESPONSE
 
 
 class TlsError(FetchError):
     kind = "tls_error"
+    counter = ERRORS_TLS_ERROR
 
 
 class ResponseTooLarge(FetchError):
     kind = "too_large"
+    counter = ERRORS_TOO_LARGE
 
 
 class BlockedAddress(FetchError):
     kind = "blocked_address"
+    counter = ERRORS_BLOCKED_ADDRESS
 
 
 class RequestRefused(FetchError):
-    """A single fetch the crawl's rules forbid: robots.txt, scope, a bad URL, too many redirects."""
+    """A single fetch the crawl's rules forbid: robots.txt, scope, a bad URL, too many
+    redirects. Raised to the caller of the single fetch; a crawl never counts it."""
 
     kind = "refused"
 

@@ -19,6 +19,17 @@ import time
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
+from ._counters import (
+    BYTES,
+    DROPPED_DUPLICATE,
+    DROPPED_HTTP_STATUS,
+    PAGES,
+    RESPONSES,
+    RETRIES,
+    SINGLE_FETCHES,
+    STATUS,
+    short,
+)
 from ._direct import DirectFetcher, url_vetting
 from ._errors import FetchError, HostDeferred
 from ._frontier import Frontier
@@ -91,7 +102,7 @@ class FetchStage:
             if (drop := self._politeness.refusal(request)) is None:
                 kept.append(request)
             else:
-                self._stats.inc(f"dropped/{drop}")
+                self._stats.inc(drop)
         return kept
 
     async def fetch(self, request: Request) -> Page | None:
@@ -104,7 +115,7 @@ class FetchStage:
             return None
 
     def _count_single(self, fetched: Fetched) -> None:
-        self._stats.inc("single_fetches")
+        self._stats.inc(SINGLE_FETCHES)
         self._count_response(fetched)
 
     async def _admit_and_fetch(self, request: Request) -> Page | None:
@@ -145,17 +156,18 @@ class FetchStage:
         if admission.retry_in is not None:  # no attempt was made: the retry count stays
             await self._frontier.retry(request, admission.retry_in)
             return
-        if admission.error is not None:
-            await self._give_up(request, admission.error.kind, str(admission.error))
+        if (error := admission.error) is not None:
+            await self._give_up(request, error.counter, str(error))
             return
-        self._stats.inc(f"dropped/{admission.drop}")
-        log.debug("Dropped <%s %s> (%s)", request.method, request.url, admission.drop)
+        assert admission.drop is not None  # not allowed, not later, no error: a drop, named
+        self._stats.inc(admission.drop)
+        log.debug("Dropped <%s %s> (%s)", request.method, request.url, short(admission.drop))
         await self._frontier.done(request)
 
     def _count_response(self, fetched: Fetched) -> None:
-        self._stats.inc("responses")
-        self._stats.inc(f"status/{fetched.status}")
-        self._stats.inc("bytes", len(fetched.body))
+        self._stats.inc(RESPONSES)
+        self._stats.inc(f"{STATUS}{fetched.status}")
+        self._stats.inc(BYTES, len(fetched.body))
 
     async def _take_hop(self, request: Request, hop: Hop) -> None:
         """A redirect goes to the frontier as a new request, a retry back to it."""
@@ -164,30 +176,30 @@ class FetchStage:
             return
         if isinstance(hop, Follow):
             queued = await self._frontier.add([hop.request])
-            self._stats.inc("dropped/duplicate", 1 - queued)
+            self._stats.inc(DROPPED_DUPLICATE, 1 - queued)
         elif isinstance(hop, Refused):
-            self._stats.inc("dropped/redirect_" + hop.verdict)
+            self._stats.inc(hop.verdict)
             log.debug(
-                "Dropped redirect of <%s %s> to %s (redirect_%s)",
-                request.method, request.url, hop.url, hop.verdict,
+                "Dropped redirect of <%s %s> to %s (%s)",
+                request.method, request.url, hop.url, short(hop.verdict),
             )  # fmt: skip
         await self._frontier.done(request)
 
     async def _retry_or_give_up(self, request: Request, error: FetchError) -> None:
         retry = retry_after_error(request, error, self._hops)
         if retry is None:
-            await self._give_up(request, error.kind, str(error))
+            await self._give_up(request, error.counter, str(error))
         else:
             await self._retry(retry)
 
     async def _retry(self, retry: Retry) -> None:
-        self._stats.inc("retries")
+        self._stats.inc(RETRIES)
         log.debug("retrying %s in %.1fs: %s", retry.request.url, retry.delay, retry.reason)
         await self._frontier.retry(retry.request, retry.delay)
 
-    async def _give_up(self, request: Request, kind: str, reason: str) -> None:
-        self._stats.inc(f"errors/{kind}")
-        self._report_failure(request, kind, reason)
+    async def _give_up(self, request: Request, counter: str, reason: str) -> None:
+        self._stats.inc(counter)
+        self._report_failure(request, counter, reason)
         await self._frontier.done(request)
 
     def _report_failure(self, request: Request, kind: str, reason: str) -> None:
@@ -199,11 +211,11 @@ class FetchStage:
         log.log(level, "failed %s after %d attempts: %s", request.url, request.retries + 1, reason)
 
     async def _accept_page(self, request: Request, fetched: Fetched) -> Page | None:
-        self._stats.inc("pages")
+        self._stats.inc(PAGES)
         self._politeness.page_fetched(request)
         self._stats.max_depth = max(self._stats.max_depth, request.depth)
         if not (200 <= fetched.status < 300 or fetched.status in self._handled):
-            self._stats.inc("dropped/http_status")
+            self._stats.inc(DROPPED_HTTP_STATUS)
             log.debug("Dropped <%d %s> (http_status: not handled by the spider)", fetched.status, request.url)
             await self._frontier.done(request)
             return None

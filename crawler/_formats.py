@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
+from ._counters import DROPPED_CSV_FIELD, ERRORS_ITEM, ITEMS
 from ._errors import OutputError, UsageError
 from ._itemjson import encode_value
 from ._output import FileSink, ItemSink, JsonLinesSink
@@ -70,9 +71,9 @@ def open_sink(target: str, *, overwrite: bool) -> ItemSink:
 def count_dropped_fields(sink: ItemSink, stats: Stats) -> None:
     """Count what a CSV sink left out: values it had no column for, items it refused."""
     if isinstance(sink, CsvSink):
-        stats.inc("dropped/csv_field", sink.dropped_fields)
-        stats.inc("errors/item", sink.refused_items)
-        stats.inc("items", -sink.refused_items)
+        stats.inc(DROPPED_CSV_FIELD, sink.dropped_fields)
+        stats.inc(ERRORS_ITEM, sink.refused_items)
+        stats.inc(ITEMS, -sink.refused_items)
 
 
 class GzipJsonLinesSink(JsonLinesSink):

@@ -14,6 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
+from ._counters import (
+    DROPPED_OFFSITE,
+    DROPPED_REDIRECT_LOOP,
+    DROPPED_REDIRECT_OFFSITE,
+    DROPPED_REDIRECT_TOO_MANY,
+    REDIRECT_DROPS,
+    short,
+)
 from ._errors import FetchError, TransientFetchError
 from ._request import Request
 from ._settings import RETRY_STATUSES
@@ -29,7 +37,10 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CROSS_ORIGIN_SECRETS = ("authorization", "cookie", "proxy-authorization")
 
 Vet = Callable[[str], tuple[str | None, str]]
-"""A redirect target's vetting: (why it is refused or ``None``, its canonical URL)."""
+"""A redirect target's vetting: (why it is refused, as its ``dropped/`` counter, or
+``None``; its canonical URL)."""
+# A refusal of a redirect's target, as the redirect's counter.
+REDIRECT_REFUSALS = {**REDIRECT_DROPS, DROPPED_OFFSITE: DROPPED_REDIRECT_OFFSITE}
 
 
 def backoff(attempt: int) -> float:
@@ -75,22 +86,22 @@ class HopRules:
     max_retry_wait: float | None = None
 
     def refusal(self, url: str) -> tuple[str | None, str]:
-        """Why ``url`` may not be fetched on this path (a ``dropped/`` reason) or
+        """Why ``url`` may not be fetched on this path (its ``dropped/`` counter) or
         ``None``, and its canonical form."""
         verdict, url = (None, url) if self.vet is None else self.vet(url)
         if verdict is None and self.scope is not None and not in_scope(url, self.scope):
-            verdict = "offsite"
+            verdict = DROPPED_OFFSITE
         return verdict, url
 
     def describe(self, verdict: str, url: str) -> str:
         """A refusal as one line for a person."""
-        if verdict == "offsite":
+        if verdict == DROPPED_OFFSITE:
             return f"{url} refused: off-site (allowed: {', '.join(self.scope or ())})"
-        if verdict == "too_many":
+        if verdict == DROPPED_REDIRECT_TOO_MANY:
             return f"{url} refused: more than {self.max_redirects} redirects"
-        if verdict == "loop":
+        if verdict == DROPPED_REDIRECT_LOOP:
             return f"{url} refused: a redirect loop"
-        return f"{url!r} refused: {verdict.replace('_', ' ')}"
+        return f"{url!r} refused: {short(verdict).replace('_', ' ')}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +122,9 @@ class Retry:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """A redirect not followed: ``verdict`` is why (``loop``, ``too_many``,
-    ``offsite`` or a vetting reason), ``url`` its target, ``message`` for a person."""
+    """A redirect not followed: ``verdict`` is why, as its counter
+    (``dropped/redirect_loop``, ``dropped/redirect_too_many``, ...), ``url`` its
+    target, ``message`` for a person."""
 
     verdict: str
     url: str
@@ -156,11 +168,12 @@ def _retry(request: Request, delay: float, reason: str) -> Retry:
 
 def _redirect(request: Request, status: int, location: str, rules: HopRules) -> Follow | Refused:
     verdict, url = rules.refusal(location)
-    if verdict == "offsite" or verdict is None:  # a chain too long or a loop is named first
+    if verdict in (None, DROPPED_OFFSITE):  # a chain too long or a loop is named first
         if len(request.redirects) >= rules.max_redirects:
-            verdict = "too_many"
+            verdict = DROPPED_REDIRECT_TOO_MANY
         elif url == request.url or url in request.redirects:
-            verdict = "loop"
+            verdict = DROPPED_REDIRECT_LOOP
     if verdict is not None:
-        return Refused(verdict, url, rules.describe(verdict, url))
+        counter = REDIRECT_REFUSALS.get(verdict, verdict)
+        return Refused(counter, url, rules.describe(verdict, url))
     return Follow(follow_redirect(request, status, url))

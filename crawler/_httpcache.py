@@ -33,11 +33,11 @@ directory and renamed into place, so no reader ever sees half of one, even after
 Statistics: ``cache/hit``; ``cache/miss`` for each request that went to the
 network, of which ``cache/expired`` found an entry too old; ``cache/stored``.
 
-Blocking file I/O, measured on ext4: reading an entry takes 10 us (20 KB) to 70 us
-(500 KB), less than a round trip through ``asyncio.to_thread`` (70-130 us), so hits
-are read on the event loop. Writing one (temporary file and rename) takes 80 us to
-0.7 ms, which would stall every other request at a few thousand pages per second,
-so writes run in a thread; the miss has waited for the network anyway.
+Blocking file I/O: reading an entry takes less time than a round trip through
+``asyncio.to_thread``, so hits are read on the event loop. Writing one (temporary
+file and rename) takes several times longer, which would stall every other request
+of a fast crawl, so writes run in a thread; the miss has waited for the network
+anyway. (The timings: bench/README.md, "Measurements behind the code".)
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._counters import CACHE_EXPIRED, CACHE_HIT, CACHE_MISS, CACHE_STORED
 from ._errors import OutputError
 from ._fetcher import Fetched
 from ._request import Request
@@ -117,9 +118,9 @@ class HttpCache:
         """The stored response to ``request``, or ``None`` for a miss."""
         entry = self._read(request, variant)
         if entry is not None and self._expiry and self._clock() - entry.stored > self._expiry:
-            self._stats.inc("cache/expired")
+            self._stats.inc(CACHE_EXPIRED)
             entry = None
-        self._stats.inc("cache/miss" if entry is None else "cache/hit")
+        self._stats.inc(CACHE_MISS if entry is None else CACHE_HIT)
         return entry.fetched if entry is not None else None
 
     async def store(self, request: Request, fetched: Fetched, variant: str = "") -> None:
@@ -133,7 +134,7 @@ class HttpCache:
             level = logging.WARNING if self._store_failures == 1 else logging.DEBUG
             log.log(level, "cannot store %s in the HTTP cache: %s", request.url, exc.strerror or exc)
             return
-        self._stats.inc("cache/stored")
+        self._stats.inc(CACHE_STORED)
 
     def path_for(self, request: Request, variant: str = "") -> Path:
         key = f"{request.fingerprint:016x}"

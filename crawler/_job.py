@@ -13,6 +13,7 @@ import json
 import logging
 from typing import Any
 
+from ._counters import ITEMS
 from ._errors import UsageError
 from ._frontier import DurableFrontier
 from ._output import ItemSink, NullSink
@@ -40,7 +41,7 @@ class Job:
             earlier = json.loads(await self._frontier.get_meta("stats") or "{}")
             stats.carry_over(earlier)
             cut = sink.repair()
-            stats.inc("items", self._items_since(earlier))
+            stats.inc(ITEMS, self._items_since(earlier))
             message = (
                 "resuming job %s (run %d): %d requests in flight put back, %d bytes of a partial line cut"
             )

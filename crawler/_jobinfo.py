@@ -13,6 +13,7 @@ import typer
 
 from ._backends import JOB_DATABASE
 from ._cliopts import run_command
+from ._counters import ERRORS, ITEMS, PAGES, short
 from ._logs import exit_quietly_on_a_closed_pipe
 
 STATES = ("queued", "delayed", "leased")
@@ -49,9 +50,9 @@ def _describe(db: sqlite3.Connection, directory: str) -> dict[str, Any]:
         "in_flight_when_stopped": states.get("leased", 0),
         "seen": seen,
         "done": seen - in_db,
-        "failed": {key.partition("/")[2]: n for key, n in counts.items() if key.startswith("errors/")},
-        "pages": counts.get("pages", 0),
-        "items": counts.get("items", 0),
+        "failed": {short(key): n for key, n in counts.items() if key.startswith(ERRORS)},
+        "pages": counts.get(PAGES, 0),
+        "items": counts.get(ITEMS, 0),
         "hosts": dict(hosts),
     }
 

@@ -24,7 +24,6 @@ from ._callbacks import (
     ParseResult,
     ParseTask,
     is_async_callback,
-    vet_url,
 )
 from ._cliopts import (
     LogFormat,
@@ -35,6 +34,7 @@ from ._cliopts import (
     run_command,
     setting_options,
 )
+from ._counters import short
 from ._direct import standalone_fetcher
 from ._errors import UsageError
 from ._itemjson import encode_items
@@ -44,7 +44,7 @@ from ._response import Response
 from ._settings import Settings, resolve_settings
 from ._spider import Spider, bind_fetch, load_spider, parse_spider_args
 from ._spiderargs import check_allowed_domains, spider_kwargs
-from ._urls import default_allowed_domains
+from ._urls import default_allowed_domains, vet_url
 
 PROG = "crawl parse"
 
@@ -73,7 +73,7 @@ def checked_url(url: str) -> str:
     """``url`` if it is an absolute http(s) URL; a `UsageError` otherwise."""
     verdict, _ = vet_url(url, LinkRules((), None, max_url_length=1 << 16))
     if verdict is not None:
-        raise UsageError(f"{url!r} is not an http(s) URL ({verdict.replace('_', ' ')})")
+        raise UsageError(f"{url!r} is not an http(s) URL ({short(verdict).replace('_', ' ')})")
     return url
 
 
@@ -122,12 +122,6 @@ def describe_request(request: Request) -> dict[str, Any]:
     return described
 
 
-def dropped_counts(result: ParseResult) -> dict[str, int]:
-    return {
-        k.removeprefix("dropped/"): n for k, n in sorted(result.counts.items()) if k.startswith("dropped/")
-    }
-
-
 async def parse_page(spider: Spider, settings: Settings, url: str, callback: str) -> ParseReport:
     """Fetch ``url`` through the crawl's gates and run ``callback`` on it."""
     scope = scope_for(spider, settings, url)
@@ -148,7 +142,7 @@ async def run_on(
     """Run the callback of ``response.request`` in this process, vetting what it
     yields as a crawl of ``scope`` would; items stay objects, and any that a crawl
     could not write as JSON is reported in ``errors``."""
-    rules = LinkRules(scope, settings.depth, settings.max_url_length, False, settings.strip_session_ids)
+    rules = LinkRules(scope, settings.depth, settings.max_url_length, None, settings.strip_session_ids)
     runner = CallbackRunner(spider, rules)
     request = response.request
     runner.mark_seen(request)

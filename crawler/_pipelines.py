@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._counters import DROPPED_PIPELINE, ERRORS_PIPELINE
 from ._errors import CrawlerError, SpiderLoadError
 from ._spider import Spider, import_spider_file
 from ._stats import Stats
@@ -130,11 +131,11 @@ class Pipelines:
             try:
                 item = await _call(pipeline, "process_item", item, self._spider)
             except Exception as exc:
-                self._stats.inc("errors/pipeline")
+                self._stats.inc(ERRORS_PIPELINE)
                 name = type(pipeline).__name__
                 log.error("pipeline %s failed on an item of %s: %s", name, url, _describe(exc))
                 return None
             if item is None:
-                self._stats.inc("dropped/pipeline")
+                self._stats.inc(DROPPED_PIPELINE)
                 return None
         return item

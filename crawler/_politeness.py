@@ -23,6 +23,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from ._counters import (
+    DROPPED_HOST_FAILING,
+    DROPPED_HOST_PAGE_LIMIT,
+    DROPPED_ROBOTS,
+    DROPPED_ROBOTS_UNREACHABLE,
+    POLITENESS_CIRCUIT_BREAKER,
+    POLITENESS_RETRY_AFTER,
+)
 from ._errors import BlockedAddress, FetchError, TransientFetchError
 from ._frontier import Frontier, HostPolicy
 from ._http import retry_after
@@ -50,7 +58,7 @@ SPACING_MARGIN = 1.05
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """May a request be fetched now? If not: ``drop`` names why it never will, or
+    """May a request be fetched now? If not: ``drop`` (a ``dropped/`` counter) names why it never will, or
     ``retry_in`` says when to try again, or ``error`` is why it fails (an error, not
     a drop: the address guard refused its robots.txt)."""
 
@@ -117,15 +125,15 @@ class Politeness:
         if verdict is None and self._settings.obey_robots:
             rules = self._robots.known(origin(request.url))
             if rules is not None and not rules.unreachable and not rules.allows(request.url):
-                verdict = "robots"
+                verdict = DROPPED_ROBOTS
         return verdict
 
     def _host_refusal(self, host: str) -> str | None:
         if host in self._given_up:
-            return "host_failing"
+            return DROPPED_HOST_FAILING
         cap = self._settings.max_pages_per_host
         if cap is not None and self._pages[host] >= cap:
-            return "host_page_limit"
+            return DROPPED_HOST_PAGE_LIMIT
         return None
 
     async def admit(self, request: Request) -> Admission:
@@ -144,7 +152,7 @@ class Politeness:
             return Admission(False, error=BlockedAddress(f"its robots.txt is refused: {rules.reason}"))
         if rules.unreachable:
             return await self._robots_unreachable(host, rules.retry_in, rules.reason)
-        return ADMITTED if rules.allows(request.url) else Admission(False, drop="robots")
+        return ADMITTED if rules.allows(request.url) else Admission(False, drop=DROPPED_ROBOTS)
 
     async def _share_address(self, host: str, url: str) -> None:
         """``politeness_key = "ip"``: pace ``host`` with every other host on its address."""
@@ -157,7 +165,7 @@ class Politeness:
 
     async def _robots_unreachable(self, host: str, retry_in: float | None, reason: str) -> Admission:
         if retry_in is None:
-            return Admission(False, drop="robots_unreachable", detail=reason)
+            return Admission(False, drop=DROPPED_ROBOTS_UNREACHABLE, detail=reason)
         await self._frontier.throttle(host, pause=retry_in)
         return Admission(False, retry_in=retry_in, detail=reason)
 
@@ -217,7 +225,7 @@ class Politeness:
         host = host_key(request.url)
         pause = retry_after(fetched)
         if pause:
-            self._stats.inc("politeness/retry_after")
+            self._stats.inc(POLITENESS_RETRY_AFTER)
             log.info("%s asks to wait %gs (Retry-After): pausing it", host, pause)
             await self._frontier.throttle(host, pause=pause)
         if self._throttle is not None:
@@ -241,7 +249,7 @@ class Politeness:
             self._given_up.add(host)
             log.warning("%s keeps failing after %d pauses: giving up on it", host, BREAKER_TRIPS)
         if adjustment.pause is not None:
-            self._stats.inc("politeness/circuit_breaker")
+            self._stats.inc(POLITENESS_CIRCUIT_BREAKER)
             log.warning("%s keeps failing: pausing it for %gs", host, adjustment.pause)
             await self._frontier.throttle(host, pause=adjustment.pause)
 

@@ -6,7 +6,7 @@ can take its place. What it does differently, and why:
 
 - The event loop drives each worker's two pipes itself (``add_reader`` and
   ``add_writer``): no manager or feeder threads fighting the loop for the GIL
-  (``ProcessPoolExecutor``'s cost a quarter of the main process's time per page),
+  (a large share of the main process's time per page under ``ProcessPoolExecutor``),
   and no forkserver or resource-tracker processes. ``submit`` must therefore be
   called on the loop's thread to take the fast path; other threads are handed over.
 - Workers are forked before the crawl starts, so they share the main process's
@@ -413,7 +413,6 @@ class ParseExecutor(Executor):
         self._watchdog: asyncio.Task[None] | None = None
         self._replacing: set[asyncio.Task[None]] = set()
         self._closing = False
-        self.worker_restarts = 0
         self.ran_here = 0
 
     async def start(self) -> None:
@@ -529,7 +528,6 @@ class ParseExecutor(Executor):
         self._workers.remove(worker)
         worker.process.join(1.0)
         worker.release()
-        self.worker_restarts += 1
         assert self._loop is not None
         replacing = self._loop.create_task(self._replace_worker())
         self._replacing.add(replacing)

@@ -7,6 +7,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ._counters import BYTES, DROPPED, ERRORS, RETRIES, STATUS
 from ._frontier import FrontierStatus
 from ._stats import Stats
 
@@ -48,10 +49,10 @@ def summary_rows(stats: Stats) -> list[tuple[str, str]]:
     rows = [
         ("pages", f"{stats.pages:,}{this_run} in {stats.elapsed:.1f}s ({stats.pages_per_second:,.1f}/s)"),
         ("items", f"{stats.items:,}"),
-        ("bytes", f"{stats['bytes']:,}"),
-        ("retries", f"{stats['retries']:,}"),
+        ("bytes", f"{stats[BYTES]:,}"),
+        ("retries", f"{stats[RETRIES]:,}"),
     ]
     for key in sorted(stats.counts):
-        if key.startswith(("errors/", "dropped/", "status/")):
+        if key.startswith((ERRORS, DROPPED, STATUS)):
             rows.append((key, f"{stats.counts[key]:,}"))
     return rows

@@ -5,14 +5,23 @@ frontier there holds the queue, the seen-set and per-host politeness for all of
 them, so ``concurrency`` and ``interval`` hold for the whole cluster.
 
 The interval, cluster-wide: ``take`` hands out a request of a host only if no
-other is handed out and not yet started (the host's ``claim``) and ``interval``
-has passed since its last start; the request then enters this node's limiter
-(``limiters``, this node's own share) and, from there, the ``start`` script
-records the start in Redis just before the request goes on the wire (as it
-records robots.txt and single fetches, which no ``take`` handed out). So the
-interval holds between starts, not between takes, however long a node takes to
-get from one to the other under load. A request that is never sent (refused
-after ``take``, or ended) gives the claim back.
+other is handed out and not yet started (the host's ``claim``), and reserves its
+start: the host's last start plus ``interval`` (or its pause's end), or now if that
+has passed. It hands a host out up to ``lead`` seconds before that start is due,
+so that the time a node needs to get the request to the wire (its dispatcher, a
+worker, this node's own limiter ``limiters``, which holds its share) is not added
+to every interval. Inside that limiter the ``start`` script records the reserved
+start as the host's last (or now less ``START_SLACK``, if the node got there
+late), and the node waits, still inside it, until the reserved start is due. If
+its event loop was busy and the request goes out more than ``START_SLACK`` after
+the start recorded, the node tells Redis (the ``late`` script), without holding
+the request back. So the interval holds between starts, not between takes,
+however long a node takes from one to the other; and a host's starts follow one
+another at the interval, not at the interval plus that time. ``lead`` adapts to
+this node's delays (`_Lead`). Requests from outside the frontier (robots.txt,
+single fetches) reserve the host's next free start in ``start`` itself. A request
+that is never sent (refused after ``take``, or ended) gives the claim, and the
+start reserved with it, back.
 
 Every state change is one Lua script (atomic in Redis 6.2 or later); the scripts
 share the helpers in ``_PRELUDE``. Time is the injected ``clock``, passed to each script, or
@@ -28,7 +37,8 @@ Key layout (``K`` = ``{<namespace>}:``; every key carries the hash tag)::
     K q:<host>       ZSET    a host's queue: id scored -priority; ids are fixed-width
                              hex, so equal priorities come out FIFO
     K h:<host>       HASH    n (slots held), last (last start), pause (paused until),
-                             claim (id of a request taken, not yet started),
+                             claim (id of a request taken, not yet started), at (the
+                             start reserved for it),
                              conc and ivl (a ``throttle`` policy; else the node's default)
     K ring           ZSET    hosts ready when placed, scored by ring position (FIFO):
                              ``take`` serves them round-robin
@@ -47,13 +57,13 @@ O(log n) work per request; ``take`` and ``status`` also wake at most
 ``WAKE_BUDGET`` due hosts and retries and reclaim at most ``WAKE_BUDGET`` expired
 leases per call.
 
-Memory (``MEMORY USAGE``, Redis 7.0): a seen fingerprint costs 15 bytes at 1
-million URLs and 12 at 5 million, because small hashes are listpacks (a SET of
-8-byte strings costs about 56; at 100 000 URLs the buckets' own overhead makes it
-47). A bucket past ``hash-max-listpack-entries`` (default 512) turns into a hash
-table at about 70 bytes per entry: for crawls beyond ~25 million URLs, raise that
-setting. A queued request costs about 350 bytes (its
-pickle is ~180 of them); each host keeps a small ``h:`` hash for good.
+Memory: seen fingerprints live in small hashes because Redis stores those as
+listpacks, far more compactly than a SET of 8-byte strings (until there are few URLs
+per bucket, when the buckets' own overhead shows). A bucket past
+``hash-max-listpack-entries`` (default 512) turns into a hash table, several times
+larger per entry: for crawls beyond ~25 million URLs, raise that setting. A queued
+request's cost is mostly its pickle; each host keeps a small ``h:`` hash for good.
+(``MEMORY USAGE`` figures: bench/README.md, "Measurements behind the code".)
 
 Leases: ``take`` leases each request to this node (``node_id``) until ``now +
 lease_seconds``; a background task renews this node's leases every third of
@@ -120,6 +130,13 @@ log = logging.getLogger("crawler.frontier")
 DEFAULT_POLICY = HostPolicy()
 RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 3.0)
 ADD_BATCH = 1000
+# The lead (see _Lead): where it starts, at most, how early a request should get to
+# its host's limiter, how fast the lead follows.
+LEAD_START, LEAD_MOST, LEAD_EARLY, LEAD_GAIN = 0.02, 0.2, 0.005, 0.25
+# How late after its reserved start a node may record a start without moving the
+# host's next start, and how late its reply may come back before the node tells
+# Redis its start was later.
+START_SLACK = 0.01
 RENEW_BATCH = 1000
 _KEYS = ("seq", "count", "req", "ring", "wait", "delayed", "leases", "lease", "id")
 
@@ -141,6 +158,9 @@ if not now then
   local t = redis.call('TIME')
   now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 end
+-- a host whose next start is due by ``soon`` counts as ready: ``take`` and ``status``
+-- look ``lead`` seconds ahead, so that the start can be reserved before it is due
+local soon = now
 
 local function host_key(host) return P .. 'h:' .. host end
 local function queue_key(host) return P .. 'q:' .. host end
@@ -172,7 +192,7 @@ local function place(host)
   local t = ready_at(host)
   if t == nil then
     redis.call('ZREM', K_WAIT, host)
-  elseif t <= now then
+  elseif t <= soon then
     redis.call('ZREM', K_WAIT, host)
     redis.call('ZADD', K_RING, redis.call('INCR', K_SEQ), host)
   else
@@ -199,10 +219,11 @@ local function enqueue(id, priority, host)
   touch(host)
 end
 
--- the request id handed out but not started gives its host's claim back
+-- the request id handed out but not started gives its host's claim (and the start
+-- reserved with it) back
 local function unclaim(host, id)
   if redis.call('HGET', host_key(host), 'claim') == id then
-    redis.call('HDEL', host_key(host), 'claim')
+    redis.call('HDEL', host_key(host), 'claim', 'at')
   end
 end
 
@@ -249,7 +270,7 @@ local function wake_up()
     enqueue(id, priority, host)
   end
   place_touched()
-  local hosts = redis.call('ZRANGEBYSCORE', K_WAIT, '-inf', now, 'LIMIT', 0, WAKE_BUDGET)
+  local hosts = redis.call('ZRANGEBYSCORE', K_WAIT, '-inf', soon, 'LIMIT', 0, WAKE_BUDGET)
   for _, host in ipairs(hosts) do
     redis.call('ZREM', K_WAIT, host)
     place(host)
@@ -258,7 +279,7 @@ local function wake_up()
     local head = redis.call('ZRANGE', K_RING, 0, 0)[1]
     if not head then break end
     local t = ready_at(head)
-    if t ~= nil and t <= now then break end
+    if t ~= nil and t <= soon then break end
     redis.call('ZREM', K_RING, head)
     place(head)
   end
@@ -284,10 +305,12 @@ place_touched()
 return added
 """
 
-# ARGV[6] limit, ARGV[7] node, ARGV[8] lease seconds.
-# Returns {reclaimed, id1, pickle1, id2, pickle2, ...}.
+# ARGV[6] limit, ARGV[7] node, ARGV[8] lease seconds, ARGV[9] lead.
+# Returns {reclaimed, id1, pickle1, ahead1, id2, ...}: ``ahead`` is how far ahead of
+# now the start reserved for the request is.
 _TAKE = r"""
 local limit, node, expiry = tonumber(ARGV[6]), ARGV[7], now + tonumber(ARGV[8])
+soon = now + tonumber(ARGV[9])
 local out = {reclaim()}
 wake_up()
 local taken, visits = 0, 0
@@ -296,18 +319,20 @@ while taken < limit and visits < limit + SKIP_BUDGET do
   if not host then break end
   visits = visits + 1
   local t = ready_at(host)
-  if t ~= nil and t <= now then
+  if t ~= nil and t <= soon then
     local id = redis.call('ZPOPMIN', queue_key(host))[1]
+    local at = math.max(now, t)
     redis.call('HINCRBY', K_COUNT, 'queued', -1)
     redis.call('HINCRBY', host_key(host), 'n', 1)
-    if (tonumber(redis.call('HGET', host_key(host), 'ivl')) or DEFAULT_IVL) > 0 then
-      redis.call('HSET', host_key(host), 'claim', id)
+    if at > now or (tonumber(redis.call('HGET', host_key(host), 'ivl')) or DEFAULT_IVL) > 0 then
+      redis.call('HSET', host_key(host), 'claim', id, 'at', at)
     end
     redis.call('ZADD', K_LEASES, expiry, id)
     redis.call('HSET', K_LEASE, id, '1' .. node)
     local _, _, blob = parse(redis.call('HGET', K_REQ, id))
     out[#out + 1] = id
     out[#out + 1] = blob
+    out[#out + 1] = string.format('%.6f', at - now)
     taken = taken + 1
   end
   place(host)
@@ -316,16 +341,36 @@ return out
 """
 
 # ARGV[6] id, ARGV[7] node; or ARGV[6] "", ARGV[8] host: a request from outside the
-# frontier (robots.txt, a single fetch). Returns 0: lease lost, 1: started.
+# frontier (robots.txt, a single fetch). ARGV[9] how late a start may be recorded as
+# its reserved time. Returns {the seconds until the request may go on the wire
+# (negative: that late), the start recorded, now}; {"0", "", ""} if its lease was lost.
 _START = r"""
-local id, host = ARGV[6], ARGV[8]
+local id, host, at = ARGV[6], ARGV[8], nil
 if id ~= '' then
-  if not lease_of(id, ARGV[7]) then return 0 end
+  if not lease_of(id, ARGV[7]) then return {'0', '', ''} end
   local _, of = parse(redis.call('HGET', K_REQ, id))
   host = of
+  local h = redis.call('HMGET', host_key(host), 'claim', 'at')
+  if h[1] == id then at = tonumber(h[2]) end
   unclaim(host, id)
 end
-redis.call('HSET', host_key(host), 'last', now)
+local h = redis.call('HMGET', host_key(host), 'last', 'ivl')
+local last = tonumber(h[1])
+-- no start reserved (or the last start moved since, see _LATE): the next free one
+if last then at = math.max(at or now, last + (tonumber(h[2]) or DEFAULT_IVL)) end
+at = at or now
+local start = math.max(at, now - tonumber(ARGV[9]))
+if not last or start > last then redis.call('HSET', host_key(host), 'last', start) end
+place(host)
+return {string.format('%.6f', at - now), string.format('%.6f', start), string.format('%.6f', now)}
+"""
+
+# ARGV[6] host, ARGV[7] start: a start went on the wire later than ``start`` recorded
+# it (the node was slow to get the reply), and is recorded at ARGV[7] instead.
+_LATE = r"""
+local host, start = ARGV[6], tonumber(ARGV[7])
+local last = tonumber(redis.call('HGET', host_key(host), 'last'))
+if not last or start > last then redis.call('HSET', host_key(host), 'last', start) end
 place(host)
 return 1
 """
@@ -384,8 +429,9 @@ place(host)
 return 1
 """
 
-# Returns {pending, in_flight, seen, reclaimed, wait ("" = None)}.
+# ARGV[6] lead. Returns {pending, in_flight, seen, reclaimed, wait ("" = None)}.
 _STATUS = r"""
+soon = now + tonumber(ARGV[6])
 local reclaimed = reclaim()
 wake_up()
 local wait = ''
@@ -393,11 +439,12 @@ if redis.call('ZCARD', K_RING) > 0 then
   wait = '0'
 else
   local best = nil
-  for _, key in ipairs({K_WAIT, K_DELAYED}) do
+  -- a waiting host is due ``lead`` before its start; a retry when it is due
+  for key, from in pairs({[K_WAIT] = soon, [K_DELAYED] = now}) do
     local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    if first[2] and (not best or tonumber(first[2]) < best) then best = tonumber(first[2]) end
+    if first[2] and (not best or tonumber(first[2]) - from < best) then best = tonumber(first[2]) - from end
   end
-  if best then wait = string.format('%.17g', math.max(best - now, 0)) end
+  if best then wait = string.format('%.17g', math.max(best, 0)) end
 end
 local count = redis.call('HMGET', K_COUNT, 'queued', 'seen')
 local pending = (tonumber(count[1]) or 0) + redis.call('ZCARD', K_DELAYED)
@@ -430,6 +477,7 @@ _SCRIPTS = (
     ("add", _ADD),
     ("take", _TAKE),
     ("start", _START),
+    ("late", _LATE),
     ("fetched", _FETCHED),
     ("done", _DONE),
     ("retry", _RETRY),
@@ -440,13 +488,14 @@ _SCRIPTS = (
 
 
 class _Lease:
-    """One lease this node holds: the request's id in Redis, and whether it still
-    holds its host slot."""
+    """One lease this node holds: the request's id in Redis, whether it still holds
+    its host slot, and how far ahead of its ``take`` its start was reserved."""
 
-    __slots__ = ("id", "slot", "started")
+    __slots__ = ("due", "id", "slot", "started")
 
-    def __init__(self, lease_id: bytes) -> None:
+    def __init__(self, lease_id: bytes, due: float | None) -> None:
         self.id = lease_id
+        self.due = due  # when its reserved start is due (``loop.time()``), if ahead of its take
         self.slot = True
         self.started = False
 
@@ -470,9 +519,10 @@ class RedisFrontier(SharedFrontier):
     ``policy`` applies to every host not changed by ``throttle`` (give every node the
     same); its ``interval`` holds for the cluster in Redis and for this node's own
     starts in ``limiters``. ``clock`` returns seconds; ``None`` uses Redis server
-    time. Leases last
-    ``lease_seconds`` unless renewed by this node, named ``node_id`` (default:
-    host name, process id and a random suffix).
+    time. Leases last ``lease_seconds`` unless renewed by this node, named
+    ``node_id`` (default: host name, process id and a random suffix). ``lead``:
+    how many seconds before a host's next start ``take`` may hand it out; ``None``
+    learns it from this node's delays (see the module docstring).
     """
 
     def __init__(
@@ -484,6 +534,7 @@ class RedisFrontier(SharedFrontier):
         clock: Callable[[], float] | None = None,
         lease_seconds: float = 30.0,
         node_id: str | None = None,
+        lead: float | None = None,
     ) -> None:
         if not namespace:
             raise ValueError("RedisFrontier needs a non-empty namespace")
@@ -495,6 +546,7 @@ class RedisFrontier(SharedFrontier):
         self.limiters: HostLimiters = _NodeLimiters(policy.interval, self)
         self._clock = clock
         self._lease_seconds = lease_seconds
+        self._lead = _Lead(lead)
         self._node = node_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._prefix = f"{{{namespace}}}:"
         self._keys = [self._prefix + name for name in _KEYS]
@@ -504,6 +556,7 @@ class RedisFrontier(SharedFrontier):
         self._leases: dict[int, list[_Lease]] = {}  # fingerprint -> this node's leases
         self._reached = False
         self._renewal: asyncio.Task[None] | None = None
+        self._reports: set[asyncio.Task[None]] = set()  # late starts on their way (_report_late)
         self._failure: FrontierError | None = None  # final: see _retrying
         self._outage = False
 
@@ -537,12 +590,14 @@ class RedisFrontier(SharedFrontier):
     async def take(self, limit: int) -> list[Request]:
         if limit <= 0:
             return []
-        reply = await self._run("take", [limit, self._node, self._lease_seconds])
+        reply = await self._run("take", [limit, self._node, self._lease_seconds, self._lead.seconds])
         self._log_reclaimed(reply[0])
         taken = []
-        for lease_id, blob in zip(reply[1::2], reply[2::2], strict=True):
+        now = asyncio.get_running_loop().time()
+        for lease_id, blob, ahead in zip(reply[1::3], reply[2::3], reply[3::3], strict=True):
             request: Request = pickle.loads(blob)
-            self._leases.setdefault(request.fingerprint, []).append(_Lease(lease_id))
+            due = now + float(ahead) if float(ahead) > 0 else None
+            self._leases.setdefault(request.fingerprint, []).append(_Lease(lease_id, due))
             taken.append(request)
         if taken:
             self._start_renewal()
@@ -576,7 +631,7 @@ class RedisFrontier(SharedFrontier):
         await self._run("throttle", [host, *limits, "" if pause is None else pause])
 
     async def status(self) -> FrontierStatus:
-        pending, in_flight, seen, reclaimed, wait = await self._run("status", [])
+        pending, in_flight, seen, reclaimed, wait = await self._run("status", [self._lead.seconds])
         self._log_reclaimed(reclaimed)
         return FrontierStatus(
             pending=int(pending),
@@ -593,18 +648,44 @@ class RedisFrontier(SharedFrontier):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewal
             self._renewal = None
+        await asyncio.gather(*self._reports)
         await self._redis.aclose()
 
     async def _started(self, host: str, fingerprint: int | None) -> None:
-        """A request to ``host`` goes on the wire now: one of this node's leases of
-        ``fingerprint``, or (``None``) one from outside the frontier. It is the host's
-        start, for the cluster (see the module docstring)."""
+        """A request to ``host`` is about to go on the wire: one of this node's leases
+        of ``fingerprint``, or (``None``) one from outside the frontier. Records its
+        start for the cluster (see the module docstring) and waits until it is due:
+        the ``start`` script is sent as early as the request gets here, so that its
+        round trip passes while the request waits anyway."""
         lease = None
         if fingerprint is not None:
             lease = next((x for x in self._leases.get(fingerprint, ()) if not x.started), None)
         if lease is not None:
             lease.started = True
-        await self._run("start", [b"" if lease is None else lease.id, self._node, host])
+            if lease.due is not None:  # how early or late it got here teaches the lead
+                self._lead.learn(lease.due - asyncio.get_running_loop().time())
+        args = [b"" if lease is None else lease.id, self._node, host, START_SLACK]
+        sent = asyncio.get_running_loop().time()
+        wait, recorded, then = await self._run("start", args)
+        if float(wait) > 0:
+            await asyncio.sleep(float(wait))
+        if recorded:
+            elapsed = asyncio.get_running_loop().time() - sent
+            self._check_late(host, float(recorded), float(then) + elapsed)
+
+    def _check_late(self, host: str, recorded: float, start: float) -> None:
+        """The request goes on the wire at ``start`` (at the latest; Redis's clock), and
+        Redis recorded ``recorded``. If this node was slow to get there (its event loop
+        was busy), tell Redis, without holding the request back, so that the host's
+        next start counts from this one, less ``START_SLACK``."""
+        if start - START_SLACK > recorded:
+            task = asyncio.get_running_loop().create_task(self._late(host, start - START_SLACK))
+            self._reports.add(task)
+            task.add_done_callback(self._reports.discard)
+
+    async def _late(self, host: str, start: float) -> None:
+        with contextlib.suppress(FrontierError):  # final: this node's next call raises it
+            await self._run("late", [host, start])
 
     def _pop_lease(self, request: Request) -> _Lease:
         """Remove one of this node's leases of ``request``, preferring one whose
@@ -745,6 +826,27 @@ class RedisFrontier(SharedFrontier):
     def _log_reclaimed(self, count: int) -> None:
         if count:
             log.warning("re-queued %d requests whose lease expired (a node stopped?)", count)
+
+
+class _Lead:
+    """How far ahead of a host's next start ``take`` hands it out (reserving that
+    start), so that the time a node needs from ``take`` to the ``start`` script is
+    not added to every interval. Fixed if given; else learnt from each request taken
+    ahead: one that gets to its host's limiter late, or less than ``LEAD_EARLY``
+    before its start, moves the lead up by part of the shortfall, and one that gets
+    there earlier moves it down (a request taken early holds a worker until its
+    start)."""
+
+    def __init__(self, fixed: float | None) -> None:
+        self.fixed = fixed is not None
+        self.seconds = fixed if fixed is not None else LEAD_START
+
+    def learn(self, early: float) -> None:
+        """A request taken ahead got to its host's limiter ``early`` seconds before
+        its start (negative: that late)."""
+        if not self.fixed:
+            step = LEAD_GAIN * (LEAD_EARLY - early)
+            self.seconds = min(max(self.seconds + step, 0.0), LEAD_MOST)
 
 
 def _connect(url: str, where: str) -> aioredis.Redis:

@@ -159,7 +159,6 @@ class RobotsCache:
         self._timeout = timeout
         self._clock = clock
         self._origins: dict[str, _Origin] = {}
-        self.fetched = 0
 
     async def rules_for(self, origin: str) -> RobotsRules:
         """Rules for ``origin`` (``scheme://host[:port]``)."""
@@ -196,7 +195,6 @@ class RobotsCache:
         if self._shared is not None and (answer := await self._shared.shared_get("robots:" + origin)):
             status, _, body = answer.partition(b"\n")
             return self._rules_from(int(status), body), CACHE_SECONDS
-        self.fetched += 1
         try:
             fetched = await self._fetch_following_redirects(origin + "/robots.txt")
         except BlockedAddress as exc:  # the guard's answer will not change: no retry

@@ -2,7 +2,7 @@
 
 XML sitemaps are parsed as XML with namespaces, by expat, streamed: the body is fed
 in chunks and entries come out as they close, so memory stays near the size of the
-body, never the 10x of a tree. Only the protocol's own elements count: ``<loc>`` of
+body, never the multiple of it that a tree takes. Only the protocol's own elements count: ``<loc>`` of
 a ``<url>`` in a ``<urlset>`` is a page, of a ``<sitemap>`` in a ``<sitemapindex>``
 a sitemap, whatever comes first in the file. Extension elements (Google's
 ``image:``, ``news:`` and ``video:`` namespaces, ``xhtml:link`` alternates) are not

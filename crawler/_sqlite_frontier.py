@@ -76,7 +76,7 @@ DEFAULT_POLICY = HostPolicy()
 _CACHE_KIB = 16 * 1024  # SQLite's page cache: bounded, and enough to keep the indexes' hot pages
 # Checkpoint (copy the WAL into the database, with two fsyncs) every 32 MB of WAL rather
 # than SQLite's 4 MB: adds of random fingerprints dirty a page each, and checkpointing
-# each page once per many commits rather than once per commit: +40% adds/s at 300k URLs.
+# each page once per many commits rather than once per commit (bench/frontier.py measures adds/s).
 _CHECKPOINT_PAGES = 8192
 _SEEN_CHUNK = 500  # fingerprints per INSERT ... RETURNING statement
 _BUSY_TIMEOUT = 1.0  # seconds to wait for a job database another process holds

@@ -1,5 +1,6 @@
 """Crawl statistics: flat counters with namespaced keys (``status/200``,
-``errors/timeout``), snapshotted as nested JSON at the end."""
+``errors/timeout``; every name is in `crawler._counters`), snapshotted as nested
+JSON at the end."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._counters import ERRORS, ITEMS, PAGES
+
+# Nested even when empty; every other namespace (cache, render, politeness, parse) appears once it counts.
 NAMESPACES = ("status", "errors", "dropped")
-OPTIONAL_NAMESPACES = ("cache", "render")  # nested like the others, left out when empty
 
 
 @dataclass
@@ -36,7 +39,7 @@ class Stats:
         """Add the counters of earlier runs of the same job (``counters()`` of theirs)."""
         for key, value in earlier.get("counts", {}).items():
             self.counts[key] += int(value)
-        self._earlier_pages = self.counts["pages"]
+        self._earlier_pages = self.counts[PAGES]
         self.max_depth = max(self.max_depth, int(earlier.get("max_depth", 0)))
 
     def counters(self) -> dict[str, Any]:
@@ -59,17 +62,17 @@ class Stats:
     @property
     def pages(self) -> int:
         """Pages fetched (responses other than redirects), earlier runs of a job included."""
-        return self.counts["pages"]
+        return self.counts[PAGES]
 
     @property
     def items(self) -> int:
         """Items written."""
-        return self.counts["items"]
+        return self.counts[ITEMS]
 
     @property
     def errors(self) -> int:
         """Failures of every kind: the sum of the ``errors/...`` counters."""
-        return sum(n for key, n in self.counts.items() if key.startswith("errors/"))
+        return sum(n for key, n in self.counts.items() if key.startswith(ERRORS))
 
     @property
     def pages_this_run(self) -> int:
@@ -90,18 +93,15 @@ class Stats:
         return self.counts[key]
 
     def to_dict(self) -> dict[str, Any]:
-        """Every counter as JSON-ready values, ``status/``, ``errors/`` and ``dropped/``
-        nested (what ``--stats PATH`` writes)."""
-        result: dict[str, Any] = {name: {} for name in NAMESPACES + OPTIONAL_NAMESPACES}
+        """Every counter as JSON-ready values, each namespace nested (``errors/timeout``
+        as ``{"errors": {"timeout": ...}}``): what ``--stats PATH`` writes."""
+        result: dict[str, Any] = {name: {} for name in NAMESPACES}
         for key, value in sorted(self.counts.items()):
             namespace, _, name = key.partition("/")
-            if name and namespace in result:
-                result[namespace][name] = value
+            if name:
+                result.setdefault(namespace, {})[name] = value
             else:
                 result[key] = value
-        for name in OPTIONAL_NAMESPACES:
-            if not result[name]:
-                del result[name]
         if result.get("render", {}).get("pages"):  # time per render, from the total
             result["render"]["ms_per_page"] = round(result["render"].get("ms", 0) / result["render"]["pages"])
         result.update(

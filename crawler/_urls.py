@@ -2,7 +2,8 @@
 
 The crawl's URL pipeline is ``join_url`` (an ``href`` as a browser resolves it), then
 ``canonicalize`` (one spelling per resource, so that dedup works), then
-``is_followable`` / ``in_scope`` / ``is_too_long`` (whether to queue it), then
+``is_followable`` / ``in_scope`` / ``is_too_long`` (whether to queue it; ``vet_url``
+does all but the scope check in one call), then
 ``fingerprint`` (the dedup key) and ``host_key`` (the politeness key).
 
 ``canonicalize`` raises ``InvalidURL`` (a ``ValueError``) and nothing else, for any
@@ -18,9 +19,12 @@ import string
 from collections.abc import Collection, Iterable
 from functools import lru_cache
 from hashlib import blake2b
+from typing import Protocol
 from urllib.parse import unquote, urljoin
 
 import idna
+
+from ._counters import DROPPED_INVALID_URL, DROPPED_UNSUPPORTED_SCHEME, DROPPED_URL_TOO_LONG
 
 MAX_URL_LENGTH = 2083
 """The longest URL worth fetching (Internet Explorer's limit; sitemaps allow 2048)."""
@@ -523,3 +527,29 @@ def fingerprint_canonical(method: str, url: str, body: bytes = b"") -> int:
 def is_too_long(url: str, limit: int = MAX_URL_LENGTH) -> bool:
     """Whether ``url`` is longer than ``limit`` characters."""
     return len(url) > limit
+
+
+class UrlLimits(Protocol):
+    """What ``vet_url`` needs of a crawl's rules (`Settings` has both)."""
+
+    @property
+    def max_url_length(self) -> int: ...
+
+    @property
+    def strip_session_ids(self) -> bool: ...
+
+
+def vet_url(url: str, limits: UrlLimits) -> tuple[str | None, str]:
+    """Canonicalise ``url``; return (why it is refused, as its ``dropped/`` counter, or
+    None; the canonical URL)."""
+    try:
+        canonical = canonicalize(url)
+    except InvalidURL:
+        return DROPPED_INVALID_URL, url
+    if not is_followable(canonical):
+        return DROPPED_UNSUPPORTED_SCHEME, canonical
+    if limits.strip_session_ids:
+        canonical = strip_session_ids(canonical)
+    if is_too_long(canonical, limits.max_url_length):
+        return DROPPED_URL_TOO_LONG, canonical
+    return None, canonical

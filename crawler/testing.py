@@ -158,7 +158,6 @@ def _rules_for(spider: Spider, url: str) -> LinkRules:
         allowed_domains=scope,
         max_depth=_setting(spider, "depth"),
         max_url_length=_setting(spider, "max_url_length"),
-        encode_items=False,
         strip_session_ids=bool(_setting(spider, "strip_session_ids")),
     )
 

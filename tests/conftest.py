@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 import crawler
+from crawler._counters import COUNTERS, STATUS
 from crawler._siteserver import Handler, Page, SiteServer
 
 # The console script of this environment, as a user runs it.
@@ -53,9 +55,16 @@ def crawl_items(tmp_path: Path) -> Callable[..., tuple[list[dict[str, Any]], cra
         args = {"start_urls": start_urls, **settings.pop("spider_args", {})}
         settings.setdefault("parse_workers", 0)
         stats = crawler.run(spider_cls, output=str(output), overwrite=True, spider_args=args, **settings)
+        assert not unregistered(stats), "counters missing from crawler/_counters.py"
         return read_jsonl(output), stats
 
     return run
+
+
+def unregistered(stats: crawler.Stats) -> list[str]:
+    """What a crawl counted that crawler/_counters.py does not name (``status/<code>`` aside)."""
+    status = re.escape(STATUS) + r"\d{3}"
+    return [key for key in stats.counts if key not in COUNTERS and not re.fullmatch(status, key)]
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

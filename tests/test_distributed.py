@@ -136,11 +136,11 @@ def test_a_node_killed_with_sigkill_is_finished_by_the_others(node, tmp_path):
 
 def test_per_host_rate_holds_across_nodes(node, tmp_path, sites):
     """The promise as a site sees it: no second holds more than ``rate`` requests. The
-    nodes record each start in Redis just before it goes on the wire, and space
-    starts 5% wider than the rate: 50 ms a second, which absorbs the delay between
-    a start and its arrival. (A smallest-gap check would measure that delay, the
-    machine's scheduling, instead; cross-node spacing is checked exactly, on a fake
-    clock, in test_redis_frontier.py.)"""
+    nodes send each request at the start reserved for it in Redis (telling Redis when
+    one went out late), and space starts 5% wider than the rate: 50 ms a second,
+    which absorbs the delay between a start and its arrival. (A smallest-gap check
+    would measure that delay, the machine's scheduling, instead; cross-node spacing
+    is checked exactly, on a fake clock, in test_redis_frontier.py.)"""
     nodes = [node(n, "--rate", "8") for n in range(3)]
     assert [process.wait(timeout=90) for process in nodes] == [0, 0, 0]
     for site in sites:

@@ -8,7 +8,14 @@ from functools import partial
 
 import pytest
 
-from crawler._callbacks import LinkRules, vet_url
+from crawler._callbacks import LinkRules
+from crawler._counters import (
+    DROPPED_REDIRECT_INVALID_URL,
+    DROPPED_REDIRECT_LOOP,
+    DROPPED_REDIRECT_OFFSITE,
+    DROPPED_REDIRECT_TOO_MANY,
+    DROPPED_REDIRECT_UNSUPPORTED_SCHEME,
+)
 from crawler._errors import FetchTimeout, ResponseTooLarge
 from crawler._fetcher import Fetched
 from crawler._http import (
@@ -22,9 +29,10 @@ from crawler._http import (
 )
 from crawler._request import Request
 from crawler._settings import DEFAULT_CACHE_IGNORE_STATUS, RETRY_STATUSES
+from crawler._urls import vet_url
 
 SITE = "http://a.test"
-CRAWL = HopRules(3, 2, vet=partial(vet_url, rules=LinkRules((), None, 2083)), scope=("a.test",))
+CRAWL = HopRules(3, 2, vet=partial(vet_url, limits=LinkRules((), None, 2083)), scope=("a.test",))
 
 
 def answer(status: int, **headers: str) -> Fetched:
@@ -40,12 +48,16 @@ def hops(*urls: str) -> Request:
     ("request_", "fetched", "verdict"),
     [
         (hops(SITE + "/x"), answer(302, location="/y"), None),
-        (hops(SITE + "/x"), answer(302, location=SITE + "/x"), "loop"),
-        (hops(SITE + "/y", SITE + "/x"), answer(301, location="/y"), "loop"),
-        (hops(SITE + "/1", SITE + "/2", SITE + "/3", SITE + "/x"), answer(307, location="/y"), "too_many"),
-        (hops(SITE + "/x"), answer(308, location="http://b.test/"), "offsite"),
-        (hops(SITE + "/x"), answer(303, location="ftp://a.test/f"), "unsupported_scheme"),
-        (hops(SITE + "/x"), answer(302, location="http://a.test:99999/"), "invalid_url"),
+        (hops(SITE + "/x"), answer(302, location=SITE + "/x"), DROPPED_REDIRECT_LOOP),
+        (hops(SITE + "/y", SITE + "/x"), answer(301, location="/y"), DROPPED_REDIRECT_LOOP),
+        (
+            hops(SITE + "/1", SITE + "/2", SITE + "/3", SITE + "/x"),
+            answer(307, location="/y"),
+            DROPPED_REDIRECT_TOO_MANY,
+        ),
+        (hops(SITE + "/x"), answer(308, location="http://b.test/"), DROPPED_REDIRECT_OFFSITE),
+        (hops(SITE + "/x"), answer(303, location="ftp://a.test/f"), DROPPED_REDIRECT_UNSUPPORTED_SCHEME),
+        (hops(SITE + "/x"), answer(302, location="http://a.test:99999/"), DROPPED_REDIRECT_INVALID_URL),
     ],
     ids=["follow", "self", "loop", "too-many", "offsite", "scheme", "invalid"],
 )

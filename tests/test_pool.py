@@ -19,11 +19,12 @@ import pytest
 import crawler
 from crawler import Request, Response, Spider
 from crawler._callbacks import LinkRules, ParseResult, ParseTask, SpiderParser, parse_failure
+from crawler._itemjson import encode_items
 from crawler._pool import CallTimedOut, ParseExecutor, WorkerCrashed, WorkerStartError
 
 from .conftest import CRAWL, html
 
-RULES = LinkRules(("a.test",), None, 2083)
+RULES = LinkRules(("a.test",), None, 2083, encode_items)
 
 
 class SlowSpider(Spider):

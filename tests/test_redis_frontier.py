@@ -16,7 +16,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,9 @@ import redis
 import crawler
 from crawler import FrontierError
 from crawler._frontier import Frontier, HostPolicy
-from crawler._redis_frontier import RedisFrontier
+from crawler._redis_frontier import LEAD_MOST, LEAD_START, START_SLACK, RedisFrontier, _Lead
 from crawler._request import Request
+from crawler._urls import host_key
 from tests.frontier_contract import FakeClock, FrontierContract, FrontierFactory, take
 from tests.test_library_backend import PAGES, SETTINGS, ChainSpider, chain
 
@@ -74,7 +75,7 @@ class TestRedisFrontier(FrontierContract):
     @pytest.fixture
     def make_frontier(self, redis_url: str, namespace: str) -> FrontierFactory:
         def make(*, policy: HostPolicy, clock: Callable[[], float]) -> Frontier:
-            return RedisFrontier(redis_url, namespace, policy, clock=clock)
+            return RedisFrontier(redis_url, namespace, policy, clock=clock, lead=0.0)
 
         return make
 
@@ -150,10 +151,8 @@ def two_nodes(
     clock: Callable[[], float] | None = None,
     lease_seconds: float = 30.0,
 ) -> list[RedisFrontier]:
-    return [
-        RedisFrontier(url, namespace, policy, clock=clock, lease_seconds=lease_seconds, node_id=name)
-        for name in ("node-a", "node-b")
-    ]
+    options = {"clock": clock, "lease_seconds": lease_seconds, "lead": 0.0}
+    return [RedisFrontier(url, namespace, policy, node_id=name, **options) for name in ("node-a", "node-b")]
 
 
 def test_nodes_share_dedup(redis_url: str, namespace: str) -> None:
@@ -195,6 +194,7 @@ def test_nodes_share_host_concurrency(redis_url: str, namespace: str) -> None:
 def test_nodes_share_host_interval_and_pause(redis_url: str, namespace: str) -> None:
     async def body() -> None:
         clock = FakeClock()
+        asyncio.get_running_loop().time = clock  # type: ignore[method-assign]  # the nodes' clock
         a, b = two_nodes(redis_url, namespace, HostPolicy(concurrency=8, interval=2.0), clock=clock)
         try:
             await a.add([Request(f"{A}/{i}") for i in range(3)])
@@ -204,7 +204,8 @@ def test_nodes_share_host_interval_and_pause(redis_url: str, namespace: str) -> 
             clock.advance(1.0)
             async with a.limiters.start("a.example", taken.fingerprint):
                 assert await b.take(10) == []
-            assert (await b.status()).wait == 2.0  # the interval counts from the start
+            # the interval counts from the start (one recorded late: less the slack it may have)
+            assert (await b.status()).wait == pytest.approx(2.0 - START_SLACK)
             clock.advance(1.0)
             assert await b.take(10) == []
             clock.advance(2.0)
@@ -251,6 +252,139 @@ def test_a_hosts_starts_are_an_interval_apart_across_late_nodes(redis_url: str, 
         assert min(b - a for a, b in itertools.pairwise(starts)) >= 1.0
 
     run(body)
+
+
+async def start_when_due(node: RedisFrontier, request: Request, clock: FakeClock) -> float:
+    """Start ``request`` in ``node``'s limiter: the fake clock's time at which it goes
+    on the wire, once the test has moved the clock far enough."""
+    async with node.limiters.start(host_key(request.url), request.fingerprint):
+        return clock()
+
+
+async def settle() -> None:
+    """Let every task that can run, run (a Redis reply included)."""
+    for _ in range(5):
+        await asyncio.to_thread(time.sleep, 0.01)  # real time for Redis replies: the fake clock stands still
+
+
+TwoNodes = Callable[[RedisFrontier, RedisFrontier, FakeClock], Awaitable[None]]
+
+
+def with_two_leading_nodes(redis_url: str, namespace: str, body: TwoNodes) -> None:
+    """Run ``body(a, b, clock)``: two nodes that take a host up to half a second before
+    its start is due, a host interval of 1 s, and a fake clock that is also the nodes'
+    event loop's (their limiters and their waits for a reserved start)."""
+
+    async def main() -> None:
+        clock = FakeClock()
+        asyncio.get_running_loop().time = clock  # type: ignore[method-assign]
+        policy = HostPolicy(concurrency=8, interval=1.0)
+        a, b = (RedisFrontier(redis_url, namespace, policy, clock=clock, lead=0.5, node_id=n) for n in "ab")
+        try:
+            await body(a, b, clock)
+        finally:
+            await a.close()
+            await b.close()
+
+    run(main)
+
+
+def test_take_reserves_the_next_start_ahead_and_nodes_keep_the_interval(
+    redis_url: str, namespace: str
+) -> None:
+    """Two nodes take one host's requests before its next start is due; each waits for
+    the start reserved for it, so the host's starts are exactly one interval apart, not
+    one interval plus the time from take to start."""
+
+    async def body(a: RedisFrontier, b: RedisFrontier, clock: FakeClock) -> None:
+        await a.add([Request(f"{A}/{i}") for i in range(3)])
+        [first] = await a.take(10)
+        starts = [await start_when_due(a, first, clock)]
+        clock.advance(0.4)
+        assert await b.take(10) == []  # due in 0.6 s: more than the lead ahead
+        assert (await b.status()).wait == pytest.approx(0.1)  # the lead before it is due
+        for node in (b, a):
+            clock.now = starts[-1] + 0.5
+            [request] = await node.take(10)  # its start, reserved 0.5 s ahead
+            assert await a.take(10) == await b.take(10) == []
+            starting = asyncio.create_task(start_when_due(node, request, clock))
+            await settle()
+            assert not starting.done()  # waits for its reserved start
+            clock.advance(0.5)
+            starts.append(await starting)
+        assert starts == [1000.0, 1001.0, 1002.0]
+
+    with_two_leading_nodes(redis_url, namespace, body)
+
+
+def test_a_refused_request_gives_its_reserved_start_back(redis_url: str, namespace: str) -> None:
+    async def body(a: RedisFrontier, b: RedisFrontier, clock: FakeClock) -> None:
+        await a.add([Request(f"{A}/{i}") for i in range(3)])
+        [first] = await a.take(10)
+        assert await start_when_due(a, first, clock) == 1000.0
+        clock.advance(0.6)
+        [refused] = await a.take(10)  # reserved for 1001
+        await a.fetched(refused, sent=False)  # robots.txt, say: never sent
+        await a.done(refused)
+        [second] = await b.take(10)  # gets the same start
+        starting = asyncio.create_task(start_when_due(b, second, clock))
+        await settle()
+        clock.advance(0.4)
+        assert await starting == 1001.0
+
+    with_two_leading_nodes(redis_url, namespace, body)
+
+
+def test_a_start_recorded_late_moves_the_hosts_next_start(redis_url: str, namespace: str) -> None:
+    """A node that gets to a request later than its reserved start records it then (less
+    ``START_SLACK``): the next start of the host counts from there."""
+
+    async def body(a: RedisFrontier, b: RedisFrontier, clock: FakeClock) -> None:
+        await a.add([Request(f"{A}/{i}") for i in range(2)])
+        [first] = await a.take(10)
+        clock.advance(0.3)  # late by 0.3 s
+        assert await start_when_due(a, first, clock) == 1000.3
+        assert (await b.status()).wait == pytest.approx(1.0 - START_SLACK - 0.5)
+
+    with_two_leading_nodes(redis_url, namespace, body)
+
+
+def test_a_reply_that_comes_back_late_moves_the_hosts_start(redis_url: str, namespace: str) -> None:
+    """A node whose event loop was busy while the start script's reply came back tells
+    Redis when the request really went out, so the next start counts from there."""
+
+    async def body() -> None:
+        policy = HostPolicy(concurrency=8, interval=60.0)
+        a = RedisFrontier(redis_url, namespace, policy, lead=0.0)
+        client = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            await a.add([Request(f"{A}/0"), Request(f"{A}/1")])
+            [first] = await a.take(10)
+            seconds, micros = await client.time()
+            asyncio.get_running_loop().call_soon(time.sleep, 0.1)  # a busy loop, as a parse in-process
+            async with a.limiters.start("a.example", first.fingerprint):
+                pass
+            await a.close()  # sends what it still had to say
+            last = float(await client.hget(f"{{{namespace}}}:h:a.example", "last"))
+        finally:
+            await client.aclose()
+        assert last >= seconds + micros / 1e6 + 0.1 - START_SLACK
+
+    run(body)
+
+
+def test_the_lead_follows_how_early_or_late_requests_get_to_their_start() -> None:
+    lead = _Lead(None)
+    assert lead.seconds == LEAD_START
+    for _ in range(100):
+        lead.learn(-0.05)  # late: more lead
+    assert lead.seconds == LEAD_MOST
+    for _ in range(200):
+        lead.learn(0.5)  # far too early: less lead (a request taken early holds a worker)
+    assert lead.seconds == 0.0
+    fixed = _Lead(0.25)
+    fixed.learn(-1.0)
+    assert fixed.seconds == 0.25
 
 
 def test_a_claim_ends_with_its_lease(redis_url: str, namespace: str) -> None:

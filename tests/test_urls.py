@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -22,6 +23,7 @@ from crawler._urls import (
     is_followable,
     is_too_long,
     join_url,
+    vet_url,
 )
 
 BASE = "http://a.com/b/c/d;p?q#f"
@@ -589,3 +591,31 @@ QUERY_ENCODING_CASES = [
 @pytest.mark.parametrize(("href", "encoding", "expected"), QUERY_ENCODING_CASES)
 def test_link_queries_keep_the_pages_encoding(href: str, encoding: str, expected: str) -> None:
     assert canonicalize(join_url("http://a.test/b/c", href, encoding)) == expected
+
+
+
+class _Limits:
+    """Anything with the two attributes `vet_url` reads (a `Settings`, a `LinkRules`)."""
+
+    def __init__(self, max_url_length: int = 2083, strip_session_ids: bool = False) -> None:
+        self.max_url_length = max_url_length
+        self.strip_session_ids = strip_session_ids
+
+
+LONG = "http://example.com/" + "a" * 30
+SESSION = "http://example.com/p;jsessionid=AB12?x=1"
+
+
+@pytest.mark.parametrize(
+    ("url", "limits", "expected"),
+    [
+        ("HTTP://Example.COM:80/a", _Limits(), (None, "http://example.com/a")),
+        ("http://exa mple.com/", _Limits(), ("dropped/invalid_url", "http://exa mple.com/")),
+        ("mailto:a@example.com", _Limits(), ("dropped/unsupported_scheme", "mailto:a@example.com")),
+        (LONG, _Limits(max_url_length=40), ("dropped/url_too_long", LONG)),
+        (SESSION, _Limits(strip_session_ids=True), (None, "http://example.com/p?x=1")),
+        (SESSION, _Limits(), (None, SESSION)),
+    ],
+)
+def test_vet_url_names_the_counter_of_a_refusal(url: str, limits: _Limits, expected: tuple[Any, str]) -> None:
+    assert vet_url(url, limits) == expected
