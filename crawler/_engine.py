@@ -1,9 +1,11 @@
 """The engine: a dispatcher and a bounded pool of worker coroutines.
 
 The dispatcher leases requests from the frontier (only from hosts that are ready,
-so no worker ever waits on a busy host) and hands them to idle workers. A worker
-takes one request through: robots.txt -> fetch -> redirect or retry -> parse in
-the pool -> items to the sink, new requests to the frontier -> acknowledge.
+so no worker ever waits on a busy host) and hands them to idle fetch workers. A
+fetch worker takes one request through the fetch stage (`FetchStage`: robots.txt ->
+fetch -> redirect or retry) under a claim on the body budget; a parse worker takes
+its page on: parse in the pool -> items to the sink, new requests to the frontier ->
+acknowledge once the items are written.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import replace
@@ -30,58 +30,42 @@ from ._callbacks import (
 )
 from ._clusterstats import ClusterStats
 from ._counters import (
-    BYTES,
     DROPPED,
     DROPPED_DUPLICATE,
-    DROPPED_HTTP_STATUS,
-    DROPPED_REDIRECT_LOOP,
-    DROPPED_REDIRECT_OFFSITE,
-    DROPPED_REDIRECT_TOO_MANY,
     ERRORS_INTERNAL,
     ERRORS_ITEM,
     ERRORS_START_REQUESTS,
     ITEMS,
-    PAGES,
     PARSE_MAIN_PROCESS,
-    REDIRECT_DROPS,
-    RESPONSES,
-    RETRIES,
-    SINGLE_FETCHES,
     START_REQUESTS,
-    STATUS,
     short,
 )
-from ._direct import DirectFetcher
 from ._errors import (
     BrowserUnavailable,
     CrawlerError,
-    FetchError,
     FrontierError,
-    HostDeferred,
     OutputError,
-    TransientFetchError,
     UsageError,
 )
+from ._fetchstage import FetchStage, Page
 from ._frontier import DurableFrontier, Frontier, FrontierStatus, SharedFrontier, SharedStore
-from ._http import REDIRECT_STATUSES, RETRY_STATUSES, backoff, follow_redirect
 from ._itemjson import encode_items
 from ._job import Job
+from ._network import Network
 from ._output import FLUSH_BYTES, ItemSink
 from ._pipelines import PipelineError, Pipelines
-from ._politeness import Admission, Politeness, default_host_policy
+from ._politeness import default_host_policy
 from ._pool import ParseExecutor
-from ._render import RenderStep
 from ._request import Request
-from ._robots import ROBOTS_TIMEOUT, RobotsCache
 from ._settings import Settings
 from ._spider import Spider, bind_fetch, call_hook, start_requests_of
 from ._stats import Stats
-from ._urls import default_allowed_domains, host_key, in_scope, join_url, vet_url
+from ._urls import default_allowed_domains, vet_url
 
 if TYPE_CHECKING:  # at run time these load after the parse workers are forked
     import httpx
 
-    from ._fetcher import ClientFactory, Fetched, Fetcher
+    from ._fetcher import ClientFactory, Fetched
 
 log = logging.getLogger("crawler.engine")
 
@@ -92,7 +76,6 @@ TICK = 0.5
 RUN_HERE_MAX_BODY = 256 * 1024
 
 Ticker = Callable[[Stats, FrontierStatus], None]
-Page = tuple[Request, "Fetched"]
 ClaimedPage = tuple[Request, "Fetched", Claim]  # a page with its bytes in the body budget
 
 
@@ -147,12 +130,11 @@ class Engine:
         self._active = 0
         self._stopping = False
         self._fatal: BaseException | None = None
-        self._reported: set[tuple[str, str]] = set()
         self._unacked: list[Request] = []
         self._unwritten_items = 0
         self._scope: tuple[str, ...] = ()
-        self._fetcher: Fetcher | None = None
-        self._render: RenderStep | None = None
+        self._stage: FetchStage | None = None
+        self._workers: list[asyncio.Task[None]] = []
 
     def stop(self) -> None:
         """Stop cleanly: no new requests; in-flight ones get a few seconds."""
@@ -166,24 +148,22 @@ class Engine:
         start = await self._start_requests()
         if not start:
             await self._refuse_an_empty_start()
-        self._start_hosts = default_allowed_domains(r.url for r in start)
-        self._scope = self.settings.allowed_domains or self._start_hosts
-        self._rules = self._link_rules()
-        self._parse_page = SpiderParser.of(type(self.spider), self._spider_args, self._rules)
+        start_hosts = default_allowed_domains(r.url for r in start)
+        self._scope = self.settings.allowed_domains or start_hosts
+        self._parse_page = SpiderParser.of(type(self.spider), self._spider_args, self._link_rules())
         self._runner = self._parse_page.install(self.spider)
         try:
             await self._start_parse_executor()
             if self._stopping:  # Ctrl-C while the workers were starting
                 return self.stats
-            self._open_network()
-            self._offer_single_fetches()
+            stage = self._open_fetch_stage(start_hosts)
             await self._pipelines.open()
             await call_hook(self.spider, "open")
             self.stats.inc(START_REQUESTS, await self._frontier.add(start))
             if (await self._frontier.status()).finished:
                 log.info("nothing left to crawl: this crawl has finished already")
             self.sink.begin(durable=self._durable)  # start-up succeeded: the output may change now
-            await self._crawl()
+            await self._crawl(stage)
         except PipelineError as exc:  # the crawl failed (with a summary), not its start-up
             self._fail(exc)
         finally:
@@ -230,48 +210,32 @@ class Engine:
             return parse_failure(exc)
         return result
 
-    def _open_network(self) -> None:
-        """The fetcher, and with it httpx and aiohttp, loads only now: the parse
-        workers are forked already and do not carry the network stack (its memory
-        and its import time, in each of them)."""
-        from ._fetcher import Fetcher, network_guard  # noqa: PLC0415
-        from ._httpcache import open_http_cache  # noqa: PLC0415
-
-        cache = open_http_cache(self.settings, self.stats)  # a bad cache directory stops here
-        guard = network_guard(self.settings, (*self._start_hosts, *(self.settings.allowed_domains or ())))
-        self._fetcher = Fetcher(
-            self.settings, self._transport, guard=guard, client_factory=self._client_factory
-        )
-        network = self._fetcher.fetch if cache is None else self._network_fetch
-        plain = network if cache is None else cache.wrap(network)
+    def _open_fetch_stage(self, start_hosts: tuple[str, ...]) -> FetchStage:
+        """The fetch stage, and with it the network (``start_hosts`` and the allowed
+        domains pass the address guard); ``Spider.fetch`` goes through it."""
         shared = self._frontier if isinstance(self._frontier, SharedStore) else None
-        timeout = min(self.settings.timeout, ROBOTS_TIMEOUT)
-        # robots.txt is a request to its host like any other: it waits for the host's limiter
-        robots_fetch = plain if cache is not None else self._network_fetch
-        agent = self.settings.robots_user_agent or self.settings.user_agent
-        robots = RobotsCache(robots_fetch, agent, timeout=timeout, shared=shared)
-        self._politeness = Politeness(self.settings, self._frontier, robots, self.stats)
-        self._paced_network = self._politeness.paced(self._fetcher.fetch)
-        # Requests that ask to be rendered go through a browser after their fetch.
-        self._render = RenderStep(self.settings, self.stats, self._politeness, self._fetcher.fetch)
-        if self.settings.render:
-            self._render.check()  # no browser: one clear error before the crawl starts
-        self._fetch = self._render.hook(network, cache)
-
-    async def _network_fetch(self, request: Request) -> Fetched:
-        """A fetch inside its host's limiter: with the HTTP cache on, what a miss does."""
-        return await self._paced_network(request)
-
-    def _offer_single_fetches(self) -> None:
-        """``Spider.fetch`` for ``async def`` callbacks, through this crawl's gates."""
-        direct = DirectFetcher(
-            self.settings, self._fetch, self._politeness, scope=self._scope, on_response=self._count_single
+        named_hosts = (*start_hosts, *(self.settings.allowed_domains or ()))
+        network = Network(
+            self.settings,
+            self.stats,
+            self._frontier,
+            named_hosts,
+            shared=shared,
+            transport=self._transport,
+            client_factory=self._client_factory,
         )
-        bind_fetch(self.spider, direct.fetch)
-
-    def _count_single(self, fetched: Fetched) -> None:
-        self.stats.inc(SINGLE_FETCHES)
-        self._count_response(fetched)
+        self._stage = FetchStage(
+            network,
+            self.settings,
+            self.stats,
+            self._frontier,
+            scope=self._scope,
+            handled_statuses=self.spider.handle_httpstatus_list,
+            on_start=self._wake.set,
+        )
+        self._stage.check()  # no browser for a crawl that renders: one clear error now
+        bind_fetch(self.spider, self._stage.single_fetches().fetch)
+        return self._stage
 
     def _link_rules(self) -> LinkRules:
         encode = encode_items if self.sink.wants_lines and not self._pipelines else None
@@ -315,12 +279,12 @@ class Engine:
             return
         start.append(replace(request, url=url))
 
-    async def _crawl(self) -> None:
+    async def _crawl(self, stage: FetchStage) -> None:
         try:
             async with asyncio.TaskGroup() as group:
-                stage = range(self.settings.concurrency)
-                self._workers = [group.create_task(self._fetch_worker()) for _ in stage]
-                self._workers += [group.create_task(self._parse_worker()) for _ in stage]
+                workers = range(self.settings.concurrency)
+                self._workers = [group.create_task(self._fetch_worker(stage)) for _ in workers]
+                self._workers += [group.create_task(self._parse_worker()) for _ in workers]
                 ticker = group.create_task(self._tick())
                 group.create_task(self._dispatch(ticker))
         except* FrontierError as failed:  # Redis gone, a job's disk full: stop, say why
@@ -432,20 +396,20 @@ class Engine:
             self._fatal = exc
         self.stop()
 
-    async def _fetch_worker(self) -> None:
+    async def _fetch_worker(self, stage: FetchStage) -> None:
         """Fetch stage: robots.txt, fetch, redirect or retry; pages go on to the parse stage."""
         while (request := await self._work.get()) is not None:
-            await self._fetch_one(request)
+            await self._fetch_one(stage, request)
             self._fetching -= 1
             self._wake.set()
 
-    async def _fetch_one(self, request: Request) -> None:
+    async def _fetch_one(self, stage: FetchStage, request: Request) -> None:
         """Fetch ``request`` under a claim on the body budget, and pass its page on.
         (A function of its own: an idle worker must not hold its last page's body.)"""
         claim = self._budget.claim()
         reading = claim.reading()
         try:
-            page = await self._guarded(request, self._fetch_stage(request))
+            page = await self._guarded(request, stage.fetch(request))
         finally:
             claim.done_reading(reading)
         if page is not None:
@@ -482,126 +446,6 @@ class Engine:
         self._active -= 1
         self._wake.set()
 
-    async def _fetch_stage(self, request: Request) -> Page | None:
-        try:
-            return await self._admit_and_fetch(request)
-        except HostDeferred as deferred:  # nothing was attempted: back soon, no retry counted
-            await self._frontier.retry(request, deferred.retry_in * random.uniform(0.5, 1.5))
-            return None
-
-    async def _admit_and_fetch(self, request: Request) -> Page | None:
-        admission = await self._politeness.admit(request)
-        if admission.allowed and not self._politeness.can_start(request):
-            admission = Admission(False, retry_in=0.0)  # its robots.txt took the start: no waiting here
-        if not admission.allowed:
-            await self._not_admitted(request, admission)
-            return None
-        started = time.monotonic()
-        try:
-            async with self._politeness.slot(request):
-                self._wake.set()  # the host's next start may be due before this fetch ends
-                fetched = await self._fetch(request)
-        except HostDeferred:
-            await self._frontier.fetched(request)
-            raise
-        except FetchError as exc:
-            await self._frontier.fetched(request)
-            await self._politeness.failed(request, exc)
-            retryable = isinstance(exc, TransientFetchError)
-            await self._retry_or_give_up(request, exc.counter, str(exc), retryable=retryable)
-            return None
-        await self._frontier.fetched(request)
-        self._count_response(fetched)
-        if log.isEnabledFor(logging.DEBUG):
-            referer = request.headers.get("Referer")
-            status, method = fetched.status, request.method
-            log.debug("Crawled (%d) <%s %s> (referer: %s)", status, method, request.url, referer)
-        wait = await self._politeness.answered(request, fetched, time.monotonic() - started)
-        if fetched.status in REDIRECT_STATUSES and "location" in fetched.headers:
-            await self._redirect(request, fetched)
-            return None
-        if fetched.status in RETRY_STATUSES and request.retries < self.settings.retries:
-            reason = f"HTTP {fetched.status}"  # retries are left; out of them, the page is accepted
-            await self._retry_or_give_up(request, DROPPED_HTTP_STATUS, reason, min_delay=wait)
-            return None
-        return await self._accept_page(request, fetched)
-
-    async def _not_admitted(self, request: Request, admission: Admission) -> None:
-        await self._frontier.fetched(request, sent=False)  # its host's slot and start back
-        if admission.retry_in is not None:  # no attempt was made: the retry count stays
-            await self._frontier.retry(request, admission.retry_in)
-            return
-        if (error := admission.error) is not None:
-            await self._retry_or_give_up(request, error.counter, str(error), retryable=False)
-            return
-        assert admission.drop is not None  # not allowed, not later, no error: a drop, named
-        self.stats.inc(admission.drop)
-        log.debug("Dropped <%s %s> (%s)", request.method, request.url, short(admission.drop))
-        await self._frontier.done(request)
-
-    def _count_response(self, fetched: Fetched) -> None:
-        self.stats.inc(RESPONSES)
-        self.stats.inc(f"{STATUS}{fetched.status}")
-        self.stats.inc(BYTES, len(fetched.body))
-
-    async def _retry_or_give_up(
-        self, request: Request, counter: str, reason: str, *, retryable: bool = True, min_delay: float = 0.0
-    ) -> None:
-        if retryable and request.retries < self.settings.retries:
-            self.stats.inc(RETRIES)
-            delay = max(backoff(request.retries), min_delay)
-            log.debug("retrying %s in %.1fs: %s", request.url, delay, reason)
-            await self._frontier.retry(replace(request, retries=request.retries + 1), delay)
-            return
-        self.stats.inc(counter)
-        self._report_failure(request, counter, reason)
-        await self._frontier.done(request)
-
-    def _report_failure(self, request: Request, kind: str, reason: str) -> None:
-        """A warning for the first failure of each kind on each host (a certificate
-        error is reported once per host, not once per page); DEBUG after that."""
-        first = (kind, host_key(request.url)) not in self._reported
-        self._reported.add((kind, host_key(request.url)))
-        level = logging.WARNING if first else logging.DEBUG
-        log.log(level, "failed %s after %d attempts: %s", request.url, request.retries + 1, reason)
-
-    async def _redirect(self, request: Request, fetched: Fetched) -> None:
-        target = self._redirect_target(request, fetched)
-        if target is not None:
-            queued = await self._frontier.add([target])
-            self.stats.inc(DROPPED_DUPLICATE, 1 - queued)
-        await self._frontier.done(request)
-
-    def _redirect_target(self, request: Request, fetched: Fetched) -> Request | None:
-        location = join_url(request.url, fetched.headers["location"])
-        verdict, url = vet_url(location, self._rules)
-        if verdict is not None:
-            verdict = REDIRECT_DROPS[verdict]
-        elif len(request.redirects) >= self.settings.max_redirects:
-            verdict = DROPPED_REDIRECT_TOO_MANY
-        elif url == request.url or url in request.redirects:
-            verdict = DROPPED_REDIRECT_LOOP
-        elif not in_scope(url, self._scope):
-            verdict = DROPPED_REDIRECT_OFFSITE
-        if verdict is not None:
-            self.stats.inc(verdict)
-            log.debug(
-                "Dropped redirect of <%s %s> to %s (%s)", request.method, request.url, url, short(verdict)
-            )
-            return None
-        return follow_redirect(request, fetched.status, url)
-
-    async def _accept_page(self, request: Request, fetched: Fetched) -> Page | None:
-        self.stats.inc(PAGES)
-        self._politeness.page_fetched(request)
-        self.stats.max_depth = max(self.stats.max_depth, request.depth)
-        if not self._wants_status(fetched.status):
-            self.stats.inc(DROPPED_HTTP_STATUS)
-            log.debug("Dropped <%d %s> (http_status: not handled by the spider)", fetched.status, request.url)
-            await self._frontier.done(request)
-            return None
-        return request, fetched
-
     async def _parse_stage(self, request: Request, fetched: Fetched) -> None:
         task = ParseTask(request, fetched.url, fetched.status, fetched.headers, fetched.body)
         result = await self._parse(task)
@@ -609,9 +453,6 @@ class Engine:
         self._unacked.append(request)
         if self.sink.buffered >= self._flush_bytes:
             await self._flush_and_ack()
-
-    def _wants_status(self, status: int) -> bool:
-        return 200 <= status < 300 or status in self.spider.handle_httpstatus_list
 
     async def _store(self, request: Request, result: ParseResult) -> None:
         for key, count in result.counts.items():
@@ -627,20 +468,13 @@ class Engine:
                 self._log_errors(request, failures)
         await self.sink.write(lines, items)
         self._unwritten_items += len(items) + lines.count(b"\n")  # JSON Lines: one newline per item
-        if requests := self._unrefused(result.requests):
+        if result.requests and (requests := self._unrefused(result.requests)):
             queued = await self._frontier.add(requests)
             self.stats.inc(DROPPED_DUPLICATE, len(requests) - queued)
 
     def _unrefused(self, requests: list[Request]) -> list[Request]:
-        """``requests`` without those the known politeness rules refuse (robots.txt,
-        page cap, a given-up host): they never take a place in the queue."""
-        kept = []
-        for request in requests:
-            if (drop := self._politeness.refusal(request)) is None:
-                kept.append(request)
-            else:
-                self.stats.inc(drop)
-        return kept
+        assert self._stage is not None  # a page was fetched
+        return self._stage.unrefused(requests)
 
     def _log_errors(self, request: Request, errors: list[str]) -> None:
         for error in errors:
@@ -659,10 +493,8 @@ class Engine:
             self.stats.finish(self.stats.finish_reason)
             await self._save_progress()
             closing = [self._close_parse_executor(), self._frontier.close()]
-            if self._fetcher is not None:
-                closing.append(self._fetcher.close())
-            if self._render is not None:
-                closing.append(self._render.close())
+            if self._stage is not None:
+                closing.append(self._stage.close())
             await asyncio.gather(*closing)
             try:
                 self.sink.close()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -34,12 +33,13 @@ from ._counters import (
 )
 from ._errors import BlockedAddress, FetchError, TransientFetchError
 from ._frontier import Frontier, HostPolicy
+from ._http import retry_after
 from ._limiters import HostLimiters
 from ._request import Request
 from ._robots import RobotsCache
-from ._settings import Settings
+from ._settings import RETRY_STATUSES, Settings
 from ._stats import Stats
-from ._throttle import BREAKER_TRIPS, Adjustment, AutoThrottle, retry_after_seconds
+from ._throttle import BREAKER_TRIPS, Adjustment, AutoThrottle
 from ._urls import host_key, origin
 
 if TYPE_CHECKING:
@@ -50,12 +50,10 @@ log = logging.getLogger("crawler.politeness")
 Fetch = Callable[[Request], Awaitable["Fetched"]]
 Resolve = Callable[[str, int], Awaitable[str | None]]
 
-ERROR_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # Starts are spaced 5% wider than a rate or Crawl-delay asks: requests reach the
 # server with tens of milliseconds of jitter, which would otherwise let one more
 # request into some 1-second window there. A limit is a ceiling, not a target.
 SPACING_MARGIN = 1.05
-RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,15 +223,13 @@ class Politeness:
         """Learn from a response; return how long a retry of it must wait at least
         (Retry-After), 0 if nothing says so."""
         host = host_key(request.url)
-        pause = None
-        if fetched.status in RETRY_AFTER_STATUSES:
-            pause = retry_after_seconds(fetched.headers.get("retry-after"), time.time())
+        pause = retry_after(fetched)
         if pause:
             self._stats.inc(POLITENESS_RETRY_AFTER)
             log.info("%s asks to wait %gs (Retry-After): pausing it", host, pause)
             await self._frontier.throttle(host, pause=pause)
         if self._throttle is not None:
-            failed = fetched.status in ERROR_STATUSES
+            failed = fetched.status in RETRY_STATUSES
             await self._adjust(
                 host, self._throttle.failed(host) if failed else self._throttle.succeeded(host, latency)
             )

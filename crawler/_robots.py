@@ -4,8 +4,9 @@ Status handling follows RFC 9309 section 2.3.1:
 
 * 2xx: the rules apply (at most ``MAX_ROBOTS_BYTES`` are read and parsed: a longer
   robots.txt is cut there, RFC 9309 2.5, not refused);
-* 3xx: redirects are followed, up to five hops and to any host, and the result
-  applies to the original origin;
+* 3xx: redirects (``REDIRECT_STATUSES``) are followed by the crawl's rule
+  (`next_hop`), up to five hops and to any host, and the result applies to the
+  original origin; a redirect loop makes robots.txt unreachable at once;
 * 4xx: no restrictions;
 * 5xx, a timeout or a network error: the origin is "unreachable" and fully
   disallowed for now. robots.txt is fetched again after a backoff (5 s, 10 s, 20 s);
@@ -34,9 +35,9 @@ from protego import Protego
 
 from ._errors import BlockedAddress, FetchError, FetchTimeout
 from ._frontier import SharedStore
+from ._http import Follow, HopRules, Refused, next_hop
 from ._request import Request
 from ._sitemaps import MAX_ROBOTS_BYTES, robots_sitemaps
-from ._urls import join_url
 
 if TYPE_CHECKING:
     from ._fetcher import Fetched
@@ -55,6 +56,8 @@ _UA_PARTS = re.compile(r"\([^()]*\)|[^\s()]+")
 _COMMENT_ITEMS = re.compile(r"[;,]")
 _COMMENT_PRODUCT = re.compile(r"\s*([A-Za-z][A-Za-z0-9_.\-]*)/[^\s/]+\s*")
 MAX_ROBOTS_REDIRECTS = 5
+# RFC 9309 2.3.1.2: at least five redirects, to any host; the guard checks each hop
+ROBOTS_HOPS = HopRules(max_redirects=MAX_ROBOTS_REDIRECTS, retries=0)
 CACHE_SECONDS = 24 * 3600.0
 ROBOTS_TIMEOUT = 10.0
 MAX_FAILURES = 3
@@ -208,17 +211,24 @@ class RobotsCache:
         return self._rules_from(fetched.status, body), CACHE_SECONDS
 
     async def _fetch_following_redirects(self, url: str) -> Fetched:
-        for _ in range(MAX_ROBOTS_REDIRECTS + 1):
-            try:
-                async with asyncio.timeout(self._timeout):
-                    fetched = await self._fetch(_robots_request(url))
-            except TimeoutError:
-                raise FetchTimeout(f"no answer within {self._timeout:g}s") from None
-            location = fetched.headers.get("location")
-            if not (300 <= fetched.status < 400 and location):
+        """robots.txt and its redirects, each hop within the timeout; no retries
+        (an unreachable robots.txt has a backoff of its own)."""
+        request = _robots_request(url)
+        while True:
+            fetched = await self._fetch_in_time(request)
+            hop = next_hop(request, fetched, ROBOTS_HOPS)
+            if isinstance(hop, Refused):
+                raise FetchError(hop.message)
+            if not isinstance(hop, Follow):
                 return fetched
-            url = join_url(url, location)  # the fetcher's guard reads any spelling
-        raise FetchError(f"more than {MAX_ROBOTS_REDIRECTS} redirects")
+            request = hop.request
+
+    async def _fetch_in_time(self, request: Request) -> Fetched:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._fetch(request)
+        except TimeoutError:
+            raise FetchTimeout(f"no answer within {self._timeout:g}s") from None
 
     def _unreachable(self, origin: str, state: _Origin, reason: str) -> tuple[RobotsRules, float]:
         state.failures += 1
@@ -233,7 +243,7 @@ class RobotsCache:
 
     def _rules_from(self, status: int, body: bytes) -> RobotsRules:
         if not 200 <= status < 300:
-            return RobotsRules(token=self._token)  # 3xx without Location, 4xx: no restrictions
+            return RobotsRules(token=self._token)  # other 3xx, 4xx: no restrictions
         text = body[:MAX_ROBOTS_BYTES].decode("utf-8", errors="replace")
         parser = Protego.parse(text)
         return RobotsRules(parser, token=self._token, sitemaps=robots_sitemaps(body))

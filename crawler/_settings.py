@@ -30,8 +30,11 @@ from ._version import __version__
 log = logging.getLogger("crawler")
 
 DEFAULT_USER_AGENT = f"crawler/{__version__} (+https://github.com/crawler-project/crawler)"
-# The HTTP cache does not keep server errors and rate limits: next run asks again.
-DEFAULT_CACHE_IGNORE_STATUS = (408, 429, 500, 502, 503, 504)
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+"""Answers worth asking again (timeouts, rate limits, server errors): retried up to
+``retries`` times, counted as failures by the adaptive throttle, and not kept by the
+HTTP cache (next run asks again) unless ``cache_ignore_status`` says otherwise."""
+DEFAULT_CACHE_IGNORE_STATUS = tuple(sorted(RETRY_STATUSES))
 
 Check = Callable[[str, Any], None]  # (setting name, value); raises UsageError
 

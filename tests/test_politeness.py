@@ -67,6 +67,24 @@ def test_robots_redirects_are_followed_to_another_host(serve, crawl_items):
     assert not server.hits_for("/2") and stats["dropped/robots"] == 1
 
 
+def test_a_robots_redirect_loop_makes_it_unreachable_without_laps(serve, crawl_items, fast_backoff):
+    """The crawl's redirect rule: a loop ends at its first repeat, not after five hops."""
+    server = serve(pages_with(Page(status=301, headers=(("Location", "/robots.txt"),))))
+    items, stats = crawl_items(TitleSpider, [server.url + "/0"])
+    assert items == [] and not server.hits_for("/0")
+    assert len(server.hits_for("/robots.txt")) == crawler._robots.MAX_FAILURES  # one per attempt
+    assert stats["dropped/robots_unreachable"] == 1
+
+
+@pytest.mark.parametrize("status", [300, 304])
+def test_a_robots_3xx_that_is_no_redirect_means_no_restrictions(serve, crawl_items, status):
+    """Only redirect statuses are followed (a 304 has no rules to go and get)."""
+    elsewhere = serve({"/rules.txt": robots("User-agent: *\nDisallow: /\n")})
+    server = serve(pages_with(Page(status=status, headers=(("Location", elsewhere.url + "/rules.txt"),))))
+    items, _ = crawl_items(TitleSpider, [server.url + "/0"])
+    assert len(items) == 3 and not elsewhere.hits
+
+
 def test_robots_404_means_no_restrictions(serve, crawl_items):
     server = serve(pages_with(Page(b"gone", status=404)))
     items, _ = crawl_items(TitleSpider, [server.url + "/0"])

@@ -17,6 +17,7 @@ from crawler._siteserver import Hit, Page
 from crawler.testing import fake_response, run_callback
 
 from .conftest import TEXT, html, robots, spaced
+from .test_hostile import endless_redirects, moved
 
 JSON = (("Content-Type", "application/json"),)
 
@@ -120,14 +121,28 @@ def test_redirects_are_followed_and_credentials_stay_on_their_origin(serve):
 
 
 def test_too_many_redirects_are_refused(serve):
-    server = serve(
-        {
-            "/loop": Page(b"", 302, (("Location", "/loop?again"),)),
-            "/loop?again": Page(b"", 302, (("Location", "/loop"),)),
-        }
-    )
+    server = serve(handler=endless_redirects)
     with pytest.raises(RequestRefused, match="more than 3 redirects"):
-        fetch_one(_settings(max_redirects=3), server.url + "/loop")
+        fetch_one(_settings(max_redirects=3), server.url + "/chain/0")
+    assert [hit.target for hit in server.hits] == [f"/chain/{i}" for i in range(4)]
+
+
+def test_a_redirect_loop_is_refused_at_once(serve):
+    """The crawl's loop check holds for single fetches: no lap of the loop is
+    fetched twice, however many redirects ``max_redirects`` would allow."""
+    server = serve({"/a": moved("/b"), "/b": moved("/a")})
+    with pytest.raises(RequestRefused, match="redirect loop"):
+        fetch_one(_settings(max_redirects=20), server.url + "/a")
+    assert [hit.target for hit in server.hits] == ["/a", "/b"]
+
+
+def test_retry_after_is_honoured_up_to_max_crawl_delay(serve):
+    """A caller awaits a single fetch: an hour's Retry-After waits ``max_crawl_delay``."""
+    answers = iter([Page(b"busy", 503, (("Retry-After", "3600"),)), Page(b"ok", headers=TEXT)])
+    server = serve(handler=lambda hit: next(answers))
+    assert fetch_one(_settings(max_crawl_delay=0.5), server.url + "/x").body == b"ok"
+    first, second = server.hits
+    assert 0.5 <= second.time - first.time < 60
 
 
 def test_server_errors_are_retried_then_returned_as_responses(serve):
