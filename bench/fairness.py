@@ -74,11 +74,11 @@ if __package__ in (None, ""):  # run as a script: make the bench package importa
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import crawler
-import crawler._politeness
+import crawler.fetch.politeness
 from bench.measure import RESULTS, save_report
 from crawler import Request, Response, Spider
-from crawler._fetcher import Fetched, Fetcher
-from crawler._siteserver import Page, SiteServer
+from crawler.fetch.client import Fetched, Fetcher
+from crawler.sites.server import Page, SiteServer
 
 MIN_EFFICIENCY = 0.90
 GAP_TOLERANCE_S = 0.010
@@ -297,7 +297,7 @@ def _crawl(urls: list[str], options: Options) -> dict[str, Any]:
     if options.per_host is not None:
         settings["per_host"] = options.per_host
     if options.spacing_margin is not None:
-        crawler._politeness.SPACING_MARGIN = options.spacing_margin
+        crawler.fetch.politeness.SPACING_MARGIN = options.spacing_margin
     with tempfile.TemporaryDirectory(prefix="fairness-") as scratch:
         if options.frontier == "sqlite":
             settings["job"] = str(Path(scratch) / "job")

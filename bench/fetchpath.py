@@ -3,9 +3,9 @@
     python bench/fetchpath.py [--requests 5000] [--concurrency 64] [--repeat 5]
                               [--tree LABEL=DIR]... [--via WAY]...
 
-Serves one 30 KB page from a child process (``crawler._siteserver.SiteServer``, so
+Serves one 30 KB page from a child process (``crawler.sites.server.SiteServer``, so
 its CPU is not counted), then fetches it ``--requests`` times through
-``crawler._fetcher.Fetcher`` with ``--concurrency`` requests in flight, and reports
+``crawler.fetch.client.Fetcher`` with ``--concurrency`` requests in flight, and reports
 this process's CPU time (user + system) divided by the number of requests: the cost
 of building the request, the client and transport layers, the connection pool, the
 size-capped read and the bounded decoding, and nothing else.
@@ -40,7 +40,7 @@ PAGE_BYTES = 30_000
 WAYS = ("transport", "client", "httpx-aiohttp")
 SERVER = """
 import sys, time
-from crawler._siteserver import Page, SiteServer
+from crawler.sites.server import Page, SiteServer
 with SiteServer({"/": Page(b"<p>" + b"x" * %d + b"</p>")}) as server:
     print(server.url, flush=True)
     sys.stdin.read()
@@ -114,7 +114,7 @@ def _run_child(directory: str, url: str, way: str, args: argparse.Namespace) -> 
 def _fetcher(concurrency: int, way: str) -> Any:
     """The fetcher under test; ``way`` empty: another tree's, as that tree builds it."""
     from crawler import Settings
-    from crawler._fetcher import Fetcher
+    from crawler.fetch.client import Fetcher
 
     settings = Settings(concurrency=concurrency)
     if way in ("", "transport"):

@@ -39,10 +39,10 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: import the package from the checkout
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from crawler._frontier import Frontier, HostPolicy
-from crawler._memory_frontier import MemoryFrontier
 from crawler._request import Request
-from crawler._sqlite_frontier import SqliteFrontier
+from crawler.frontier.base import Frontier, HostPolicy
+from crawler.frontier.memory import MemoryFrontier
+from crawler.frontier.sqlite import SqliteFrontier
 
 MODES = ("sqlite", "memory")
 MB = 1024 * 1024

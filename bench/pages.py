@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def measure(pages: int, passes: int) -> dict[str, float]:
     """Microseconds per page for each variant: the best of ``passes`` passes."""
-    from crawler._benchsite import build_site  # the tree PYTHONPATH names, in a worker
+    from crawler.sites.bench import build_site  # the tree PYTHONPATH names, in a worker
 
     site = build_site(pages, "http://127.0.0.1:8000")
     bodies = [(path, page.body) for path, page in site.routes.items() if path.endswith((".html", "/"))]

@@ -53,8 +53,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _measure(root: Path, rounds: int) -> dict[str, Any]:
     from bench.realsites import html_files
-    from crawler._callbacks import LinkRules, ParseTask, SpiderParser
     from crawler._request import Request
+    from crawler.parse.callbacks import LinkRules, ParseTask, SpiderParser
 
     spider_cls = _doc_spider()
     pages = [(ORIGIN + path, body) for path, body in html_files(root)]

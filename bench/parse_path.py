@@ -55,8 +55,8 @@ async def _measure(pages: int, executor_kind: str) -> dict[str, Any]:
     from bench.bench_spider import BenchSpider
     from bench.site import build_site
     from crawler import Request
-    from crawler._callbacks import LinkRules, ParseTask
-    from crawler._itemjson import encode_items
+    from crawler.output.itemjson import encode_items
+    from crawler.parse.callbacks import LinkRules, ParseTask
 
     base = os.environ["BENCH_URL"]
     site = build_site(pages, base)
@@ -85,13 +85,13 @@ async def _measure(pages: int, executor_kind: str) -> dict[str, Any]:
 
 async def _open(kind: str, spider_cls: Any, rules: Any) -> tuple[Any, Any]:
     """(parse a task, close) for the executor of this checkout."""
-    from crawler import _pool
+    from crawler.parse import executor as _pool
 
     if not hasattr(_pool, "ParseExecutor"):  # a version before the executor
         pool = _pool.ParsePool(spider_cls(), {}, rules, workers=1)
         await pool.start()
         return pool.parse, pool.close
-    from crawler._callbacks import SpiderParser
+    from crawler.parse.callbacks import SpiderParser
 
     parser = SpiderParser.of(spider_cls, {}, rules)
     executor: Any

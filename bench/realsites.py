@@ -107,7 +107,7 @@ def _order(rep: int) -> tuple[str, ...]:
 
 def serve(root: Path) -> None:
     """Serve the HTML files under ``root`` until SIGTERM; print one JSON line once listening."""
-    from crawler._siteserver import Page, SiteServer
+    from crawler.sites.server import Page, SiteServer
 
     routes = {path: Page(body, headers=HTML_HEADERS) for path, body in html_files(root)}
     routes["/"] = routes["/index.html"]

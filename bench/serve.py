@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.site import DEFAULT_PAGES, DEFAULT_SEED, PRIVATE_PREFIX, serve_site
-from crawler._siteserver import Hit, Page, SiteServer
+from crawler.sites.server import Hit, Page, SiteServer
 
 EXAMPLES = 20  # targets listed per problem in the summary
 

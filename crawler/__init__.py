@@ -21,19 +21,25 @@ from ._errors import (
     SpiderLoadError,
     UsageError,
 )
-from ._frontier import DurableFrontier, Frontier, FrontierStatus, HostPolicy, SharedFrontier
-from ._memory_frontier import MemoryFrontier
 from ._request import Request
 from ._response import Response
 from ._settings import Settings
 from ._sitemaps import SitemapEntry
 from ._spider import Spider, load_spider
-from ._sqlite_frontier import SqliteFrontier
 from ._stats import Stats
 from ._version import __version__
+from .frontier import (
+    DurableFrontier,
+    Frontier,
+    FrontierStatus,
+    HostPolicy,
+    MemoryFrontier,
+    SharedFrontier,
+    SqliteFrontier,
+)
 
 if typing.TYPE_CHECKING:
-    from ._redis_frontier import RedisFrontier
+    from .frontier.redis import RedisFrontier
 
 __all__ = [
     "CrawlerError",
@@ -69,7 +75,7 @@ __all__ = [
 def __getattr__(name: str) -> object:
     """``RedisFrontier`` imports redis (a tenth of a second) only when a crawl uses it."""
     if name == "RedisFrontier":
-        from ._redis_frontier import RedisFrontier  # noqa: PLC0415
+        from .frontier.redis import RedisFrontier  # noqa: PLC0415
 
         return RedisFrontier
     raise AttributeError(f"module 'crawler' has no attribute {name!r}")

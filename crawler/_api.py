@@ -8,14 +8,12 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
-from ._backends import refuse_overwriting_a_job
 from ._engine import Engine, Ticker
-from ._formats import count_dropped_fields, open_sink
-from ._frontier import Frontier
-from ._output import ItemSink, NullSink, StreamSink
 from ._settings import resolve_settings
 from ._spider import Spider, check_allowed_domains, spider_kwargs
 from ._stats import Stats
+from .frontier import Frontier, refuse_overwriting_a_job
+from .output import ItemSink, NullSink, StreamSink, count_dropped_fields, open_sink
 
 if TYPE_CHECKING:
     import httpx

@@ -18,17 +18,6 @@ from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ._backends import open_frontier
-from ._budget import BodyBudget, Claim
-from ._callbacks import (
-    LinkRules,
-    ParseResult,
-    ParseTask,
-    SpiderParser,
-    is_async_callback,
-    parse_failure,
-)
-from ._clusterstats import ClusterStats
 from ._counters import (
     DROPPED,
     DROPPED_DUPLICATE,
@@ -47,25 +36,37 @@ from ._errors import (
     OutputError,
     UsageError,
 )
-from ._fetchstage import FetchStage, Page
-from ._frontier import DurableFrontier, Frontier, FrontierStatus, SharedFrontier, SharedStore
-from ._itemjson import encode_items
-from ._job import Job
-from ._network import Network
-from ._output import FLUSH_BYTES, ItemSink
-from ._pipelines import PipelineError, Pipelines
-from ._politeness import default_host_policy
-from ._pool import ParseExecutor
 from ._request import Request
 from ._settings import Settings
 from ._spider import Spider, bind_fetch, call_hook, start_requests_of
 from ._stats import Stats
 from ._urls import default_allowed_domains, vet_url
+from .fetch import BodyBudget, Claim, FetchStage, Network, Page, default_host_policy
+from .frontier import (
+    ClusterStats,
+    DurableFrontier,
+    Frontier,
+    FrontierStatus,
+    Job,
+    SharedFrontier,
+    SharedStore,
+    open_frontier,
+)
+from .output import FLUSH_BYTES, ItemSink, PipelineError, Pipelines, encode_items
+from .parse import (
+    LinkRules,
+    ParseExecutor,
+    ParseResult,
+    ParseTask,
+    SpiderParser,
+    is_async_callback,
+    parse_failure,
+)
 
 if TYPE_CHECKING:  # at run time these load after the parse workers are forked
     import httpx
 
-    from ._fetcher import ClientFactory, Fetched
+    from .fetch.client import ClientFactory, Fetched
 
 log = logging.getLogger("crawler.engine")
 

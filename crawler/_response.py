@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
-from ._encoding import decode_body, is_html
 from ._errors import NotHtmlError, SelectorError
 from ._request import Request
 from ._urls import cache_key, is_http_url, join_url
+from .charset import decode_body, is_html
 
 if TYPE_CHECKING:  # parsel (and lxml) load on the first css()/xpath() call
     import parsel

@@ -7,7 +7,7 @@ same name in the CLI (``--per-host``), the spider (``per_host``) and the library
 
 Each field carries its own help text and check (`SettingInfo`, in the field's
 metadata): `Settings` runs the checks, and the commands build their flags, with the
-defaults they show, from the same fields (see ``crawler/_cliopts.py``).
+defaults they show, from the same fields (see ``crawler/cli/options.py``).
 """
 
 from __future__ import annotations

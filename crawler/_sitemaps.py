@@ -31,9 +31,9 @@ from typing import Any
 from urllib.parse import urlsplit
 from xml.parsers import expat
 
-from ._decoding import decode_content
-from ._encoding import encoding_of_label
-from ._encoding_labels import CODEC_OF_ENCODING
+from ._decoders import decode_content
+from .charset import encoding_of_label
+from .charset.labels import CODEC_OF_ENCODING
 
 GZIP_MAGIC = b"\x1f\x8b"
 SITEMAP_NAMESPACES = frozenset(

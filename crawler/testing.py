@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._callbacks import CallbackRunner, LinkRules, ParseTask, is_async_callback
 from ._errors import FetchError
 from ._request import Request
 from ._response import Response
 from ._settings import Settings
 from ._spider import Spider, bind_fetch
 from ._urls import default_allowed_domains
+from .parse import CallbackRunner, LinkRules, ParseTask, is_async_callback
 
 __all__ = ["CallbackOutput", "fake_response", "response_from_file", "run_callback"]
 

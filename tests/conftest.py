@@ -14,7 +14,7 @@ import pytest
 
 import crawler
 from crawler._counters import COUNTERS, STATUS
-from crawler._siteserver import Handler, Page, SiteServer
+from crawler.sites.server import Handler, Page, SiteServer
 
 # The console script of this environment, as a user runs it.
 CRAWL = str(Path(sys.executable).parent / "crawl")

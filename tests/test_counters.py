@@ -13,8 +13,8 @@ import pytest
 import crawler
 from crawler import _counters, _errors
 from crawler._counters import COUNTERS
-from crawler._siteserver import Page
 from crawler._stats import Stats
+from crawler.sites.server import Page
 
 from .conftest import html, unregistered
 

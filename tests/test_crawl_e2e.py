@@ -12,8 +12,8 @@ import pytest
 
 import crawler
 from crawler import Request, Response, Spider
-from crawler._addressguard import GuardedResolver
-from crawler._siteserver import Hit, Page
+from crawler.fetch.addressguard import GuardedResolver
+from crawler.sites.server import Hit, Page
 
 from .conftest import html, robots, spaced
 

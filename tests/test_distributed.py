@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from crawler._siteserver import Page
+from crawler.sites.server import Page
 
 from .conftest import CRAWL, html
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 import crawler
-from crawler._siteserver import SiteServer
 from crawler.demo import serve_demo
 from crawler.demo.site import CATEGORIES, Product, catalog
+from crawler.sites.server import SiteServer
 
 from .conftest import CRAWL, read_jsonl
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from crawler._siteserver import SiteServer
 from crawler.demo import serve_demo
+from crawler.sites.server import SiteServer
 
+from .cli.test_main import crawl
 from .conftest import read_jsonl
-from .test_cli import crawl
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 DOCUMENTED_URL = "http://127.0.0.1:8000"

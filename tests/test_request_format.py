@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from crawler import Request
-from crawler._callbacks import ParseResult
 from crawler._pickling import FORMAT, restore
+from crawler.parse.callbacks import ParseResult
 
 DATA = Path(__file__).parent / "data"
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from crawler import Response, Spider
-from crawler._siteserver import SiteServer
+from crawler.sites.server import SiteServer
 
 from .conftest import html, robots
 

@@ -16,7 +16,7 @@ import pytest
 from crawler import Response, Spider
 from crawler._errors import ResponseTooLarge
 from crawler._sitemaps import SitemapEntry, SitemapError, parse_w3c_datetime, sitemap_entries
-from crawler._siteserver import Page
+from crawler.sites.server import Page
 from crawler.testing import fake_response
 
 from .conftest import html, robots

@@ -6,7 +6,7 @@ it in the foreground. The pages are described in `crawler.demo.site`.
 
 from __future__ import annotations
 
-from .._siteserver import SiteServer
+from ..sites import SiteServer
 from .site import DEMO_PRODUCT_COUNT, build_demo_site, demo_product_urls
 
 __all__ = [

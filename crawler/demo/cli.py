@@ -18,10 +18,9 @@ from typing import Annotated
 
 import typer
 
-from .._cliopts import run_command, with_default
-from .._logs import print_error
-from .._siteserver import SiteServer, child_server
-from . import install_demo
+from ..cli import print_error, run_command, with_default
+from ..demo import install_demo
+from ..sites import SiteServer, child_server
 
 SPIDER = Path(__file__).with_name("spider.py")
 
@@ -51,7 +50,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "crawl demo") -> int | N
     if "-h" in args or "--help" in args:
         print(HELP, end="")
         return 0
-    from ..cli import main as crawl_main  # noqa: PLC0415  (the CLI imports this module)
+    from ..cli.main import main as crawl_main  # noqa: PLC0415  (the CLI imports this module)
 
     with demo_site() as url:
         crawl_main([str(SPIDER), "-a", f"base_url={url}", *args])

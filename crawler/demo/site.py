@@ -43,7 +43,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from html import escape
 
-from .._siteserver import Page
+from ..sites import Page
 
 __all__ = [
     "DEMO_PRODUCT_COUNT",
