@@ -40,6 +40,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 from playwright.async_api import (
@@ -55,6 +56,8 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from .._counters import (
+    DROPPED_REDIRECT_LOOP,
+    DROPPED_REDIRECT_TOO_MANY,
     RENDER_BLOCKED_REQUESTS,
     RENDER_CRASHES,
     RENDER_MS,
@@ -64,10 +67,10 @@ from .._counters import (
 )
 from .._errors import BlockedAddress, BrowserUnavailable, FetchError, FetchTimeout, ResponseTooLarge
 from .._request import Request, Wait, parse_wait
-from .._urls import canonicalize, host_key, join_url
+from .._urls import canonicalize, host_key, vet_url
 from .client import Fetched
 from .render import INSTALL_HINT, Fetch
-from .rules import REDIRECT_STATUSES, follow_redirect
+from .rules import Follow, HopRules, Refused, next_hop
 
 if TYPE_CHECKING:
     from playwright.async_api import Request as BrowserRequest
@@ -170,6 +173,7 @@ class Renderer:
         self._generation = 0
         self._restarting = asyncio.Lock()
         self._paused_until: dict[str, float] = {}  # host: monotonic time (Retry-After)
+        self._hops = HopRules(settings.max_redirects, retries=0, vet=partial(vet_url, limits=settings))
 
     async def start(self) -> None:
         try:
@@ -385,17 +389,18 @@ class Renderer:
         await route.abort("blockedbyclient")
 
     async def _fetch_following(self, job: _Job, request: Request) -> Fetched:
-        """Fetch ``request`` and its redirects, every hop checked and paced."""
-        for _ in range(self._settings.max_redirects + 1):
+        """Fetch ``request`` and its redirects by the crawl's rule (`next_hop`), every
+        hop vetted and paced; the browser's own requests are not retried."""
+        while True:
             fetched = await self._paced(job, request)
-            location = fetched.headers.get("location")
-            if fetched.status not in REDIRECT_STATUSES or not location:
+            hop = next_hop(request, fetched, self._hops)
+            if isinstance(hop, Follow):
+                request = hop.request
+            elif isinstance(hop, Refused):
+                tangled = hop.verdict in (DROPPED_REDIRECT_LOOP, DROPPED_REDIRECT_TOO_MANY)
+                raise FetchError(hop.message) if tangled else BlockedAddress(hop.message)
+            else:
                 return fetched
-            target = canonicalize(join_url(request.url, location))
-            if not target.startswith(("http://", "https://")):
-                raise BlockedAddress(f"redirect to {target!r}: not http(s)")
-            request = follow_redirect(request, fetched.status, target)
-        raise FetchError(f"{request.url}: more than {self._settings.max_redirects} redirects")
 
     async def _paced(self, job: _Job, request: Request) -> Fetched:
         """One fetch under the host's politeness: one at a time per host and page,

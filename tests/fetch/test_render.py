@@ -328,6 +328,21 @@ def test_a_script_never_reaches_a_loopback_address_nobody_named(
 
 
 @needs_browser
+def test_the_browsers_own_redirects_follow_the_crawls_rule(
+    serve: Callable[..., SiteServer], crawl_items: Callable[..., Any]
+) -> None:
+    """A script's request that redirects in a loop is refused at its first repeat,
+    as the crawl refuses one (``next_hop``), not fetched until ``max_redirects``."""
+    page = _page('<ul id="list"></ul><script>fetch("/a").catch(() => 0);</script>')
+    there = Page(b"", 302, (("Location", "/b"),))
+    back = Page(b"", 302, (("Location", "/a"),))
+    server = serve(_site(page=page, a=there, b=back))
+    items, _ = crawl_items(Rendered, [server.url + "/page"], retries=0)
+    assert items[0]["status"] == 200
+    assert [hit.target for hit in server.hits].count("/a") == 1
+
+
+@needs_browser
 @pytest.mark.parametrize("limit", ["rate", "crawl_delay"])
 def test_the_browsers_own_requests_keep_the_hosts_rate(
     serve: Callable[..., SiteServer], crawl_items: Callable[..., Any], limit: str
