@@ -16,7 +16,8 @@ from crawler._counters import COUNTERS
 from crawler._stats import Stats
 from crawler.sites.server import Page
 
-from .conftest import html, unregistered
+from .support.items import unregistered
+from .support.sites import html
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

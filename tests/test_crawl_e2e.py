@@ -15,18 +15,11 @@ from crawler import Request, Response, Spider
 from crawler.fetch.addressguard import GuardedResolver
 from crawler.sites.server import Hit, Page
 
-from .conftest import html, robots, spaced
+from .support.sites import chain_site, html, robots
+from .support.spiders import TitleSpider
+from .support.timing import spaced
 
 PAGES = 40
-
-
-class TitleSpider(Spider):
-    name = "titles"
-
-    def parse(self, response: Response) -> Any:
-        title = response.css_first("title")
-        yield {"url": response.url, "title": title.text() if title else None, "depth": response.depth}
-        yield from response.follow_all("a")
 
 
 def tricky_links(base: str, i: int) -> list[str]:
@@ -236,10 +229,6 @@ def test_async_and_named_callbacks(serve, crawl_items):
     assert {"url": server.url + "/", "title": "home"} in items
     assert sorted(i["detail"] for i in items if "detail" in i) == ["one", "two"]
     assert {i["depth"] for i in items if "detail" in i} == {1}
-
-
-def chain_site(length: int) -> dict[str, Page]:
-    return {f"/{i}": html(f"page {i}", [f"/{i + 1}"] if i + 1 < length else []) for i in range(length)}
 
 
 def test_depth_and_max_pages_limits(serve, crawl_items):

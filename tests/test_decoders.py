@@ -20,8 +20,10 @@ from crawler._decoders import decode_content
 from crawler._errors import BrokenTransfer, DecodingError, ResponseTooLarge
 from crawler.sites.server import Page
 
-from .fetch.test_hostile import FAST, MiB, TitleSpider, crawl_in_subprocess, urls
+from .support.hostile_crawls import FAST, MiB, crawl_in_subprocess
 from .support.hostile_servers import OK_HTML, Behaviour, Connection, HostileServer
+from .support.items import urls
+from .support.spiders import PageSpider
 
 PAGE = (
     b"<html><head><title>list</title></head><body><ul>"
@@ -158,7 +160,7 @@ def cut_body(encoder: str) -> bytes:
 def test_a_cut_body_on_a_closed_connection_is_retried_and_never_parsed(encoder, crawl_items):
     head = f"Content-Encoding: {encoder}\r\n".encode()
     with HostileServer(closes_after(head, cut_body(encoder))) as server:
-        items, stats = crawl_items(TitleSpider, [server.url + "/"], **FAST)
+        items, stats = crawl_items(PageSpider, [server.url + "/"], **FAST)
         assert server.wait_idle()
         assert server.requests == 1 + FAST["retries"]
     assert items == [] and stats.pages == 0
@@ -170,7 +172,7 @@ def test_a_cut_body_on_a_closed_connection_is_retried_and_never_parsed(encoder, 
 def test_a_cut_body_with_a_matching_content_length_is_retried_and_never_parsed(encoder, serve, crawl_items):
     headers = (("Content-Type", "text/html"), ("Content-Encoding", encoder))
     server = serve({"/cut": Page(cut_body(encoder), headers=headers), "/ok": html_page()})
-    items, stats = crawl_items(TitleSpider, [server.url + "/cut", server.url + "/ok"], **FAST)
+    items, stats = crawl_items(PageSpider, [server.url + "/cut", server.url + "/ok"], **FAST)
     assert urls(items) == {server.url + "/ok"}
     assert stats["errors/broken_transfer"] == 1 and stats.errors == 1
     assert len(server.hits_for("/cut")) == 1 + FAST["retries"]

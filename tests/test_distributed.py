@@ -22,7 +22,8 @@ import pytest
 
 from crawler.sites.server import Page
 
-from .conftest import CRAWL, html
+from .support.cli import CRAWL
+from .support.sites import html
 
 REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 PAGES = 60

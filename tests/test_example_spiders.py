@@ -15,7 +15,8 @@ from crawler.demo import serve_demo
 from crawler.demo.site import CATEGORIES, Product, catalog
 from crawler.sites.server import SiteServer
 
-from .conftest import CRAWL, read_jsonl
+from .support.cli import CRAWL
+from .support.items import read_jsonl
 
 SPIDERS = Path(__file__).resolve().parents[1] / "spiders"
 EXAMPLES = ("listing", "sitemap", "api", "linkcheck", "stock", "live")

@@ -60,3 +60,31 @@ def test_the_top_level_holds_the_model_and_one_folder_per_stage() -> None:
     assert set(STAGES) <= set(folders)
     assert len(modules) <= 18, modules
 
+
+
+TESTS = Path(__file__).parent
+
+
+def _test_imports_of(path: Path) -> list[tuple[int, str]]:
+    """(line, dotted module under tests) of each import in ``path`` that names one."""
+    package = [TESTS.name, *path.relative_to(TESTS).parent.parts]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - (node.level - 1)] if node.level else []
+            found.append((node.lineno, ".".join([*base, *(node.module or "").split(".")]).strip(".")))
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+    return [(line, module) for line, module in found if module.split(".")[0] == TESTS.name]
+
+
+def test_tests_import_helpers_from_support_never_from_a_test_module_or_conftest() -> None:
+    """A helper two test modules share lives in ``tests/support/``; conftest.py is
+    for fixtures, which pytest hands out without an import."""
+    wrong = []
+    for path in sorted(TESTS.rglob("*.py")):
+        for line, module in _test_imports_of(path):
+            last = module.rpartition(".")[2]
+            if last.startswith("test_") or last == "conftest":
+                wrong.append(f"{path.relative_to(TESTS)}:{line} imports {module}")
+    assert wrong == []

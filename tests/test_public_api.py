@@ -10,7 +10,7 @@ import pytest
 
 import crawler
 
-from .conftest import CRAWL
+from .support.cli import CRAWL
 
 EXPECTED = {
     "CrawlerError", "DurableFrontier", "FetchError", "Frontier", "FrontierError", "FrontierStatus",

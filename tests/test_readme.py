@@ -13,8 +13,8 @@ import pytest
 from crawler.demo import serve_demo
 from crawler.sites.server import SiteServer
 
-from .cli.test_main import crawl
-from .conftest import read_jsonl
+from .support.cli import crawl
+from .support.items import read_jsonl
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 DOCUMENTED_URL = "http://127.0.0.1:8000"

@@ -16,7 +16,9 @@ from crawler import Request, Response, Spider, UsageError
 from crawler._settings import resolve_settings
 from crawler.testing import fake_response, run_callback
 
-from .conftest import CRAWL, html, read_jsonl
+from .support.cli import CRAWL
+from .support.items import read_jsonl
+from .support.sites import html
 
 
 def crawl(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -26,7 +26,8 @@ from crawler import Settings
 from crawler._scrapynames import IGNORED, UNSUPPORTED, field_types, supported_names
 from crawler.demo import serve_demo
 
-from .conftest import CRAWL, read_jsonl
+from .support.cli import CRAWL
+from .support.items import read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 PORTED = REPO / "spiders" / "ported.py"

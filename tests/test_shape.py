@@ -17,7 +17,7 @@ import pytest
 from crawler import Response, Spider
 from crawler.sites.server import SiteServer
 
-from .conftest import html, robots
+from .support.sites import html, robots
 
 PAGES = 30
 

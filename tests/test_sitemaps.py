@@ -19,7 +19,7 @@ from crawler._sitemaps import SitemapEntry, SitemapError, parse_w3c_datetime, si
 from crawler.sites.server import Page
 from crawler.testing import fake_response
 
-from .conftest import html, robots
+from .support.sites import html, robots
 
 SITEMAP_NS = "http://www.sitemaps.org/schemas/sitemap/0.9"
 IMAGE_NS = "http://www.google.com/schemas/sitemap-image/1.1"

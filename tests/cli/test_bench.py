@@ -15,7 +15,7 @@ from crawler._errors import CrawlerError
 from crawler.cli import bench as _benchcmd
 from crawler.sites.bench import build_site
 
-from .test_main import crawl
+from ..support.cli import crawl
 
 PAGES = 200
 REPORT = re.compile(

@@ -11,8 +11,8 @@ import pytest
 
 from crawler.sites.server import Page
 
-from ..conftest import CRAWL, html, robots
-from .test_main import crawl
+from ..support.cli import CRAWL, crawl
+from ..support.sites import html, robots
 
 SPIDER = """
 from crawler import Spider

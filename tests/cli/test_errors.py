@@ -17,7 +17,9 @@ import pytest
 from crawler.demo import DEMO_PRODUCT_COUNT, serve_demo
 from crawler.sites.server import Page
 
-from ..conftest import CRAWL, html, read_jsonl
+from ..support.cli import CRAWL
+from ..support.items import read_jsonl
+from ..support.sites import html
 
 REPO = Path(__file__).resolve().parents[2]
 KEEP = '{"kept": true}\n'

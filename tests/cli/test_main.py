@@ -14,23 +14,9 @@ import pytest
 
 from crawler.sites.server import Page
 
-from ..conftest import CRAWL, html, read_jsonl
-
-SPIDER = """
-from crawler import Request, Spider
-
-class CliSpider(Spider):
-    name = "cli"
-    start = "http://127.0.0.1:9/"
-
-    def start_requests(self):
-        yield Request(self.start)
-
-    def parse(self, response):
-        yield {"url": response.url, "title": response.css_first("title").text(), "note": "café"}
-        yield from response.follow_all("a")
-"""
-
+from ..support.cli import CRAWL, SPIDER, crawl
+from ..support.items import read_jsonl
+from ..support.sites import html
 
 CONTRACT_OPTIONS = (
     *("-o", "-O", "-a", "--concurrency", "--per-host", "--rate", "--depth", "--max-pages"),
@@ -48,14 +34,6 @@ def spider_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def site(serve):
     return serve({f"/{i}": html(f"page {i}", [f"/{i + 1}"] if i < 4 else []) for i in range(5)})
-
-
-def crawl(
-    *args: str, cwd: Path | None = None, timeout: float = 60, input: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CRAWL, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False, input=input
-    )
 
 
 def test_append_then_overwrite(spider_file, site, tmp_path):

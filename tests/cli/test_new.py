@@ -11,7 +11,7 @@ from crawler.cli.new import DEFAULT_URL, class_name_of, main
 from crawler.demo import demo_product_urls, serve_demo
 from crawler.testing import fake_response, run_callback
 
-from ..conftest import read_jsonl
+from ..support.items import read_jsonl
 
 
 def test_template_loads_and_crawls_the_demo_shop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

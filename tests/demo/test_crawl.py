@@ -9,7 +9,8 @@ import crawler
 from crawler.demo import DEMO_PRODUCT_COUNT, demo_product_urls, serve_demo
 from crawler.demo.site import catalog
 
-from ..conftest import CRAWL, read_jsonl
+from ..support.cli import CRAWL
+from ..support.items import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ from crawler._errors import UsageError
 from crawler._settings import Settings
 from crawler.fetch.budget import BodyBudget
 
-from ..conftest import CRAWL
+from ..support.cli import CRAWL
 from ..support.hostile_servers import OK_HTML, Behaviour, Connection, HostileServer
 
 MIB = 1 << 20

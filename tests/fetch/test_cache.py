@@ -21,8 +21,9 @@ from crawler.fetch.cache import HttpCache
 from crawler.fetch.client import Fetched
 from crawler.sites.server import Page
 
-from ..cli.test_main import SPIDER, crawl
-from ..conftest import html, robots, spaced
+from ..support.cli import SPIDER, crawl
+from ..support.sites import html, robots
+from ..support.timing import spaced
 
 URL = "http://shop.test/item?id=1"
 

@@ -35,7 +35,8 @@ from crawler.fetch.addressguard import AddressGuard
 from crawler.fetch.client import Fetcher
 from crawler.sites.server import Page, SiteServer
 
-from ..conftest import html, read_jsonl
+from ..support.items import read_jsonl
+from ..support.sites import html
 
 pytestmark = pytest.mark.timeout(120)
 

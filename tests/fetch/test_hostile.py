@@ -23,16 +23,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from crawler import Request, Response, Spider
-from crawler.sites.server import Hit, Page, SiteServer
+from crawler.sites.server import Page, SiteServer
 
-from ..conftest import html, read_jsonl
+from ..support.hostile_crawls import FAST, TIMEOUT, MiB, SubprocessCrawl, crawl_in_subprocess
 from ..support.hostile_servers import (
     Behaviour,
     HostileServer,
@@ -47,21 +46,14 @@ from ..support.hostile_servers import (
     trickle,
     write_gzip_bomb,
 )
+from ..support.items import urls
+from ..support.sites import chain_site, endless_redirects, html, moved
+from ..support.spiders import PageSpider
 
 pytestmark = pytest.mark.timeout(60)
 
-MiB = 1024 * 1024
-TIMEOUT = 1.5
 SLACK = 0.75  # scheduling, connection set-up and teardown on a loaded machine
 MAX_BACKOFF = 0.75  # the first retry waits 0.5 s times a jitter of at most 1.5
-FAST: dict[str, Any] = {"obey_robots": False, "timeout": TIMEOUT, "retries": 1}
-
-
-class TitleSpider(Spider):
-    def parse(self, response: Response) -> Any:
-        title = response.css_first("title")
-        yield {"url": response.url, "title": title.text() if title else None}
-        yield from response.follow_all("a")
 
 
 @pytest.fixture
@@ -78,22 +70,14 @@ def hostile() -> Iterator[Callable[[Behaviour], HostileServer]]:
         server.stop()
 
 
-def urls(items: list[dict[str, Any]]) -> set[str]:
-    return {item["url"] for item in items}
-
-
-def chain(length: int) -> dict[str, Page]:
-    return {f"/{i}": html(f"page {i}", [f"/{i + 1}"] if i + 1 < length else []) for i in range(length)}
-
-
 # -- stalls: a host that trickles or never answers ----------------------------------
 
 
 def test_a_trickling_host_is_given_up_at_the_deadline_and_holds_up_no_other(hostile, serve, crawl_items):
     slow = hostile(trickle(interval=0.1))  # 1,000 bytes at 10 bytes/s: 100 s if waited for
-    fast = serve(chain(10))
+    fast = serve(chain_site(10))
     started = time.monotonic()
-    items, stats = crawl_items(TitleSpider, [slow.url + "/", fast.url + "/0"], **FAST)
+    items, stats = crawl_items(PageSpider, [slow.url + "/", fast.url + "/0"], **FAST)
     elapsed = time.monotonic() - started
     assert slow.wait_idle()
 
@@ -110,7 +94,7 @@ def test_a_trickling_host_is_given_up_at_the_deadline_and_holds_up_no_other(host
 
 def test_a_host_that_never_answers_times_out(hostile, crawl_items):
     silent = hostile(never_answers())
-    items, stats = crawl_items(TitleSpider, [silent.url + "/"], **FAST)
+    items, stats = crawl_items(PageSpider, [silent.url + "/"], **FAST)
     assert silent.wait_idle()
     assert items == []
     assert stats["errors/timeout"] == 1
@@ -144,7 +128,7 @@ def broken_server(kind: str, hostile, serve) -> tuple[str, Callable[[], int]]:
 @pytest.mark.parametrize("kind", list(BROKEN))
 def test_a_broken_transfer_is_counted_and_never_parsed(kind, hostile, serve, crawl_items):
     url, _ = broken_server(kind, hostile, serve)
-    items, stats = crawl_items(TitleSpider, [url], **FAST)
+    items, stats = crawl_items(PageSpider, [url], **FAST)
     assert items == [] and stats.pages == 0
     assert stats[f"errors/{BROKEN[kind]}"] == 1 and stats.errors == 1
     assert stats.finish_reason == "finished"
@@ -160,7 +144,7 @@ def test_a_broken_transfer_is_counted_and_never_parsed(kind, hostile, serve, cra
 )
 def test_a_broken_transfer_is_retried_at_most_retries_times(kind, hostile, serve, crawl_items):
     url, requests = broken_server(kind, hostile, serve)
-    _, stats = crawl_items(TitleSpider, [url], **{**FAST, "retries": 2})
+    _, stats = crawl_items(PageSpider, [url], **{**FAST, "retries": 2})
     assert stats["retries"] == 2
     assert requests() == 3
 
@@ -170,7 +154,7 @@ def test_a_broken_transfer_is_retried_at_most_retries_times(kind, hostile, serve
 
 def test_a_declared_length_over_the_cap_is_refused_before_reading(hostile, crawl_items):
     liar = hostile(huge_content_length(10**12, limit=1024 * MiB))
-    items, stats = crawl_items(TitleSpider, [liar.url + "/"], **FAST, max_size=16 * MiB)
+    items, stats = crawl_items(PageSpider, [liar.url + "/"], **FAST, max_size=16 * MiB)
     assert liar.wait_idle()
     assert items == []
     assert stats["errors/too_large"] == 1 and stats.errors == 1
@@ -179,68 +163,6 @@ def test_a_declared_length_over_the_cap_is_refused_before_reading(hostile, crawl
     assert conn.hung_up_at is not None and conn.requested_at is not None
     assert conn.hung_up_at - conn.requested_at < SLACK  # closed at once, not read to the cap
     assert conn.bytes_sent < 64 * MiB  # what loopback buffers hold, not the body
-
-
-# The crawl of a hostile page in a fresh interpreter: a bomb cannot bloat the test
-# process, a parser stuck for a minute is killed at the deadline, and a crash is
-# an exit code. It reports its peak RSS before and after the crawl.
-SUBPROCESS_CRAWL = """
-import json, resource, sys
-import crawler
-import crawler.fetch.client  # the network stack loads before the baseline is taken
-from crawler import Spider
-
-class TitleSpider(Spider):
-    def parse(self, response):
-        title = response.css_first("title")
-        yield {"url": response.url, "title": title.text() if title else None}
-        yield from response.follow_all("a")
-
-def peak_kib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-if __name__ == "__main__":
-    config = json.loads(sys.argv[1])
-    before = peak_kib()
-    stats = crawler.run(TitleSpider, output=config["output"], overwrite=True,
-                        spider_args={"start_urls": config["start_urls"]}, **config["settings"])
-    print(json.dumps({"before_kib": before, "after_kib": peak_kib(), "counts": dict(stats.counts),
-                      "finish_reason": stats.finish_reason}))
-"""
-
-
-@dataclass
-class SubprocessCrawl:
-    finished: bool  # False: killed at the deadline
-    returncode: int | None
-    elapsed: float
-    items: list[dict[str, Any]]
-    report: dict[str, Any]
-    stderr: str
-
-
-def crawl_in_subprocess(
-    start_urls: list[str], output: Path, deadline: float, **settings: Any
-) -> SubprocessCrawl:
-    config = json.dumps({"start_urls": start_urls, "output": str(output), "settings": settings})
-    started = time.monotonic()
-    process = subprocess.Popen(
-        [sys.executable, "-c", SUBPROCESS_CRAWL, config],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its parse workers too are killed at the deadline
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=deadline)
-        finished = True
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        stdout, stderr = process.communicate()
-        finished = False
-    elapsed = time.monotonic() - started
-    report = json.loads(stdout) if finished and process.returncode == 0 else {}
-    return SubprocessCrawl(finished, process.returncode, elapsed, read_jsonl(output), report, stderr)
 
 
 @pytest.fixture(scope="session")
@@ -284,7 +206,7 @@ def test_a_gzip_bomb_stops_at_the_cap_in_bounded_memory(serve, gzip_bomb, tmp_pa
 def test_huge_or_malformed_response_headers_are_an_error_not_a_crash(behaviour, hostile, serve, crawl_items):
     bloated = hostile(behaviour)
     fine = serve({"/": html("fine")})
-    items, stats = crawl_items(TitleSpider, [bloated.url + "/", fine.url + "/"], **FAST)
+    items, stats = crawl_items(PageSpider, [bloated.url + "/", fine.url + "/"], **FAST)
     assert urls(items) == {fine.url + "/"}
     assert stats["errors/bad_response"] == 1 and stats.errors == 1
     assert bloated.requests == 1  # a malformed response is not retried
@@ -294,20 +216,10 @@ def test_huge_or_malformed_response_headers_are_an_error_not_a_crash(behaviour, 
 # -- redirects -------------------------------------------------------------------------
 
 
-def moved(target: str, status: int = 302) -> Page:
-    return Page(status=status, headers=(("Location", target),))
-
-
-def endless_redirects(hit: Hit) -> Page | None:
-    """/chain/N redirects to /chain/N+1, for ever."""
-    prefix, _, n = hit.target.rpartition("/")
-    return moved(f"{prefix}/{int(n) + 1}") if prefix == "/chain" and n.isdigit() else None
-
-
 def test_redirect_loops_and_endless_chains_end(serve, crawl_items):
     server = serve({"/a": moved("/b"), "/b": moved("/a"), "/self": moved("/self", 301)}, endless_redirects)
     starts = [server.url + path for path in ("/a", "/self", "/chain/0")]
-    items, stats = crawl_items(TitleSpider, starts, **FAST, max_redirects=5)
+    items, stats = crawl_items(PageSpider, starts, **FAST, max_redirects=5)
     assert items == [] and stats.errors == 0
     assert [len(server.hits_for(path)) for path in ("/a", "/b", "/self")] == [1, 1, 1]
     assert [hit.target for hit in server.hits if hit.target.startswith("/chain/")] == [
@@ -320,7 +232,7 @@ def test_redirect_loops_and_endless_chains_end(serve, crawl_items):
 
 def test_a_redirect_loop_is_counted_as_dropped_redirect_loop(serve, crawl_items):
     server = serve({"/self": moved("/self")})
-    _, stats = crawl_items(TitleSpider, [server.url + "/self"], **FAST)
+    _, stats = crawl_items(PageSpider, [server.url + "/self"], **FAST)
     assert stats["dropped/redirect_loop"] == 1
 
 
@@ -335,7 +247,7 @@ def test_redirects_to_other_schemes_are_dropped_never_followed(serve, crawl_item
             "/ok": html("ok"),
         }
     )
-    items, stats = crawl_items(TitleSpider, [server.url + "/"], **FAST)
+    items, stats = crawl_items(PageSpider, [server.url + "/"], **FAST)
     assert urls(items) == {server.url + "/", server.url + "/ok"}
     assert stats["dropped/redirect_unsupported_scheme"] == 4
     assert {hit.target for hit in server.hits} == {"/", "/ftp", "/file", "/data", "/js", "/ok"}
@@ -346,7 +258,7 @@ def test_redirects_to_other_schemes_are_dropped_never_followed(serve, crawl_item
 SECRETS = {"Authorization": "Bearer s3cret", "Cookie": "session=s3cret", "Proxy-Authorization": "Basic czM="}
 
 
-class SecretSpider(TitleSpider):
+class SecretSpider(PageSpider):
     def start_requests(self) -> Any:
         for url in self.start_urls:
             yield Request(url, headers=SECRETS)
@@ -410,7 +322,7 @@ def test_nul_bytes_and_a_5mb_attribute(serve, crawl_items):
             "/ok": html("ok"),
         }
     )
-    items, stats = crawl_items(TitleSpider, [server.url + "/", server.url + "/ok"], **FAST, parse_workers=1)
+    items, stats = crawl_items(PageSpider, [server.url + "/", server.url + "/ok"], **FAST, parse_workers=1)
     assert {server.url + "/after-nul", server.url + "/ok"} <= urls(items)
     by_url = {item["url"]: item for item in items}
     assert by_url[server.url + "/"]["title"] in ("nul\ufffdtitle", "nultitle")
@@ -420,14 +332,14 @@ def test_nul_bytes_and_a_5mb_attribute(serve, crawl_items):
 def test_a_charset_header_that_lies(serve, crawl_items):
     cp1252 = "<html><head><title>café crème</title></head><body></body></html>".encode("cp1252")
     server = serve({"/": Page(cp1252, headers=(("Content-Type", "text/html; charset=utf-8"),))})
-    items, stats = crawl_items(TitleSpider, [server.url + "/"], **FAST)
+    items, stats = crawl_items(PageSpider, [server.url + "/"], **FAST)
     assert [item["title"] for item in items] in (["café crème"], ["caf\ufffd cr\ufffdme"])
     assert stats.errors == 0
 
 
 def test_an_image_served_as_html(serve, crawl_items):
     server = serve({"/": html("home", ["/logo", "/ok"]), "/logo": Page(png_bytes()), "/ok": html("ok")})
-    items, stats = crawl_items(TitleSpider, [server.url + "/"], **FAST, parse_workers=1)
+    items, stats = crawl_items(PageSpider, [server.url + "/"], **FAST, parse_workers=1)
     assert {server.url + "/", server.url + "/ok"} <= urls(items)
     assert stats.pages == 3 and stats.finish_reason == "finished"
     logo = [item for item in items if item["url"] == server.url + "/logo"]
@@ -457,7 +369,7 @@ def test_a_host_that_answers_503_forever_gets_one_plus_retries_requests_per_page
     server = serve(handler=lambda hit: Page(b"busy", 503))
     pages = [f"/{i}" for i in range(3)]
     # autothrottle off: its circuit breaker would pause the host after five failures in a row
-    items, stats = crawl_items(TitleSpider, [server.url + p for p in pages], **FAST, autothrottle=False)
+    items, stats = crawl_items(PageSpider, [server.url + p for p in pages], **FAST, autothrottle=False)
     assert items == []
     assert [len(server.hits_for(p)) for p in pages] == [1 + FAST["retries"]] * 3
     assert stats["status/503"] == 3 * (1 + FAST["retries"])
@@ -472,7 +384,7 @@ class ExplodingPipeline:
         return item
 
 
-class ExplodingSpider(TitleSpider):
+class ExplodingSpider(PageSpider):
     pipelines = [ExplodingPipeline()]
 
     def start_requests(self) -> Any:
@@ -548,7 +460,7 @@ class TlsServer:
 def test_a_certificate_error_is_reported_once_per_host_and_not_retried(self_signed, crawl_items, caplog):
     with TlsServer(self_signed) as server, caplog.at_level(logging.DEBUG, logger="crawler.engine"):
         starts = [f"{server.url}/{i}" for i in range(3)]
-        items, stats = crawl_items(TitleSpider, starts, **{**FAST, "retries": 2})
+        items, stats = crawl_items(PageSpider, starts, **{**FAST, "retries": 2})
     assert items == []
     assert stats["errors/tls_error"] == 3 and stats["retries"] == 0
     assert server.handshakes == 3  # one connection per page: never retried in a loop
@@ -577,6 +489,6 @@ def test_proxy_settings_in_the_environment_are_ignored(serve, tmp_path):
 def test_per_host_page_cap_stops_a_spider_trap(serve, crawl_items):
     trap = serve({f"/{i}": html(f"page {i}", [f"/{i + 1}"]) for i in range(500)})
     other = serve({"/": html("other")})
-    items, stats = crawl_items(TitleSpider, [trap.url + "/0", other.url + "/"], **FAST, max_pages_per_host=10)
+    items, stats = crawl_items(PageSpider, [trap.url + "/0", other.url + "/"], **FAST, max_pages_per_host=10)
     assert len(trap.hits) == 10 and len(other.hits) == 1
     assert stats["dropped/host_page_limit"] == 1 and len(items) == 11

@@ -24,9 +24,10 @@ from crawler.fetch.robots import RobotsCache
 from crawler.frontier.memory import MemoryFrontier
 from crawler.sites.server import Hit, Page
 
-from ..conftest import html, robots, spaced
 from ..support.frontier_contract import FakeClock
-from ..test_crawl_e2e import TitleSpider, chain_site
+from ..support.sites import chain_site, html, robots
+from ..support.spiders import TitleSpider
+from ..support.timing import spaced
 
 
 @pytest.fixture

@@ -26,7 +26,9 @@ from crawler.demo.site import catalog
 from crawler.fetch.render import wants_render
 from crawler.sites.server import Hit, Page, SiteServer
 
-from ..conftest import CRAWL, TEXT, read_jsonl
+from ..support.cli import CRAWL
+from ..support.items import read_jsonl
+from ..support.sites import TEXT
 
 SPIDERS = Path(__file__).resolve().parents[2] / "spiders"
 JSON = (("Content-Type", "application/json"),)

@@ -9,9 +9,10 @@ import pytest
 
 from crawler.fetch.robots import MAX_ROBOTS_BYTES, product_token
 
-from ..cli.test_main import crawl
-from ..conftest import html, read_jsonl, robots
-from ..test_crawl_e2e import TitleSpider
+from ..support.cli import crawl
+from ..support.items import read_jsonl
+from ..support.sites import html, robots
+from ..support.spiders import TitleSpider
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ from crawler.fetch.single import single_fetcher
 from crawler.sites.server import Hit, Page
 from crawler.testing import fake_response, run_callback
 
-from ..conftest import TEXT, html, robots, spaced
-from .test_hostile import endless_redirects, moved
+from ..support.sites import TEXT, endless_redirects, html, moved, robots
+from ..support.timing import spaced
 
 JSON = (("Content-Type", "application/json"),)
 

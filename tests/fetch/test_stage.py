@@ -24,7 +24,7 @@ from crawler.fetch.stage import FetchStage, Page
 from crawler.frontier.memory import MemoryFrontier
 from crawler.sites.server import Page as Route
 
-from ..conftest import TEXT, html, robots
+from ..support.sites import TEXT, html, robots
 
 Step = Callable[[FetchStage, MemoryFrontier], Awaitable[Any]]
 

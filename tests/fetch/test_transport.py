@@ -26,8 +26,8 @@ from crawler.fetch.client import Fetcher, network_guard
 from crawler.fetch.transport import PoolTransport
 from crawler.sites.server import Page, SiteServer
 
-from ..conftest import html, robots
 from ..support.hostile_servers import HostileServer, never_answers
+from ..support.sites import html, robots
 
 
 class LinkSpider(Spider):

@@ -11,7 +11,6 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -20,76 +19,37 @@ import pytest
 from crawler import Request, SqliteFrontier
 from crawler.sites.server import Page
 
-from ..conftest import CRAWL, html
-
-PAGES = 120
-
-SPIDER = """
-from crawler import Request, Spider
-
-class JobSpider(Spider):
-    name = "job-spider"
-
-    def start_requests(self):
-        yield Request(self.start)
-
-    def parse(self, response):
-        yield {"url": response.url, "title": response.css_first("title").text()}
-        yield from response.follow_all("a")
-"""
+from ..support.cli import CRAWL
+from ..support.jobs import JOB_PAGES, JOB_SPIDER, finish, items_of, run_until
+from ..support.sites import html
 
 
 @pytest.fixture
 def site(serve):
     """A tree of pages, each answering after 15 ms: a crawl of a few seconds."""
-    links = lambda i: [f"/{j}" for j in (2 * i + 1, 2 * i + 2) if j < PAGES]  # noqa: E731
-    return serve({f"/{i}": Page(html(f"page {i}", links(i)).body, delay=0.015) for i in range(PAGES)})
+    links = lambda i: [f"/{j}" for j in (2 * i + 1, 2 * i + 2) if j < JOB_PAGES]  # noqa: E731
+    return serve({f"/{i}": Page(html(f"page {i}", links(i)).body, delay=0.015) for i in range(JOB_PAGES)})
 
 
 @pytest.fixture
 def command(tmp_path: Path, site) -> list[str]:
     spider = tmp_path / "job_spider.py"
-    spider.write_text(SPIDER)
+    spider.write_text(JOB_SPIDER)
     return [
         CRAWL, str(spider), "-a", f"start={site.url}/0", "--job", str(tmp_path / "job"),
         "-o", str(tmp_path / "items.jsonl"), "--no-obey-robots", "--concurrency", "4", "--no-progress",
     ]  # fmt: skip
 
 
-def items_of(tmp_path: Path) -> list[dict[str, str]]:
-    lines = (tmp_path / "items.jsonl").read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines]  # every line must be whole JSON
-
-
-def run_until(command: list[str], tmp_path: Path, items: int, stop: signal.Signals) -> int:
-    """Start the crawl, let it write ``items`` items, send ``stop``; the exit code."""
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    out = tmp_path / "items.jsonl"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and process.poll() is None:
-        if out.exists() and out.read_bytes().count(b"\n") >= items:
-            break
-        time.sleep(0.01)
-    process.send_signal(stop)
-    process.communicate(timeout=30)
-    return process.returncode
-
-
-def finish(command: list[str]) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stderr
-    return result
-
-
 def test_ctrl_c_then_resume_fetches_no_page_twice_and_writes_no_item_twice(command, tmp_path, site):
     assert run_until(command, tmp_path, 30, signal.SIGINT) == 130
     stopped_at = len(items_of(tmp_path))
-    assert 30 <= stopped_at < PAGES
+    assert 30 <= stopped_at < JOB_PAGES
     finish(command)
     urls = Counter(item["url"] for item in items_of(tmp_path))
-    assert len(urls) == PAGES and set(urls.values()) == {1}
+    assert len(urls) == JOB_PAGES and set(urls.values()) == {1}
     fetched = Counter(hit.target for hit in site.hits)
-    assert len(fetched) == PAGES and set(fetched.values()) == {1}
+    assert len(fetched) == JOB_PAGES and set(fetched.values()) == {1}
 
 
 @pytest.mark.parametrize("kill_after", [5, 40, 90])
@@ -98,7 +58,7 @@ def test_kill_9_then_resume_loses_nothing(command, tmp_path, kill_after):
     stats_path = tmp_path / "stats.json"
     result = finish([*command, "--stats", str(stats_path)])
     urls = Counter(item["url"] for item in items_of(tmp_path))
-    assert len(urls) == PAGES  # nothing lost
+    assert len(urls) == JOB_PAGES  # nothing lost
     duplicates = sum(count - 1 for count in urls.values())
     assert duplicates <= 8  # at most what was in flight: 4 fetching, 4 being parsed
     # The counts are those of the output, even for the items the kill came between.
@@ -118,7 +78,7 @@ def test_a_partial_last_line_is_repaired_on_resume(command, tmp_path):
         out.write(b'{"url": "http://half-writ')  # as if the kill landed mid-line
     result = finish(command)
     assert "partial line cut" in result.stderr
-    assert len({item["url"] for item in items_of(tmp_path)}) == PAGES
+    assert len({item["url"] for item in items_of(tmp_path)}) == JOB_PAGES
 
 
 def test_a_finished_job_says_so_and_stats_carry_over(command, tmp_path):
@@ -126,15 +86,15 @@ def test_a_finished_job_says_so_and_stats_carry_over(command, tmp_path):
     stats_path = tmp_path / "stats.json"
     result = finish([*command, "--stats", str(stats_path)])
     stats = json.loads(stats_path.read_text())
-    assert stats["pages"] == PAGES and stats["items"] == PAGES  # this run added none
-    assert len(items_of(tmp_path)) == PAGES
+    assert stats["pages"] == JOB_PAGES and stats["items"] == JOB_PAGES  # this run added none
+    assert len(items_of(tmp_path)) == JOB_PAGES
     assert "resuming job" in result.stderr and "finished already" in result.stderr
 
 
 def test_job_refuses_another_spider_and_overwrite(command, tmp_path):
     finish(command)
     other = tmp_path / "other_spider.py"
-    other.write_text(SPIDER.replace("job-spider", "another"))
+    other.write_text(JOB_SPIDER.replace("job-spider", "another"))
     result = subprocess.run(
         [*command[:1], str(other), *command[2:]], capture_output=True, text=True, check=False
     )
@@ -142,7 +102,7 @@ def test_job_refuses_another_spider_and_overwrite(command, tmp_path):
     overwrite = [arg if arg != "-o" else "-O" for arg in command]
     result = subprocess.run(overwrite, capture_output=True, text=True, check=False)
     assert result.returncode == 2 and "use -o to append" in result.stderr
-    assert len(items_of(tmp_path)) == PAGES  # -O was refused before touching the output
+    assert len(items_of(tmp_path)) == JOB_PAGES  # -O was refused before touching the output
 
 
 def test_inspect_a_job_without_running_it(command, tmp_path):

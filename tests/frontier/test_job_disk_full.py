@@ -20,7 +20,8 @@ import pytest
 
 from crawler.sites.server import Hit, Page
 
-from ..conftest import CRAWL, read_jsonl
+from ..support.cli import CRAWL
+from ..support.items import read_jsonl
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -14,59 +14,35 @@ import signal
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 import crawler
-from crawler import Request, Response, Spider, SqliteFrontier, UsageError
+from crawler import SqliteFrontier, UsageError
 from crawler.sites.server import Page
 
-from ..conftest import html, read_jsonl
-from .test_job import PAGES as JOB_PAGES
-from .test_job import SPIDER as JOB_SPIDER
-from .test_job import finish, items_of, run_until
-
-PAGES = 12
-
-SETTINGS: dict[str, Any] = {"obey_robots": False, "parse_workers": 0, "concurrency": 1}
-
-
-class ChainSpider(Spider):
-    """Follows a chain of pages; before each page's item, notes how many items the
-    output holds and how many requests the frontier (when the test holds it) has in
-    flight."""
-
-    name = "chain"
-    start = ""
-    out = ""
-    frontier: ClassVar[crawler.Frontier | None] = None
-    seen: ClassVar[list[tuple[int, int | None]]] = []
-
-    def start_requests(self) -> Any:
-        yield Request(self.start)
-
-    async def parse(self, response: Response) -> Any:
-        lines = Path(self.out).read_bytes().count(b"\n")
-        frontier = type(self).frontier
-        in_flight = None if frontier is None else (await frontier.status()).in_flight
-        type(self).seen.append((lines, in_flight))
-        yield {"url": response.url}
-        for request in response.follow_all("a"):
-            yield request
+from ..support.items import read_jsonl
+from ..support.jobs import (
+    CHAIN_PAGES,
+    CHAIN_SETTINGS,
+    JOB_PAGES,
+    JOB_SPIDER,
+    ChainSpider,
+    finish,
+    items_of,
+    run_until,
+)
+from ..support.sites import chain_site, html
 
 
 class OtherSpider(ChainSpider):
     name = "other"
 
 
-def chain(length: int) -> dict[str, Page]:
-    return {f"/{i}": html(f"page {i}", [f"/{i + 1}"] if i + 1 < length else []) for i in range(length)}
-
-
 @pytest.fixture
 def site(serve: Any) -> str:
-    return str(serve(chain(PAGES)).url)
+    return str(serve(chain_site(CHAIN_PAGES)).url)
 
 
 @pytest.fixture(params=["job setting", "caller's backend"])
@@ -84,17 +60,19 @@ def crawl_job(request: pytest.FixtureRequest, tmp_path: Path, site: str) -> Any:
             chosen = {"backend": spider_cls.frontier}
         spider_cls.seen = []
         args = {"start": site + "/0", "out": str(output)}
-        return crawler.run(spider_cls, output=str(output), spider_args=args, **SETTINGS, **chosen, **extra)
+        return crawler.run(
+            spider_cls, output=str(output), spider_args=args, **CHAIN_SETTINGS, **chosen, **extra
+        )
 
     return run
 
 
 def test_each_page_is_written_then_acknowledged_before_the_next(crawl_job: Any, tmp_path: Path) -> None:
     stats = crawl_job(ChainSpider)
-    assert stats.pages == PAGES and stats.finish_reason == "finished"
+    assert stats.pages == CHAIN_PAGES and stats.finish_reason == "finished"
     # Page k (a chain: one at a time) sees the items of pages 0..k-1 in the output,
     # and only itself in flight: each page is acknowledged once its items are written.
-    assert [lines for lines, _ in ChainSpider.seen] == list(range(PAGES))
+    assert [lines for lines, _ in ChainSpider.seen] == list(range(CHAIN_PAGES))
     if ChainSpider.frontier is not None:
         assert {in_flight for _, in_flight in ChainSpider.seen} == {1}
 
@@ -118,9 +96,9 @@ def test_statistics_carry_over_and_a_partial_line_is_cut(
         out.write(b'{"url": "http://half-writ')  # as if a kill landed mid-line
     with caplog.at_level(logging.INFO, logger="crawler.job"):
         stats = crawl_job(ChainSpider)
-    assert stats.pages == PAGES and stats.items == PAGES  # the first run's, carried over
+    assert stats.pages == CHAIN_PAGES and stats.items == CHAIN_PAGES  # the first run's, carried over
     assert ChainSpider.seen == []  # the job had finished: nothing fetched again
-    assert len(read_jsonl(tmp_path / "items.jsonl")) == PAGES  # every line whole JSON
+    assert len(read_jsonl(tmp_path / "items.jsonl")) == CHAIN_PAGES  # every line whole JSON
     assert "resuming job" in caplog.text and "25 bytes of a partial line cut" in caplog.text
 
 

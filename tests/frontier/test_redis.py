@@ -12,8 +12,6 @@ import asyncio
 import itertools
 import os
 import random
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -29,8 +27,10 @@ from crawler._request import Request
 from crawler._urls import host_key
 from crawler.frontier.base import Frontier, HostPolicy
 from crawler.frontier.redis import LEAD_MOST, LEAD_START, START_SLACK, RedisFrontier, _Lead
-from tests.frontier.test_library_backend import PAGES, SETTINGS, ChainSpider, chain
 from tests.support.frontier_contract import FakeClock, FrontierContract, FrontierFactory, take
+from tests.support.jobs import CHAIN_PAGES, CHAIN_SETTINGS, ChainSpider
+from tests.support.redis_server import RedisServer, started_redis
+from tests.support.sites import chain_site
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 A, B = "http://a.example", "http://b.example"
@@ -112,16 +112,17 @@ def test_a_crawl_with_the_callers_redis_frontier_is_a_shared_crawl(
 ) -> None:
     """As with ``--frontier``: each page acknowledged once written, and the node's
     statistics added to the crawl's totals."""
-    server = serve(chain(PAGES))
+    server = serve(chain_site(CHAIN_PAGES))
     output = tmp_path / "items.jsonl"
     output.touch()
     ChainSpider.frontier, ChainSpider.seen = RedisFrontier(redis_url, namespace), []
     args = {"start": f"{server.url}/0", "out": str(output)}
-    crawler.run(ChainSpider, output=str(output), spider_args=args, backend=ChainSpider.frontier, **SETTINGS)
-    assert ChainSpider.seen == [(lines, 1) for lines in range(PAGES)]
+    backend = ChainSpider.frontier
+    crawler.run(ChainSpider, output=str(output), spider_args=args, backend=backend, **CHAIN_SETTINGS)
+    assert ChainSpider.seen == [(lines, 1) for lines in range(CHAIN_PAGES)]
     client = redis.Redis.from_url(redis_url)
     try:
-        assert client.hget(f"{{{namespace}}}:stats", "pages") == str(PAGES).encode()
+        assert client.hget(f"{{{namespace}}}:stats", "pages") == str(CHAIN_PAGES).encode()
     finally:
         client.close()
 
@@ -601,52 +602,6 @@ def test_password_is_not_in_error_messages(unused_port: int) -> None:
 def test_bad_url_raises_frontier_error() -> None:
     with pytest.raises(FrontierError, match="bad Redis URL"):
         RedisFrontier("http://127.0.0.1:6379/0", "crawler:test")
-
-
-class RedisServer:
-    """A redis-server of this test's own on ``port``, keeping its data in ``dir``
-    (append-only file), so it can be stopped and started again; without
-    ``persist`` a restart loses everything."""
-
-    def __init__(self, port: int, directory: Path, *, persist: bool = True) -> None:
-        self.port, self.dir, self.persist = port, directory, persist
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "yes" if self.persist else "no", "--appendfsync", "always"]
-        args += ["--dir", str(self.dir)]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break  # exited: the port was taken meanwhile
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(5.0)
-            self.process = None
-
-
-def started_redis(port: int, directory: Path, *, persist: bool = True) -> Iterator[RedisServer]:
-    """A started `RedisServer` (the test is skipped if it cannot start), stopped after."""
-    server = RedisServer(port, directory, persist=persist)
-    try:
-        server.start()
-    except (OSError, RuntimeError) as exc:
-        pytest.skip(f"cannot start redis-server: {exc}")
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -22,8 +22,9 @@ from crawler._request import Request
 from crawler.frontier.redis import RedisFrontier
 from crawler.sites.server import Page
 
-from ..conftest import CRAWL, html
-from .test_redis import RedisServer, started_redis
+from ..support.cli import CRAWL
+from ..support.redis_server import RedisServer, started_redis
+from ..support.sites import html
 
 pytestmark = pytest.mark.timeout(90)
 

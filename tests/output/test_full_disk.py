@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import CRAWL, html
+from ..support.cli import CRAWL
+from ..support.sites import html
 
 PAGES = 400
 FREE_BYTES = 150_000  # room left for the output: a few hundred of the ~1.2 KB items

@@ -22,7 +22,8 @@ from crawler.output.itemjson import encode_items
 from crawler.parse.callbacks import LinkRules, ParseResult, ParseTask, SpiderParser, parse_failure
 from crawler.parse.executor import CallTimedOut, ParseExecutor, WorkerCrashed, WorkerStartError
 
-from ..conftest import CRAWL, html
+from ..support.cli import CRAWL
+from ..support.sites import html
 
 RULES = LinkRules(("a.test",), None, 2083, encode_items)
 
@@ -192,7 +193,7 @@ class LinkSpider(Spider):
 
 
 def linked_site() -> dict[str, Any]:
-    from ..conftest import html
+    from ..support.sites import html
 
     links = lambda i: [f"/{(i * 7 + k) % (SITE_PAGES - 1) + 1}" for k in range(1, 5)]  # noqa: E731
     pages = {f"/{i}": html(f"page {i}", links(i)) for i in range(1, SITE_PAGES)}
@@ -273,7 +274,7 @@ class MarkedSpider(Spider):
 def test_ctrl_c_as_a_job_starts_exits_130_without_a_traceback(serve, tmp_path, delay):
     """Ctrl-C reaches every process in the terminal's group, parse workers included:
     one that died of it while starting made the crawl exit 1 with a traceback."""
-    from ..conftest import html
+    from ..support.sites import html
 
     site = serve({f"/{i}": html(f"page {i}", [f"/{i + 1}"]) for i in range(200)})
     spider, marker = tmp_path / "marked.py", tmp_path / "loaded"

@@ -8,8 +8,8 @@ import pytest
 from crawler.sites.server import Page
 from crawler.testing import fake_response
 
-from ..conftest import html
-from ..test_crawl_e2e import TitleSpider
+from ..support.sites import html
+from ..support.spiders import TitleSpider
 
 
 def legacy_page(title: str, links: list[str], charset: str, head: str = "") -> Page:
