@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import re
 import ssl
@@ -54,7 +55,7 @@ from .._errors import (
 )
 from .._request import Request
 from .._settings import Settings
-from .._urls import hostname
+from .._urls import host_key, hostname
 from .addressguard import AddressGuard, unwrap_blocked
 from .budget import charge_body_chunk
 from .robots import READ_PREFIX
@@ -115,6 +116,10 @@ _NORMAL_URL = re.compile(
 )
 
 
+_HELD: contextvars.ContextVar[str | None] = contextvars.ContextVar("first_contact_held", default=None)
+"""The host whose first-contact place the current task holds (`Fetcher.first_contact`)."""
+
+
 class FirstContactGate:
     """Bounds the attempts on hosts that have not answered yet, so that hosts that
     accept connections and never answer cannot take every worker.
@@ -126,18 +131,19 @@ class FirstContactGate:
     first contact takes the next free place."""
 
     def __init__(self, concurrency: int) -> None:
-        self._answered: set[bytes] = set()
-        self._silent: set[bytes] = set()
+        self._answered: set[str] = set()
+        self._silent: set[str] = set()
         self._limit = max(1, concurrency // 2)
         self._silent_limit = max(1, concurrency // 8)
         self._unproven = self._silent_in_flight = 0
 
-    def answered(self, host: bytes) -> bool:
+    def answered(self, host: str) -> bool:
         return host in self._answered
 
     @contextlib.contextmanager
-    def attempt(self, host: bytes) -> Iterator[None]:
-        """Hold a place for an attempt on ``host`` (which never answered) while it runs."""
+    def place(self, host: str) -> Iterator[None]:
+        """Hold a place for an attempt on ``host`` (which never answered) while it
+        runs, or raise `HostDeferred` at once if its share is taken."""
         silent = host in self._silent
         if self._unproven >= self._limit or (silent and self._silent_in_flight >= self._silent_limit):
             raise HostDeferred(
@@ -148,14 +154,17 @@ class FirstContactGate:
         self._silent_in_flight += silent
         try:
             yield
-        except FetchError:
-            self._silent.add(host)
-            raise
         finally:
             self._unproven -= 1
             self._silent_in_flight -= silent
-        self._answered.add(host)
-        self._silent.discard(host)
+
+    def learn(self, host: str, failed: bool) -> None:
+        """An attempt on ``host`` got an answer, or failed without one."""
+        if failed:
+            self._silent.add(host)
+        else:
+            self._answered.add(host)
+            self._silent.discard(host)
 
 
 def network_guard(settings: Settings, named_hosts: Iterable[str]) -> AddressGuard:
@@ -204,11 +213,37 @@ class Fetcher:
         when too many attempts wait on hosts that never answered. Any HTTP status
         is a response, not an error."""
         outgoing = self._build(request)
-        host = outgoing.url.netloc
+        host = host_key(request.url)
         if self._gate.answered(host):
             return await self._attempt(request, outgoing)
-        with self._gate.attempt(host):
-            return await self._attempt(request, outgoing)
+        with contextlib.nullcontext() if _HELD.get() == host else self._gate.place(host):
+            try:
+                fetched = await self._attempt(request, outgoing)
+            except FetchError:
+                self._gate.learn(host, failed=True)
+                raise
+        self._gate.learn(host, failed=False)
+        return fetched
+
+    @contextlib.contextmanager
+    def first_contact(self, request: Request) -> Iterator[None]:
+        """Hold ``request``'s place among the attempts on hosts that never answered
+        (if its host never did) around its start and fetch, or raise `HostDeferred`
+        at once: entered before the request takes its host's start, so that a
+        deferred request costs its host no slot."""
+        try:
+            host = host_key(request.url)
+        except ValueError:  # the fetch itself says what is wrong with the URL
+            host = ""
+        if not host or self._gate.answered(host):
+            yield
+            return
+        with self._gate.place(host):
+            token = _HELD.set(host)
+            try:
+                yield
+            finally:
+                _HELD.reset(token)
 
     def _build(self, request: Request) -> httpx.Request:
         try:

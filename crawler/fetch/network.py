@@ -14,7 +14,8 @@ network stack.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from .._request import Request
@@ -62,6 +63,8 @@ class Network:
         self._paced = self.politeness.paced(self._fetcher.fetch)
         self._render = RenderStep(settings, stats, self.politeness, self._fetcher.fetch)
         self.fetch = self._render.hook(network, cache)
+        # with the HTTP cache on, a hit never reaches the network: nothing to hold
+        self.first_contact = self._fetcher.first_contact if cache is None else _no_place
         self._settings = settings
 
     def check(self) -> None:
@@ -79,3 +82,8 @@ class Network:
     async def _paced_fetch(self, request: Request) -> Fetched:
         """A fetch inside its host's limiter: with the HTTP cache on, what a miss does."""
         return await self._paced(request)
+
+
+@contextlib.contextmanager
+def _no_place(request: Request) -> Iterator[None]:
+    yield

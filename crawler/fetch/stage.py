@@ -125,12 +125,18 @@ class FetchStage:
         if not admission.allowed:
             await self._not_admitted(request, admission)
             return None
-        started = time.monotonic()
+        started, holding = time.monotonic(), False
         try:
-            async with self._politeness.slot(request):
-                self._on_start()
-                fetched = await self._fetch(request)
-        except HostDeferred:
+            with self._network.first_contact(request):  # a host that never answered: its place
+                holding = True  # (or HostDeferred at once, before the request takes the start)
+                async with self._politeness.slot(request):
+                    self._on_start()
+                    fetched = await self._fetch(request)
+        except HostDeferred as deferred:
+            if not holding:  # its host keeps the start: back soon, no attempt counted
+                retry_in = deferred.retry_in * random.uniform(0.5, 1.5)
+                await self._not_admitted(request, Admission(False, retry_in=retry_in))
+                return None
             await self._frontier.fetched(request)
             raise
         except FetchError as exc:

@@ -120,3 +120,25 @@ def test_the_fetch_modules_set_attributes_only_in_init(module: Any) -> None:
                     if isinstance(target, ast.Attribute) and ast.unparse(target.value) == "self"
                 ]
                 assert not assigned, f"{cls.name}.{method.name} sets {assigned}"
+
+
+def test_a_request_deferred_as_a_first_contact_costs_its_host_no_start(serve):
+    """When attempts on hosts that never answered hold their share of the
+    concurrency, a request to another such host is put back before it takes its
+    host's start: the host's next request may start at once, not an interval later."""
+    server = serve({"/": html("home")})
+
+    async def step(stage: FetchStage, frontier: MemoryFrontier) -> tuple[Page | None, bool, Any]:
+        gate = stage._network._fetcher._gate  # the share, taken by another host
+        with gate.place("elsewhere.test"):
+            (request,) = await frontier.take(1)
+            page = await stage.fetch(request)
+        key = server.url.removeprefix("http://")
+        return page, frontier.limiters.has_capacity(key), await frontier.status()
+
+    (page, has_capacity, status), _, _ = through_the_stage(
+        server.url + "/", step, obey_robots=False, rate=1.0, concurrency=2
+    )
+    assert page is None and server.hits == []  # deferred, not attempted
+    assert has_capacity  # the host's start is still there
+    assert status.pending == 1 and status.in_flight == 0  # back in the frontier
