@@ -127,17 +127,13 @@ class FetchStage:
             return None
         started, holding = time.monotonic(), False
         try:
-            with self._network.first_contact(request):  # a host that never answered: its place
-                holding = True  # (or HostDeferred at once, before the request takes the start)
+            with self._network.first_contact(request):  # a host that never answered: its place,
+                holding = True  # or HostDeferred at once, before the request takes its host's start
                 async with self._politeness.slot(request):
                     self._on_start()
                     fetched = await self._fetch(request)
-        except HostDeferred as deferred:
-            if not holding:  # its host keeps the start: back soon, no attempt counted
-                retry_in = deferred.retry_in * random.uniform(0.5, 1.5)
-                await self._not_admitted(request, Admission(False, retry_in=retry_in))
-                return None
-            await self._frontier.fetched(request)
+        except HostDeferred:
+            await self._frontier.fetched(request, sent=holding)  # deferred at once: the start goes back
             raise
         except FetchError as exc:
             await self._frontier.fetched(request)
