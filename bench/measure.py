@@ -164,3 +164,21 @@ def save_report(name: str, report: Mapping[str, object]) -> None:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"\nwrote {path}")
+
+
+def runs_on_trees(
+    script: Sequence[str], trees: Mapping[str, Path], rounds: int
+) -> dict[str, list[dict[str, object]]]:
+    """Run ``script`` (a command that prints one JSON object last) once per round on
+    each checkout in ``trees`` (``--tree DIR`` is appended), the order alternating
+    from round to round so that drift in machine load favours neither; each run's
+    JSON, by tree name."""
+    runs: dict[str, list[dict[str, object]]] = {name: [] for name in trees}
+    for rep in range(rounds):
+        for name in list(trees) if rep % 2 == 0 else list(trees)[::-1]:
+            command = [*script, "--tree", str(trees[name])]
+            env = {**os.environ, "PYTHONPATH": str(trees[name])}
+            output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+            runs[name].append(json.loads(output.splitlines()[-1]))
+            print(name, runs[name][-1], flush=True)
+    return runs

@@ -18,11 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+if __package__ in (None, ""):  # run as a script: import the package, not bench/site.py as "site"
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from bench.measure import runs_on_trees
 
 ROOT = Path(__file__).resolve().parent.parent
 SITES = {"python": "/usr/share/doc/python3.11/html", "postgres": "/usr/share/doc/postgresql-doc-15/html"}
@@ -78,13 +82,9 @@ def _doc_spider() -> type[Any]:
 
 def _compare(args: argparse.Namespace) -> int:
     trees = {"other": args.against.resolve(), "this": ROOT}
-    figures: dict[str, list[float]] = {name: [] for name in trees}
-    for _ in range(args.rounds):
-        for name, tree in trees.items():
-            command = [sys.executable, __file__, "--site", args.site, "--rounds", "1", "--tree", str(tree)]
-            env = {**os.environ, "PYTHONPATH": str(tree)}
-            output = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
-            figures[name].append(json.loads(output)["us_per_page"])
+    script = [sys.executable, __file__, "--site", args.site, "--rounds", "1"]
+    runs = runs_on_trees(script, trees, args.rounds)
+    figures = {name: [float(str(run["us_per_page"])) for run in results] for name, results in runs.items()}
     best = {name: min(values) for name, values in figures.items()}
     ratio = best["this"] / best["other"]
     print(json.dumps({"site": args.site, "us_per_page": figures, "best": best, "this/other": ratio}))

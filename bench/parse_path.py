@@ -20,11 +20,15 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+if __package__ in (None, ""):  # run as a script: import the package, not bench/site.py as "site"
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from bench.measure import runs_on_trees
 
 ROOT = Path(__file__).resolve().parent.parent
 WAVE = 64  # pages in flight, as with --concurrency 64
@@ -114,13 +118,8 @@ async def _open(kind: str, spider_cls: Any, rules: Any) -> tuple[Any, Any]:
 
 def _compare(args: argparse.Namespace) -> int:
     trees = {"other": args.against.resolve(), "this": ROOT}
-    results: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
-    for rep in range(args.repeat):
-        for name in list(trees) if rep % 2 == 0 else list(trees)[::-1]:
-            command = [sys.executable, __file__, "--pages", str(args.pages), "--tree", str(trees[name])]
-            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-            results[name].append(json.loads(output.splitlines()[-1]))
-            print(name, results[name][-1], flush=True)
+    script = [sys.executable, __file__, "--pages", str(args.pages)]
+    results = runs_on_trees(script, trees, args.repeat)
     medians = {
         name: {
             key: statistics.median(run[key] for run in runs)
