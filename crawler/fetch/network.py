@@ -15,7 +15,8 @@ network stack.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from .._request import Request
@@ -64,7 +65,9 @@ class Network:
         self._render = RenderStep(settings, stats, self.politeness, self._fetcher.fetch)
         self.fetch = self._render.hook(network, cache)
         # with the HTTP cache on, a hit never reaches the network: nothing to hold
-        self.first_contact = self._fetcher.first_contact if cache is None else _no_place
+        self.first_contact: Callable[[Request], AbstractContextManager[object]] = (
+            self._fetcher.first_contact if cache is None else contextlib.nullcontext
+        )
         self._settings = settings
 
     def check(self) -> None:
@@ -82,8 +85,3 @@ class Network:
     async def _paced_fetch(self, request: Request) -> Fetched:
         """A fetch inside its host's limiter: with the HTTP cache on, what a miss does."""
         return await self._paced(request)
-
-
-@contextlib.contextmanager
-def _no_place(request: Request) -> Iterator[None]:
-    yield
