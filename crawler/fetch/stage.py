@@ -118,17 +118,24 @@ class FetchStage:
         self._stats.inc(SINGLE_FETCHES)
         self._count_response(fetched)
 
-    async def _admit_and_fetch(self, request: Request) -> Page | None:
+    async def _admission(self, request: Request) -> Admission:
         admission = await self._politeness.admit(request)
         if admission.allowed and not self._politeness.can_start(request):
             admission = Admission(False, retry_in=0.0)  # its robots.txt took the start: no waiting here
-        if not admission.allowed:
-            await self._not_admitted(request, admission)
-            return None
-        started, holding = time.monotonic(), False
+        return admission
+
+    async def _admit_and_fetch(self, request: Request) -> Page | None:
+        holding = False
         try:
-            with self._network.first_contact(request):  # a host that never answered: its place,
-                holding = True  # or HostDeferred at once, before the request takes its host's start
+            # A host that never answered: its place, or HostDeferred at once, before its
+            # robots.txt or the request itself takes the host's start.
+            with self._network.first_contact(request):
+                holding = True
+                admission = await self._admission(request)
+                if not admission.allowed:
+                    await self._not_admitted(request, admission)
+                    return None
+                started = time.monotonic()
                 async with self._politeness.slot(request):
                     self._on_start()
                     fetched = await self._fetch(request)

@@ -122,11 +122,13 @@ def test_the_fetch_modules_set_attributes_only_in_init(module: Any) -> None:
                 assert not assigned, f"{cls.name}.{method.name} sets {assigned}"
 
 
-def test_a_request_deferred_as_a_first_contact_costs_its_host_no_start(serve):
+@pytest.mark.parametrize("obey_robots", [False, True], ids=["robots off", "robots.txt not fetched"])
+def test_a_request_deferred_as_a_first_contact_costs_its_host_no_start(serve, obey_robots: bool):
     """When attempts on hosts that never answered hold their share of the
-    concurrency, a request to another such host is put back before it takes its
-    host's start: the host's next request may start at once, not an interval later."""
-    server = serve({"/": html("home")})
+    concurrency, a request to another such host is put back before it (or its
+    robots.txt) takes its host's start: the host's next request may start at once,
+    not an interval later."""
+    server = serve({"/": html("home"), "/robots.txt": robots("")})
 
     async def step(stage: FetchStage, frontier: MemoryFrontier) -> tuple[Page | None, bool, Any]:
         gate = stage._network._fetcher._gate  # the share, taken by another host
@@ -137,7 +139,7 @@ def test_a_request_deferred_as_a_first_contact_costs_its_host_no_start(serve):
         return page, frontier.limiters.has_capacity(key), await frontier.status()
 
     (page, has_capacity, status), _, _ = through_the_stage(
-        server.url + "/", step, obey_robots=False, rate=1.0, concurrency=2
+        server.url + "/", step, obey_robots=obey_robots, rate=1.0, concurrency=2
     )
     assert page is None and server.hits == []  # deferred, not attempted
     assert has_capacity  # the host's start is still there
