@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import BrokenExecutor, Executor
@@ -281,6 +282,11 @@ class Engine:
         start.append(replace(request, url=url))
 
     async def _crawl(self, stage: FetchStage) -> None:
+        # What start-up left alive (modules, the spider, settings) is never garbage
+        # while the crawl runs; frozen, the full collections skip it. They would
+        # otherwise stall the loop for tens of ms, and a request whose host's start
+        # was taken just before such a stall reaches the wire that much late.
+        gc.freeze()
         try:
             async with asyncio.TaskGroup() as group:
                 workers = range(self.settings.concurrency)
@@ -290,6 +296,8 @@ class Engine:
                 group.create_task(self._dispatch(ticker))
         except* FrontierError as failed:  # Redis gone, a job's disk full: stop, say why
             self._fail(failed.exceptions[0])
+        finally:
+            gc.unfreeze()  # collectable again: a library user's process goes on
 
     async def _dispatch(self, ticker: asyncio.Task[None]) -> None:
         try:

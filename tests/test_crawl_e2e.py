@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 from collections import Counter
 from typing import Any
@@ -248,6 +249,23 @@ def test_rate_spaces_requests_to_one_host(serve, crawl_items):
     crawl_items(TitleSpider, [server.url + "/0"], obey_robots=False, rate=10)
     times = [hit.time for hit in server.hits]
     assert len(times) == 6 and spaced(times, 0.1)
+
+
+class FreezeCountSpider(Spider):
+    """Yields how many objects the collector holds frozen while its page is parsed."""
+
+    def parse(self, response: Response) -> Any:
+        yield {"url": response.url, "frozen": gc.get_freeze_count()}
+
+
+def test_start_up_objects_are_frozen_while_the_crawl_runs_and_collectable_after(serve, crawl_items):
+    """Full collections would otherwise walk every module and stall the event loop
+    between a host's start and its request reaching the wire."""
+    server = serve({"/": html("home")})
+    assert gc.get_freeze_count() == 0
+    items, _ = crawl_items(FreezeCountSpider, [server.url + "/"], obey_robots=False)
+    assert items[0]["frozen"] > 10_000  # the modules imported, at least
+    assert gc.get_freeze_count() == 0
 
 
 def test_a_slow_host_does_not_hold_up_a_fast_one(serve, crawl_items):
