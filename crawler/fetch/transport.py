@@ -12,7 +12,8 @@ the promises of the README's hostile-web table on the way:
   the size cap and decodes it with the bounded decoders;
 - nothing is re-sent unseen: aiohttp's own retry on a broken keep-alive connection
   is off, so a retry is always the engine's, bounded and counted;
-- TLS certificates are verified (aiohttp's default context), and proxy variables in
+- TLS certificates are verified (aiohttp's default context, whose certificates
+  `certificates` loads in a thread: HTTPS waits for them), and proxy variables in
   the environment are ignored: only the ``proxy`` setting routes through a proxy;
 - ``connect_timeout`` bounds each connection attempt; the fetcher adds the
   first-byte and total deadlines of each request.
@@ -29,6 +30,7 @@ differently from us is outside what the guard can see.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import resource
 import socket
@@ -42,6 +44,7 @@ import httpx
 from yarl import URL
 
 from .addressguard import AddressGuard, GuardedResolver
+from .certificates import wait_for_certificates
 
 # Descriptors kept for everything but connections: the output, a job's database,
 # the parse workers' pipes, Redis, logs, the resolver's threads.
@@ -139,6 +142,8 @@ class PoolTransport(httpx.AsyncBaseTransport):
         self._guard = guard
         self._connections = connections
         self._proxy = URL(proxy) if proxy else None
+        self._proxy_tls = self._proxy is not None and self._proxy.scheme == "https"
+        self._certificates_pending = True  # see .certificates
         # The fetcher keeps the first-byte and total deadlines (one timer for both);
         # a read timeout here would cost a timer per chunk.
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
@@ -153,6 +158,9 @@ class PoolTransport(httpx.AsyncBaseTransport):
             self._guard.check_url(url)  # IP literals: aiohttp does not resolve them
             self._literals_checked.add(request.url.netloc)  # the same verdict next time
         session = self._session or self._open_session()
+        if self._certificates_pending and (url.startswith("https:") or self._proxy_tls):
+            await asyncio.to_thread(wait_for_certificates)
+            self._certificates_pending = False
         if self._proxy is not None:
             await self._check_target(request.url)
         try:
