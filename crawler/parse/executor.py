@@ -280,6 +280,10 @@ class _Worker:
             self._loop.remove_writer(self._pipes[0].fileno())
         self._writing = wanted
 
+    def read_answers(self) -> None:
+        """Take in whatever answers the worker has written, without waiting."""
+        self._on_readable()
+
     def _on_readable(self) -> None:
         try:
             data = os.read(self._pipes[1].fileno(), READ_SIZE)
@@ -443,8 +447,16 @@ class ParseExecutor(Executor):
 
     def _saturated(self) -> bool:
         """Every worker holds all the batches it may, and a full batch waits besides."""
-        if len(self._waiting) < MAX_BATCH:
+        if len(self._waiting) < MAX_BATCH or not self._all_owe_their_fill():
             return False
+        # The answers may be in the pipes already, unread while the loop was busy:
+        # read them now (a read that finds nothing costs one syscall), and look again.
+        for worker in self._workers:
+            if worker.alive:
+                worker.read_answers()
+        return len(self._waiting) >= MAX_BATCH and self._all_owe_their_fill()
+
+    def _all_owe_their_fill(self) -> bool:
         return all(len(worker.owed) >= BATCHES_PER_WORKER for worker in self._workers if worker.alive)
 
     def _run_here(self, call: Call, future: Future[Any]) -> None:

@@ -125,6 +125,31 @@ def test_the_main_process_parses_small_pages_when_every_worker_is_busy():
     assert ran_here > 0
 
 
+def test_answers_waiting_unread_in_the_pipe_mean_the_worker_is_not_busy():
+    """A busy event loop reads the worker's answers late; before parsing a page
+    itself, the main process reads them, and finds the worker free."""
+
+    async def main() -> tuple[int, int]:
+        parser = SpiderParser.of(SlowSpider, {}, RULES)
+        parser.install(SlowSpider())
+        executor = ParseExecutor(1, initializer=parser.load, may_run_here=lambda fn, args: True)
+        await executor.start()
+        try:
+            loop = asyncio.get_running_loop()
+            pages = [loop.run_in_executor(executor, parser, task(f"/{i}")) for i in range(48)]
+            await asyncio.sleep(0)  # two batches go to the worker; a full batch waits
+            time.sleep(1.0)  # the loop busy: the worker answers both, unread
+            pages.append(loop.run_in_executor(executor, parser, task("/last")))
+            await asyncio.gather(*pages)
+            return len(pages), executor.ran_here
+        finally:
+            await executor.aclose()
+            parser.forget()
+
+    parsed, ran_here = asyncio.run(main())
+    assert parsed == 49 and ran_here == 0
+
+
 def raise_value_error(text: str) -> None:
     raise ValueError(text)
 
