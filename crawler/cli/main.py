@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -49,6 +49,10 @@ from .options import (
     run_command,
     setting_options,
 )
+from .summary import print_summary
+
+if TYPE_CHECKING:
+    from .progress import Progress
 
 log = logging.getLogger("crawler")
 T = TypeVar("T")
@@ -200,10 +204,7 @@ def _execute(invocation: Invocation) -> int:
 
 def _run(invocation: Invocation) -> int:
     """Crawl; the summary and ``--stats`` are written even when the crawl fails."""
-    from .progress import Progress  # noqa: PLC0415  (rich loads only when there is a terminal to draw on)
-
-    show_progress = invocation.progress and sys.stderr.isatty()
-    progress = Progress() if show_progress else None
+    progress = _progress() if invocation.progress and sys.stderr.isatty() else None
     engine = build_engine(
         invocation.spider_cls,
         invocation.sink,
@@ -238,9 +239,13 @@ def _finish(invocation: Invocation, stats: Stats) -> None:
     if invocation.json_logs:
         log.info("crawl %s", stats.finish_reason, extra={"stats": stats.to_dict()})
     else:
-        from .progress import Progress  # noqa: PLC0415
+        print_summary(stats)
 
-        Progress.print_summary(stats)
+
+def _progress() -> Progress:
+    from .progress import Progress  # noqa: PLC0415  (rich loads only when there is a terminal to draw on)
+
+    return Progress()
 
 
 def run_on_our_loop(main: Coroutine[Any, Any, T]) -> T:

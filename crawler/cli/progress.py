@@ -1,13 +1,11 @@
-"""The live progress line (stderr, terminals only) and the end-of-crawl summary."""
+"""The live progress line (stderr, terminals only)."""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
-from .._counters import BYTES, DROPPED, ERRORS, RETRIES, STATUS
 from .._stats import Stats
 from ..frontier import FrontierStatus
 
@@ -34,25 +32,3 @@ class Progress:
 
     def close(self) -> None:
         self._live.stop()
-
-    @staticmethod
-    def print_summary(stats: Stats) -> None:
-        """A short table of the main counters, on stderr."""
-        table = Table(title=f"crawl {stats.finish_reason}", show_header=False, box=None)
-        for key, value in summary_rows(stats):
-            table.add_row(key, value)
-        Console(stderr=True, force_terminal=False, width=100, color_system=None).print(table)
-
-
-def summary_rows(stats: Stats) -> list[tuple[str, str]]:
-    this_run = f" ({stats.pages_this_run:,} this run)" if stats.resumed else ""
-    rows = [
-        ("pages", f"{stats.pages:,}{this_run} in {stats.elapsed:.1f}s ({stats.pages_per_second:,.1f}/s)"),
-        ("items", f"{stats.items:,}"),
-        ("bytes", f"{stats[BYTES]:,}"),
-        ("retries", f"{stats[RETRIES]:,}"),
-    ]
-    for key in sorted(stats.counts):
-        if key.startswith((ERRORS, DROPPED, STATUS)):
-            rows.append((key, f"{stats.counts[key]:,}"))
-    return rows
