@@ -25,32 +25,18 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
-from aiolimiter import AsyncLimiter
+if TYPE_CHECKING:
+    from .hostlimiter import HostLimiter
 
 Listener = Callable[[str], None]
 
 
-class HostLimiter(AsyncLimiter):
-    """An ``AsyncLimiter`` that can say when it will next have capacity."""
+def _new_limiter(interval: float) -> HostLimiter:
+    from .hostlimiter import HostLimiter  # noqa: PLC0415  (aiolimiter loads once a host is paced)
 
-    __slots__ = ()
-
-    def free_at(self) -> float:
-        """When ``has_capacity()`` turns true, in ``loop.time()``: aiolimiter's own
-        arithmetic (``_wake_next``), read without leaking so that it changes nothing
-        and may be asked from the SQLite frontier's thread."""
-        needed = self._level + 1 - self.max_rate
-        return self._last_check + needed / self._rate_per_sec if needed > 0 else -math.inf
-
-    def resized(self, interval: float) -> HostLimiter:
-        """A limiter of ``interval`` whose last start is this one's (Crawl-delay
-        arriving after a start does not forget it)."""
-        limiter = HostLimiter(1, interval)
-        if self._level > 0:
-            limiter._level = 1.0
-            limiter._last_check = self.free_at() - self.time_period
-        return limiter
+    return HostLimiter(1, interval)
 
 
 class HostLimiters:
@@ -82,7 +68,7 @@ class HostLimiters:
         self._intervals[key] = interval
         old = self._limiters.pop(key, None)
         if interval > 0:
-            self._limiters[key] = old.resized(interval) if old else HostLimiter(1, interval)
+            self._limiters[key] = old.resized(interval) if old else _new_limiter(interval)
         else:
             self._claimed.pop(key, None)
 
@@ -91,7 +77,7 @@ class HostLimiters:
         key = self._aliases.get(key, key)
         limiter = self._limiters.get(key)
         if limiter is None and (interval := self.interval(key)) > 0:
-            limiter = self._limiters[key] = HostLimiter(1, interval)
+            limiter = self._limiters[key] = _new_limiter(interval)
         return limiter
 
     def ready_at(self, key: str) -> float | None:
