@@ -46,9 +46,7 @@ class Selector(parsel.Selector):
         except CssSelectorError as exc:
             raise SelectorError(f"invalid CSS selector {query!r}: {exc}") from None
 
-    def xpath(
-        self, query: str, namespaces: Any = None, **kwargs: Any
-    ) -> parsel.SelectorList[Any]:
+    def xpath(self, query: str, namespaces: Any = None, **kwargs: Any) -> parsel.SelectorList[Any]:
         try:
             return super().xpath(query, namespaces, **kwargs)
         except ValueError as exc:

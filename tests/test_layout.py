@@ -61,7 +61,6 @@ def test_the_top_level_holds_the_model_and_one_folder_per_stage() -> None:
     assert len(modules) <= 18, modules
 
 
-
 TESTS = Path(__file__).parent
 
 

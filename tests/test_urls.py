@@ -593,7 +593,6 @@ def test_link_queries_keep_the_pages_encoding(href: str, encoding: str, expected
     assert canonicalize(join_url("http://a.test/b/c", href, encoding)) == expected
 
 
-
 class _Limits:
     """Anything with the two attributes `vet_url` reads (a `Settings`, a `LinkRules`)."""
 

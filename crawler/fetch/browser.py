@@ -453,4 +453,3 @@ def _rendered(document: Fetched, url: str, body: bytes) -> Fetched:
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-

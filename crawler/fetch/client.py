@@ -313,9 +313,7 @@ class Fetcher:
             return self._client.send(outgoing, stream=True)
         return self._transport.handle_async_request(outgoing)
 
-    async def _read(
-        self, response: httpx.Response, prefix: int | None
-    ) -> tuple[int, dict[str, str], bytes]:
+    async def _read(self, response: httpx.Response, prefix: int | None) -> tuple[int, dict[str, str], bytes]:
         try:
             headers = response_headers(response.headers)
             stream = response.stream

@@ -102,9 +102,7 @@ class ParseResult:
 
     def dropped(self) -> dict[str, int]:
         """How many requests were dropped, by reason (``offsite``, ``duplicate``, ...)."""
-        return {
-            short(key): count for key, count in sorted(self.counts.items()) if key.startswith(DROPPED)
-        }
+        return {short(key): count for key, count in sorted(self.counts.items()) if key.startswith(DROPPED)}
 
 
 def make_response(task: ParseTask) -> Response:

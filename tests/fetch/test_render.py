@@ -259,9 +259,7 @@ def test_the_example_spider_gets_every_product_of_the_live_catalogue(tmp_path: P
     finally:
         shop.stop()
     assert result.returncode == 0, result.stderr
-    expected = {
-        (shop.url + p.path, p.sku, p.name, p.price, p.availability == "In stock") for p in catalog()
-    }
+    expected = {(shop.url + p.path, p.sku, p.name, p.price, p.availability == "In stock") for p in catalog()}
     items = read_jsonl(out)
     assert {(i["url"], i["sku"], i["name"], i["price"], i["in_stock"]) for i in items} == expected
     assert len(items) == len(expected) == 60
@@ -358,9 +356,7 @@ def test_the_browsers_own_requests_keep_the_hosts_rate(
         routes["/robots.txt"] = Page(b"User-agent: *\nCrawl-delay: 0.25\n", headers=TEXT)
     server = serve(routes)
     starts = [f"{server.url}/p{n}" for n in range(3)]
-    items, stats = crawl_items(
-        Rendered, starts, per_host=4, autothrottle=False, browser_pages=3, **settings
-    )
+    items, stats = crawl_items(Rendered, starts, per_host=4, autothrottle=False, browser_pages=3, **settings)
     assert len(items) == 3 and all(item["items"] == ["kettle", "teapot"] for item in items)
     assert stats["render/requests"] == 15
     assert len(server.hits) == 19  # robots.txt, 3 pages, 15 of their scripts' calls
