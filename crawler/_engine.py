@@ -505,10 +505,19 @@ class Engine:
             if self._stage is not None:
                 closing.append(self._stage.close())
             await asyncio.gather(*closing)
+            self._withdraw_empty_output()
             try:
                 self.sink.close()
             except OutputError as exc:
                 self._fatal = self._fatal or exc
+
+    def _withdraw_empty_output(self) -> None:
+        """A file the crawl would replace (``-O``) stays as it was when the crawl was
+        stopped before it wrote an item, or when nothing it asked for answered: an old
+        file is worth more than an empty one. A crawl that finished with no item
+        replaces it: that is what the site holds now."""
+        if self.stats.nothing_answered or (self.stats.finish_reason == "stopped" and not self.stats.items):
+            self.sink.withdraw()
 
     async def _close_parse_executor(self) -> None:
         self._parse_page.forget()

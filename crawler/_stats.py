@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._counters import ERRORS, ITEMS, PAGES
+from ._counters import DROPPED_ROBOTS_UNREACHABLE, ERRORS, ITEMS, PAGES, RESPONSES
 
 # Nested even when empty; every other namespace (cache, render, politeness, parse) appears once it counts.
 NAMESPACES = ("status", "errors", "dropped")
@@ -73,6 +73,13 @@ class Stats:
     def errors(self) -> int:
         """Failures of every kind: the sum of the ``errors/...`` counters."""
         return sum(n for key, n in self.counts.items() if key.startswith(ERRORS))
+
+    @property
+    def nothing_answered(self) -> bool:
+        """Requests were tried and not one got a response: every start URL unreachable
+        (or refused by the address guard, or its robots.txt unreachable)."""
+        tried = self.errors > 0 or self.counts[DROPPED_ROBOTS_UNREACHABLE] > 0
+        return tried and self.counts[RESPONSES] == 0
 
     @property
     def pages_this_run(self) -> int:

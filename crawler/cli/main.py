@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from .._api import build_engine
+from .._counters import DROPPED_ROBOTS_UNREACHABLE
 from .._engine import Engine
 from .._errors import CrawlerError, OutputError, UsageError
 from .._settings import SETTING_FIELDS, command_line_settings, logging_settings, spider_settings
@@ -222,9 +223,20 @@ def _run(invocation: Invocation) -> int:
             progress.close()
     if error is None or _got_going(error, engine.stats):
         _finish(invocation, engine.stats)
+    if error is None and not interrupted:
+        error = _nothing_answered(engine.stats)
     if error is not None:
         raise error
     return EXIT_INTERRUPTED if interrupted else 0
+
+
+def _nothing_answered(stats: Stats) -> CrawlerError | None:
+    """A crawl whose every request failed (a wrong host or port, a site that is down)
+    failed, whatever it counted: exit code 1 (the engine kept an ``-O`` file)."""
+    if not stats.nothing_answered:
+        return None
+    failed = stats.errors or stats[DROPPED_ROBOTS_UNREACHABLE]
+    return CrawlerError(f"nothing answered: {failed:,} request(s) failed (see above); output left as it was")
 
 
 def _got_going(error: CrawlerError, stats: Stats) -> bool:

@@ -31,7 +31,9 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import os
 import re
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -379,11 +381,24 @@ def translate_error(exc: BaseException) -> FetchError:
     if isinstance(exc, httpx.DecodingError):
         return DecodingError(str(exc))
     cause = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError) else exc
-    message = str(cause) or type(cause).__name__
+    message = _cannot_connect(cause) or str(cause) or type(cause).__name__
     for types, error in _TRANSLATIONS:
         if isinstance(cause, types):
             return error(message)
     return FetchError(message)
+
+
+def _cannot_connect(exc: BaseException) -> str | None:
+    """``cannot connect to HOST:PORT: Connection refused`` for a connection that failed
+    (aiohttp's own words add ``ssl:default`` even to plain HTTP); ``None`` otherwise."""
+    if not isinstance(exc, aiohttp.ClientConnectorError) or isinstance(exc, aiohttp.ClientSSLError):
+        return None
+    error, number = exc.os_error, exc.os_error.errno
+    if number is not None and number > 0 and not isinstance(error, socket.gaierror):
+        reason = os.strerror(number)  # "Connection refused", not asyncio's "Connect call failed"
+    else:
+        reason = error.strerror or str(error)
+    return f"cannot connect to {exc.host}:{exc.port}: {reason}"
 
 
 _TRANSLATIONS: tuple[tuple[tuple[type[BaseException], ...], type[FetchError]], ...] = (

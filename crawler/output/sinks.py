@@ -52,6 +52,11 @@ class ItemSink(Protocol):
         """Make what was flushed durable before it is acknowledged."""
         ...
 
+    def withdraw(self) -> None:
+        """This crawl's output is not worth replacing the old file with: ``close``
+        leaves it as it was (see `FileSink`)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -71,9 +76,11 @@ class FileSink:
     A file that is replaced (``-O``) or created is written as a temporary file in the
     same directory and renamed over the target by ``close`` once the crawl got going
     (``begin``): a start-up failure, a fatal error or a crash leaves the old file (or
-    no file) as it was. A durable crawl (``begin(durable=True)``) renames at once,
-    because the requests it acknowledges must find their items in the target on
-    resume; it also ``sync``s the file before acknowledging anything."""
+    no file) as it was, and so does a crawl whose output was withdrawn (``withdraw``:
+    stopped before it wrote an item, or nothing it asked for answered). A durable
+    crawl (``begin(durable=True)``) renames at once, because the requests it
+    acknowledges must find their items in the target on resume; it also ``sync``s the
+    file before acknowledging anything."""
 
     def __init__(self, target: str, *, overwrite: bool = False) -> None:
         self.target = target
@@ -167,9 +174,12 @@ class FileSink:
             raise OutputError(f"cannot replace {self.target}: {exc.strerror or exc}") from None
         self._temporary = None
 
+    def withdraw(self) -> None:
+        self._begun = False  # a file published already (a durable crawl's) stays
+
     def close(self) -> None:
-        """Flush; publish the file if the crawl began; the old file stays if it did not
-        or if the last write failed."""
+        """Flush; publish the file if the crawl began and its output was not withdrawn;
+        the old file stays otherwise, or if the last write failed."""
         try:
             self.flush()
             if self._begun:
@@ -302,6 +312,9 @@ class _NoFile:
         pass
 
     async def sync(self) -> None:
+        pass
+
+    def withdraw(self) -> None:
         pass
 
     def close(self) -> None:

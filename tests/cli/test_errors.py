@@ -90,6 +90,45 @@ def test_a_failed_start_leaves_the_old_file_whole(tmp_path, site, keep, failure)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.jsonl", "spider.py"]  # no temporary file
 
 
+@pytest.mark.parametrize("robots", [["--no-obey-robots"], []], ids=["page refused", "robots.txt refused"])
+def test_a_crawl_where_nothing_answers_fails_and_leaves_the_old_file(tmp_path, keep, unused_port, robots):
+    """A wrong port: every request fails. One line, exit 1, the old file whole."""
+    spider = str(write_spider(tmp_path))
+    args = ["-a", f"start_urls=http://127.0.0.1:{unused_port}/", "--no-progress", *robots]
+    args += ["-s", "retries=0"]
+    result = crawl(spider, *args, "-O", str(keep), cwd=tmp_path, timeout=90)
+    assert result.returncode == 1, result.stderr
+    assert error_lines(result) == [
+        "crawl: error: nothing answered: 1 request(s) failed (see above); output left as it was"
+    ]
+    assert f"cannot connect to 127.0.0.1:{unused_port}: Connection refused" in result.stderr
+    assert "ssl:default" not in result.stderr and "Traceback" not in result.stderr
+    assert keep.read_text() == KEEP
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.jsonl", "spider.py"]
+
+
+def test_ctrl_c_before_the_first_item_leaves_the_old_file(tmp_path, serve, keep):
+    slow = serve({"/": Page(b"<title>slow</title>", delay=20)})
+    command = [
+        CRAWL,
+        str(write_spider(tmp_path)),
+        "-a",
+        f"start_urls={slow.url}/",
+        "--no-obey-robots",
+        "-O",
+        str(keep),
+    ]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not slow.hits and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 130, stderr
+    assert keep.read_text() == KEEP  # not replaced by this run's empty output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.jsonl", "spider.py"]
+
+
 def crawl_with_broken_pipeline(tmp_path, site, keep, hook: str, error: str):
     """Crawl into ``keep`` (-O) with a pipeline whose ``hook`` raises ``error``."""
     pipeline = f"\nclass Broken:\n    def {hook}(self, spider):\n        raise {error}\n"
