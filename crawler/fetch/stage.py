@@ -125,35 +125,49 @@ class FetchStage:
         return admission
 
     async def _admit_and_fetch(self, request: Request) -> Page | None:
-        holding = False
+        if (drop := self._politeness.refusal(request)) is not None:  # known rules: no place needed
+            await self._not_admitted(request, Admission(False, drop=drop))
+            return None
         try:
-            # A host that never answered: its place, or HostDeferred at once, before its
-            # robots.txt or the request itself takes the host's start.
-            with self._network.first_contact(request):
-                holding = True
-                admission = await self._admission(request)
-                if not admission.allowed:
-                    await self._not_admitted(request, admission)
-                    return None
-                started = time.monotonic()
-                async with self._politeness.slot(request):
-                    self._on_start()
-                    fetched = await self._fetch(request)
-        except HostDeferred:
-            await self._frontier.fetched(request, sent=holding)  # deferred at once: the start goes back
-            raise
+            admission, fetched, latency = await self._admitted_fetch(request)
         except FetchError as exc:
             await self._frontier.fetched(request)
             await self._politeness.failed(request, exc)
             await self._retry_or_give_up(request, exc)
             return None
+        if fetched is None:
+            await self._not_admitted(request, admission)
+            return None
+        return await self._answered(request, fetched, latency)
+
+    async def _admitted_fetch(self, request: Request) -> tuple[Admission, Fetched | None, float]:
+        """Admission (robots.txt, Crawl-delay) and, if admitted, the fetch, with its
+        latency. A host that never answered: inside its first-contact place, or
+        HostDeferred at once, before its robots.txt or the request takes its start."""
+        holding = False
+        try:
+            with self._network.first_contact(request):
+                holding = True
+                admission = await self._admission(request)
+                if not admission.allowed:
+                    return admission, None, 0.0
+                started = time.monotonic()
+                async with self._politeness.slot(request):
+                    self._on_start()
+                    fetched = await self._fetch(request)
+                return admission, fetched, time.monotonic() - started
+        except HostDeferred:
+            await self._frontier.fetched(request, sent=holding)  # deferred at once: the start goes back
+            raise
+
+    async def _answered(self, request: Request, fetched: Fetched, latency: float) -> Page | None:
         await self._frontier.fetched(request)
         self._count_response(fetched)
         if log.isEnabledFor(logging.DEBUG):
             referer = request.headers.get("Referer")
             status, method = fetched.status, request.method
             log.debug("Crawled (%d) <%s %s> (referer: %s)", status, method, request.url, referer)
-        await self._politeness.answered(request, fetched, time.monotonic() - started)
+        await self._politeness.answered(request, fetched, latency)
         hop = next_hop(request, fetched, self._hops)
         if hop is DONE:
             return await self._accept_page(request, fetched)

@@ -144,3 +144,21 @@ def test_a_request_deferred_as_a_first_contact_costs_its_host_no_start(serve, ob
     assert page is None and server.hits == []  # deferred, not attempted
     assert has_capacity  # the host's start is still there
     assert status.pending == 1 and status.in_flight == 0  # back in the frontier
+
+
+def test_a_request_the_known_rules_refuse_is_dropped_even_when_first_contacts_are_full(serve):
+    """A host given up on (or a page cap reached, or a path its known robots.txt
+    disallows) needs no first-contact place: its requests are dropped, not put back."""
+    server = serve({"/": html("home")})
+
+    async def step(stage: FetchStage, frontier: MemoryFrontier) -> tuple[Page | None, Any]:
+        stage._politeness._given_up.add(server.url.removeprefix("http://"))  # the circuit breaker's verdict
+        with stage._network._fetcher._gate.place("elsewhere.test"):  # the share, taken by another host
+            (request,) = await frontier.take(1)
+            page = await stage.fetch(request)
+        return page, await frontier.status()
+
+    (page, status), stats, _ = through_the_stage(server.url + "/", step, obey_robots=False, concurrency=2)
+    assert page is None and server.hits == []
+    assert stats["dropped/host_failing"] == 1
+    assert status.pending == 0 and status.in_flight == 0  # dropped, not back in the queue
