@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -42,7 +42,7 @@ from ._settings import Settings
 from ._spider import Spider, bind_fetch, call_hook, start_requests_of
 from ._stats import Stats
 from ._urls import default_allowed_domains, vet_url
-from .fetch import BodyBudget, Claim, FetchStage, Network, Page, default_host_policy
+from .fetch import BodyBudget, Claim, FetchStage, Network, Page, certificates_loaded, default_host_policy
 from .frontier import (
     ClusterStats,
     DurableFrontier,
@@ -159,6 +159,7 @@ class Engine:
             if self._stopping:  # Ctrl-C while the workers were starting
                 return self.stats
             stage = self._open_fetch_stage(start_hosts)
+            await self._before_user_hooks()
             await self._pipelines.open()
             await call_hook(self.spider, "open")
             self.stats.inc(START_REQUESTS, await self._frontier.add(start))
@@ -173,6 +174,12 @@ class Engine:
         if self._fatal is not None:
             raise self._fatal
         return self.stats
+
+    async def _before_user_hooks(self) -> None:
+        """A pipeline, or the spider's ``open``, may speak HTTPS through aiohttp itself:
+        first the certificates aiohttp's import left to a thread (`certificates_loaded`)."""
+        if self._pipelines or type(self.spider).open is not Spider.open:
+            await certificates_loaded()
 
     async def _open_frontier(self) -> None:
         """Connect the frontier (an unreachable one stops the crawl here); a job's
@@ -282,22 +289,16 @@ class Engine:
         start.append(replace(request, url=url))
 
     async def _crawl(self, stage: FetchStage) -> None:
-        # What start-up left alive (modules, the spider, settings) is never garbage
-        # while the crawl runs; frozen, the full collections skip it. They would
-        # otherwise stall the loop for tens of ms, and a request whose host's start
-        # was taken just before such a stall reaches the wire that much late.
-        gc.freeze()
         try:
-            async with asyncio.TaskGroup() as group:
-                workers = range(self.settings.concurrency)
-                self._workers = [group.create_task(self._fetch_worker(stage)) for _ in workers]
-                self._workers += [group.create_task(self._parse_worker()) for _ in workers]
-                ticker = group.create_task(self._tick())
-                group.create_task(self._dispatch(ticker))
+            with _START_UP_FROZEN.held():
+                async with asyncio.TaskGroup() as group:
+                    workers = range(self.settings.concurrency)
+                    self._workers = [group.create_task(self._fetch_worker(stage)) for _ in workers]
+                    self._workers += [group.create_task(self._parse_worker()) for _ in workers]
+                    ticker = group.create_task(self._tick())
+                    group.create_task(self._dispatch(ticker))
         except* FrontierError as failed:  # Redis gone, a job's disk full: stop, say why
             self._fail(failed.exceptions[0])
-        finally:
-            gc.unfreeze()  # collectable again: a library user's process goes on
 
     async def _dispatch(self, ticker: asyncio.Task[None]) -> None:
         try:
@@ -532,6 +533,38 @@ def _page_size(fn: Callable[..., Any], args: tuple[Any, ...]) -> int:
 def _small_page(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
     """Whether the main process may parse this page itself (see ``ParseExecutor``)."""
     return _page_size(fn, args) <= RUN_HERE_MAX_BODY
+
+
+class _StartUpFreeze:
+    """``gc.freeze()`` while crawls run. What start-up left alive (modules, the
+    spider, settings) is never garbage while a crawl runs; frozen, the full
+    collections skip it. They would otherwise stall the loop for tens of ms, and a
+    request whose host's start was taken just before such a stall reaches the wire
+    that much late. The first crawl of the process to start freezes and the last to
+    end unfreezes (a library user's process goes on); a process that froze objects
+    itself (a pre-fork server) is left as it is."""
+
+    def __init__(self) -> None:
+        self._running = 0
+        self._ours = False
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        if self._running == 0:
+            self._ours = gc.get_freeze_count() == 0
+            if self._ours:
+                gc.freeze()
+        self._running += 1
+        try:
+            yield
+        finally:
+            self._running -= 1
+            if self._running == 0 and self._ours:
+                gc.unfreeze()
+                self._ours = False
+
+
+_START_UP_FROZEN = _StartUpFreeze()
 
 
 def spider_identity(spider: Spider) -> str:

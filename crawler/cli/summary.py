@@ -1,7 +1,9 @@
 """The end-of-crawl summary on stderr: a two-column table of the main counters.
 
-Plain text, laid out as rich lays out a box-less table (``tests/cli/test_summary.py``
-compares the two), so that a crawl need not load rich just to say how it went."""
+Plain text, laid out as rich lays out a box-less table of this width
+(``tests/cli/test_summary.py`` compares the two), so that a crawl need not load
+rich just to say how it went. A row wider than a terminal is not folded, as rich
+would fold it: the counters' names and figures are short."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .budget import BodyBudget, Claim
+from .certificates import certificates_loaded
 from .network import Network
 from .politeness import default_host_policy
 from .single import SingleFetcher, single_fetcher
@@ -15,6 +16,7 @@ __all__ = [
     "Network",
     "Page",
     "SingleFetcher",
+    "certificates_loaded",
     "default_host_policy",
     "single_fetcher",
 ]

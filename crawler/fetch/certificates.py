@@ -10,28 +10,35 @@ certificates into the same two contexts, while the crawl starts.
 Nothing is verified less. Until its certificates are in, aiohttp's verifying
 context trusts no certificate at all, so a TLS handshake through it fails; it
 never succeeds unverified. The crawler's transport waits for the certificates
-(`wait_for_certificates`) before its first HTTPS request or HTTPS proxy. Other
-threads are left alone: only the importing thread's loads are deferred.
+(`certificates_loaded`) before its first HTTPS request or HTTPS proxy, and the
+engine before the spider's or a pipeline's ``open`` hook, which may speak HTTPS
+through aiohttp itself. Other threads are left alone: only the importing thread's
+loads are deferred.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
 import sys
 import threading
 from collections.abc import Iterator
 
+# How often a coroutine looks whether the certificates are in (a thread to wait in
+# would outlive the wait, and a process with threads forks its workers slower).
+POLL_SECONDS = 0.005
+
 _CONNECTOR = "aiohttp.connector"
 _load_verify_paths = ssl.SSLContext.set_default_verify_paths  # the C method, inherited
-_loading: threading.Thread | None = None
+_loaded = threading.Event()
+_loaded.set()  # nothing deferred yet
 
 
 @contextlib.contextmanager
 def deferred_certificates() -> Iterator[None]:
     """Inside this block, a first import of aiohttp leaves its SSL contexts'
     certificates to a background thread (see the module docstring)."""
-    global _loading  # one loader per process: aiohttp is imported once
     if _CONNECTOR in sys.modules or "set_default_verify_paths" in vars(ssl.SSLContext):
         yield  # imported already, or another thread is importing it this way
         return
@@ -43,22 +50,30 @@ def deferred_certificates() -> Iterator[None]:
         else:
             _load_verify_paths(context)
 
+    _loaded.clear()  # before the import: a waiter in another thread waits from now on
     ssl.SSLContext.set_default_verify_paths = defer_in_this_thread  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
         del ssl.SSLContext.set_default_verify_paths  # the inherited C method again
-    if deferred:
-        _loading = threading.Thread(target=_load, args=(deferred,), name="certificates", daemon=True)
-        _loading.start()
+        # even when the block raised: contexts made already must get their certificates
+        threading.Thread(target=_load, args=(deferred,), name="certificates", daemon=True).start()
 
 
 def _load(contexts: list[ssl.SSLContext]) -> None:
-    for context in contexts:
-        _load_verify_paths(context)
+    try:
+        for context in contexts:
+            _load_verify_paths(context)
+    finally:
+        _loaded.set()
 
 
 def wait_for_certificates() -> None:
     """Return once the certificates deferred at aiohttp's import are loaded."""
-    if _loading is not None:
-        _loading.join()
+    _loaded.wait()
+
+
+async def certificates_loaded() -> None:
+    """`wait_for_certificates`, for a coroutine: the event loop carries on meanwhile."""
+    while not _loaded.is_set():
+        await asyncio.sleep(POLL_SECONDS)

@@ -30,7 +30,6 @@ differently from us is outside what the guard can see.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import resource
 import socket
@@ -44,7 +43,7 @@ import httpx
 from yarl import URL
 
 from .addressguard import AddressGuard, GuardedResolver
-from .certificates import wait_for_certificates
+from .certificates import certificates_loaded
 
 # Descriptors kept for everything but connections: the output, a job's database,
 # the parse workers' pipes, Redis, logs, the resolver's threads.
@@ -159,7 +158,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
             self._literals_checked.add(request.url.netloc)  # the same verdict next time
         session = self._session or self._open_session()
         if self._certificates_pending and (url.startswith("https:") or self._proxy_tls):
-            await asyncio.to_thread(wait_for_certificates)
+            await certificates_loaded()
             self._certificates_pending = False
         if self._proxy is not None:
             await self._check_target(request.url)

@@ -33,10 +33,14 @@ if TYPE_CHECKING:
 Listener = Callable[[str], None]
 
 
-def _new_limiter(interval: float) -> HostLimiter:
+def _limiter_class() -> type[HostLimiter]:
     from .hostlimiter import HostLimiter  # noqa: PLC0415  (aiolimiter loads once a host is paced)
 
-    return HostLimiter(1, interval)
+    return HostLimiter
+
+
+def _new_limiter(interval: float) -> HostLimiter:
+    return _limiter_class()(1, interval)
 
 
 class HostLimiters:
@@ -50,6 +54,8 @@ class HostLimiters:
         self._aliases: dict[str, str] = {}  # host key -> the key whose limiter it shares
         self._claimed: dict[str, int] = {}  # key -> fingerprint of the request handed out
         self._listeners: list[Listener] = []
+        if interval > 0:  # every host is paced: load aiolimiter now, not on the loop before a start
+            _limiter_class()
 
     def alias(self, key: str, shared: str) -> None:
         """Pace ``key`` with the limiter of ``shared`` (an IP address, say) from now on."""

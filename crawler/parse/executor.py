@@ -451,7 +451,7 @@ class ParseExecutor(Executor):
             return False
         # The answers may be in the pipes already, unread while the loop was busy:
         # read them now (a read that finds nothing costs one syscall), and look again.
-        for worker in self._workers:
+        for worker in list(self._workers):  # one found dead leaves the list meanwhile
             if worker.alive:
                 worker.read_answers()
         return len(self._waiting) >= MAX_BATCH and self._all_owe_their_fill()

@@ -1,8 +1,7 @@
 """aiohttp imported with its CA certificates loaded in a thread (`crawler.fetch.certificates`).
 
 aiohttp is imported once per process, so each case runs in a fresh interpreter,
-with ``SSL_CERT_FILE`` naming the system's CA bundle plus a throwaway certificate
-(the bundle, so that loading takes about as long as it does for users)."""
+with ``SSL_CERT_FILE`` naming the system's CA bundle plus a throwaway certificate."""
 
 from __future__ import annotations
 
@@ -18,9 +17,11 @@ from pathlib import Path
 import pytest
 
 # Serves one HTTPS answer on 127.0.0.1 from a thread, fetches it through the
-# crawler's fetcher right after aiohttp's import, and reports what it saw.
+# crawler's fetcher right after aiohttp's import (the certificates made to take half a
+# second to load), and reports what it saw. argv[3] == "nowait": the transport does
+# not wait for them (the control: the handshake must then fail).
 FETCH_OVER_TLS = """
-import asyncio, json, ssl, sys, threading
+import asyncio, json, ssl, sys, threading, time
 
 server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
 server_context.load_cert_chain(sys.argv[1], sys.argv[2])
@@ -36,10 +37,12 @@ server = loop.run_until_complete(loop.create_server(Answer, "127.0.0.1", 0, ssl=
 threading.Thread(target=loop.run_forever, daemon=True).start()
 url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
 
-from crawler.fetch.certificates import deferred_certificates
+from crawler.fetch import certificates
 
+load = certificates._load
+certificates._load = lambda contexts: (time.sleep(0.5), load(contexts))
 other = []
-with deferred_certificates():
+with certificates.deferred_certificates():
     import aiohttp.connector
     # another thread's context, made while the import defers this thread's loads
     thread = threading.Thread(target=lambda: other.append(ssl.create_default_context()))
@@ -51,19 +54,39 @@ from crawler import Request, Settings
 from crawler.fetch.client import Fetcher
 
 async def fetch():
-    fetcher = Fetcher(Settings(allow_private=True))
+    fetcher = Fetcher(Settings(allow_private=True, retries=0))
+    if sys.argv[3] == "nowait":
+        fetcher._transport._certificates_pending = False
     try:
         return (await fetcher.fetch(Request(url))).body.decode()
+    except Exception as exc:
+        return type(exc).__name__
     finally:
         await fetcher.close()
 
+body = asyncio.run(fetch())
+certificates.wait_for_certificates()
 print(json.dumps({
     "at_import": deferred,
     "other_thread": other[0].cert_store_stats()["x509_ca"],
-    "body": asyncio.run(fetch()),
+    "body": body,
     "after": aiohttp.connector._SSL_CONTEXT_VERIFIED.cert_store_stats()["x509_ca"],
     "restored": "set_default_verify_paths" not in vars(ssl.SSLContext),
 }))
+"""
+
+# The import fails half-way: the contexts made already still get their certificates.
+FAILED_IMPORT = """
+import json, ssl
+from crawler.fetch import certificates
+try:
+    with certificates.deferred_certificates():
+        import aiohttp.connector
+        raise KeyboardInterrupt
+except KeyboardInterrupt:
+    pass
+certificates.wait_for_certificates()
+print(json.dumps(aiohttp.connector._SSL_CONTEXT_VERIFIED.cert_store_stats()["x509_ca"]))
 """
 
 
@@ -85,16 +108,32 @@ def trusted_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
     return cert, key, bundle
 
 
+def run_script(script: str, bundle: Path, *args: str) -> str:
+    env = {**os.environ, "SSL_CERT_FILE": str(bundle), "SSL_CERT_DIR": str(bundle.parent)}
+    command = [sys.executable, "-c", textwrap.dedent(script), *args]
+    done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_https_right_after_the_import_waits_for_the_certificates_and_verifies(trusted_certificate):
     cert, key, bundle = trusted_certificate
-    env = {**os.environ, "SSL_CERT_FILE": str(bundle), "SSL_CERT_DIR": str(bundle.parent)}
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(FETCH_OVER_TLS), str(cert), str(key)],
-        check=False, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout)
+    seen = json.loads(run_script(FETCH_OVER_TLS, bundle, str(cert), str(key), "wait"))
     assert seen["at_import"] == 0  # deferred: aiohttp's context trusted nothing yet
     assert seen["other_thread"] >= 1  # another thread's contexts load as always
     assert seen["body"] == "ok"  # the fetch waited for the certificates, and verified with them
     assert seen["after"] == seen["other_thread"] and seen["restored"]
+
+
+def test_without_the_wait_the_handshake_fails_closed(trusted_certificate):
+    """The control of the test above: an HTTPS request made before the certificates
+    are in is refused (never sent unverified)."""
+    cert, key, bundle = trusted_certificate
+    seen = json.loads(run_script(FETCH_OVER_TLS, bundle, str(cert), str(key), "nowait"))
+    assert seen["body"] == "TlsError"
+    assert seen["after"] == seen["other_thread"]
+
+
+def test_an_import_that_fails_half_way_still_gets_its_certificates(trusted_certificate):
+    _, _, bundle = trusted_certificate
+    assert json.loads(run_script(FAILED_IMPORT, bundle)) >= 1
