@@ -196,6 +196,8 @@ def _refuse_unknown(values: Mapping[str, Any], fields: Mapping[str, str], where:
         guesses = [difflib.get_close_matches(name, known, n=1) for name in unknown]
         hint = "".join(f" (did you mean {guess[0]}?)" for guess in guesses if guess)
         names = ", ".join(unknown)
+        if all(guesses):  # a guess for each: the list of every setting would bury it
+            raise UsageError(f"{where}: unknown setting(s) {names}{hint}")
         supported = ", ".join(supported_names(fields))
         raise UsageError(f"{where}: unknown setting(s) {names}{hint}; supported: {supported}")
 

@@ -80,9 +80,9 @@ def test_scrapys_download_delay_attribute_is_a_rate() -> None:
     [
         (
             {"CONCURENT_REQUESTS": 2},
-            r"unknown setting\(s\) CONCURENT_REQUESTS \(did you mean CONCURRENT_REQUESTS\?\); "
-            r"supported: .*DOWNLOAD_DELAY",
+            r"unknown setting\(s\) CONCURENT_REQUESTS \(did you mean CONCURRENT_REQUESTS\?\)$",
         ),
+        ({"SPEED": 2}, r"unknown setting\(s\) SPEED; supported: .*DOWNLOAD_DELAY"),
         ({"DOWNLOADER_MIDDLEWARES": {}}, "DOWNLOADER_MIDDLEWARES is not supported: there are no middlewares"),
         ({"FEEDS": {}}, "FEEDS is not supported: write items with -o/-O"),
         ({"DOWNLOAD_DELAY": "soon"}, "DOWNLOAD_DELAY: not a number: 'soon'"),
