@@ -259,6 +259,7 @@ def resolve_settings(spider_cls: type, overrides: dict[str, Any]) -> Settings:
     """Merge defaults, the spider's settings (class attributes, then its
     ``custom_settings``) and explicit overrides. Names may be ours or Scrapy's."""
     explicit = translate(overrides, _FIELD_TYPES, "setting")
+    warn_misspelt_attributes(spider_cls)  # here, not in spider_settings: once per crawl
     spider_level = spider_settings(spider_cls)
     values: dict[str, Any] = {}
     for name in SETTING_NAMES:
@@ -283,7 +284,6 @@ SPIDER_ONLY_SETTINGS = ("ITEM_PIPELINES",)
 def spider_settings(spider_cls: type) -> dict[str, Any]:
     """The settings a spider class sets: attributes named like settings, Scrapy's
     ``download_delay`` attribute, then ``custom_settings`` (our names or Scrapy's)."""
-    warn_misspelt_attributes(spider_cls)
     values = {name: getattr(spider_cls, name) for name in SETTING_NAMES if hasattr(spider_cls, name)}
     delay = getattr(spider_cls, "download_delay", None)
     if delay is not None:

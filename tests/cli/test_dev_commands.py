@@ -159,7 +159,7 @@ def test_shell_unreachable_url_is_one_clear_line(unused_port):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"crawl shell: error: http://127.0.0.1:{unused_port}/ refused: its robots.txt")
-    assert "Cannot connect" in lines[0]
+    assert f"cannot connect to 127.0.0.1:{unused_port}: Connection refused" in lines[0]
 
 
 def test_log_format_json_writes_one_object_per_line(spider_file, shop, tmp_path):

@@ -352,3 +352,12 @@ def test_the_readme_names_every_setting_in_the_synopsis_and_the_table():
         flag = spec.name.replace("_", "-")
         assert re.search(rf"\[--(no-)?{flag}[ \]/]", synopsis), flag  # or --no-NAME, if on by default
         assert f"| `{spec.name}` |" in table, spec.name
+
+
+def test_a_misspelt_setting_attribute_is_warned_about_once(site, tmp_path):
+    spider = tmp_path / "typo.py"
+    spider.write_text(SPIDER.replace('    name = "cli"\n', '    name = "cli"\n    per_hots = 2\n'))
+    out = str(tmp_path / "out.jsonl")
+    result = crawl(str(spider), "-a", f"start={site.url}/0", "-o", out, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("'per_hots' of CliSpider is not a setting: did you mean per_host?") == 1
