@@ -122,6 +122,7 @@ class Engine:
         self._client_factory = client_factory
         self._executor = parse_executor  # the caller's, if any: it stays open after the crawl
         self._own_executor: ParseExecutor | None = None
+        self._errors_told: set[str] = set()  # one-line callback errors logged at ERROR once
         self._on_tick = on_tick
         self._pipelines = Pipelines(spider.pipelines, spider, self.stats)
         self._work: asyncio.Queue[Request | None] = asyncio.Queue()
@@ -487,8 +488,15 @@ class Engine:
         return self._stage.unrefused(requests)
 
     def _log_errors(self, request: Request, errors: list[str]) -> None:
+        """Each error with its traceback; a one-line error (a callback the spider does
+        not have) at ERROR the first time only, then at DEBUG: every page would repeat it."""
         for error in errors:
-            log.error("callback %s failed on %s:\n%s", request.callback or "parse", request.url, error)
+            if "\n" in error:
+                log.error("callback %s failed on %s:\n%s", request.callback or "parse", request.url, error)
+                continue
+            level = logging.DEBUG if error in self._errors_told else logging.ERROR
+            self._errors_told.add(error)
+            log.log(level, "callback %s failed on %s: %s", request.callback or "parse", request.url, error)
 
     async def _shut_down(self) -> None:
         if self.stats.finish_reason == "running":

@@ -135,6 +135,11 @@ class HostDeferred(CrawlerError):
         self.retry_in = retry_in
 
 
+class MissingCallback(CrawlerError, AttributeError):
+    """A request names a callback its spider does not have (or the spider has no
+    ``parse`` for requests without one)."""
+
+
 class NotHtmlError(CrawlerError):
     """``Response.css`` on a body that is not HTML: use ``.text`` or ``.json()``."""
 

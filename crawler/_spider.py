@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -146,6 +147,21 @@ async def start_requests_of(spider: Spider) -> AsyncIterator[Any]:
         return
     for request in spider.start_requests() or ():
         yield request
+
+
+def missing_callback(spider: Spider, name: str) -> str | None:
+    """What is wrong when ``spider`` has no callback ``name`` (with the name it
+    probably meant), or ``None`` when it has."""
+    method = getattr(spider, name, None)
+    if name == "parse" and getattr(method, "__func__", None) is Spider.parse:
+        return f"spider {type(spider).__name__} has no parse(): define it, or give its requests a callback"
+    if callable(method):
+        return None
+    own = (attr for attr in dir(spider) if not attr.startswith("_") and not hasattr(Spider, attr))
+    methods = [attr for attr in own if callable(getattr(spider, attr, None))]  # the spider's, not ours
+    guess = difflib.get_close_matches(name, methods, n=1, cutoff=0.8)
+    hint = f" (did you mean {guess[0]}?)" if guess else ""
+    return f"spider {type(spider).__name__} has no callback {name!r}{hint}"
 
 
 async def call_hook(spider: Spider, name: str, *args: Any) -> None:

@@ -23,7 +23,15 @@ from .._errors import UsageError
 from .._request import Request
 from .._response import Response
 from .._settings import Settings, resolve_settings
-from .._spider import Spider, bind_fetch, check_allowed_domains, load_spider, parse_spider_args, spider_kwargs
+from .._spider import (
+    Spider,
+    bind_fetch,
+    check_allowed_domains,
+    load_spider,
+    missing_callback,
+    parse_spider_args,
+    spider_kwargs,
+)
 from .._urls import default_allowed_domains, vet_url
 from ..fetch import single_fetcher
 from ..output import encode_items
@@ -219,6 +227,6 @@ def _print(report: ParseReport, *, as_json: bool) -> None:
 
 
 async def _parse(spider: Spider, settings: Settings, url: str, callback: str) -> ParseReport:
-    if not callable(getattr(spider, callback, None)):
-        raise UsageError(f"spider {type(spider).__name__} has no callback {callback!r}")
+    if (missing := missing_callback(spider, callback)) is not None:
+        raise UsageError(missing)
     return await parse_page(spider, settings, checked_url(url), callback)

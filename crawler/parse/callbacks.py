@@ -34,11 +34,11 @@ from .._counters import (
     ERRORS_WORKER_CRASH,
     short,
 )
-from .._errors import NotHtmlError
+from .._errors import MissingCallback, NotHtmlError
 from .._pickling import fast_pickle
 from .._request import Request, relocated
 from .._response import Response
-from .._spider import AttributeWatch, Spider, SpiderRef
+from .._spider import AttributeWatch, Spider, SpiderRef, missing_callback
 from .._urls import cache_key, fingerprint_canonical, in_scope, vet_url
 
 log = logging.getLogger("crawler.callbacks")
@@ -111,10 +111,9 @@ def make_response(task: ParseTask) -> Response:
 
 def callback_of(spider: Spider, request: Request) -> Any:
     name = request.callback or "parse"
-    method = getattr(spider, name, None)
-    if not callable(method):
-        raise AttributeError(f"spider {type(spider).__name__} has no callback {name!r}")
-    return method
+    if (missing := missing_callback(spider, name)) is not None:
+        raise MissingCallback(missing)
+    return getattr(spider, name)
 
 
 def call_callback(spider: Spider, response: Response) -> Any:
@@ -327,4 +326,6 @@ def _count_callback_error(exc: Exception, result: ParseResult, response: Respons
 
 
 def _describe(exc: Exception) -> str:
+    if isinstance(exc, MissingCallback):  # the spider's shape, not a bug in its code: no traceback
+        return str(exc)
     return "".join(traceback.format_exception(exc)).rstrip()

@@ -425,3 +425,42 @@ def test_json_logs_make_every_stderr_line_json(tmp_path, site):
         assert result.returncode in (1, 2)
         records = [json.loads(line) for line in result.stderr.splitlines()]
         assert records[-1]["level"] == "ERROR" and records[-1]["message"].startswith("crawl: error: ")
+
+
+# -- a spider's callbacks -----------------------------------------------------------
+
+
+MISSPELT_CALLBACK = """
+from crawler import Spider
+
+class Shop(Spider):
+    name = "shop"
+
+    def parse(self, response):
+        yield from response.follow_all("a", callback="parse_itme")
+
+    def parse_item(self, response):
+        yield {"url": response.url}
+"""
+
+
+@pytest.mark.parametrize(
+    ("source", "line"),
+    [
+        (MISSPELT_CALLBACK, "spider Shop has no callback 'parse_itme' (did you mean parse_item?)"),
+        (
+            "from crawler import Spider\nclass Bare(Spider):\n    name = 'bare'\n",
+            "spider Bare has no parse(): define it, or give its requests a callback",
+        ),
+    ],
+    ids=["misspelt callback", "no parse"],
+)
+def test_a_missing_callback_is_one_line_once_not_a_traceback_per_page(tmp_path, site, source, line):
+    spider = tmp_path / "spider.py"
+    spider.write_text(source)
+    result = crawl(str(spider), *start(site), "-o", str(tmp_path / "out.jsonl"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr  # callback errors are counted, not fatal
+    assert [text for text in result.stderr.splitlines() if "ERROR" in text] == [
+        text for text in result.stderr.splitlines() if text.endswith(line)
+    ]
+    assert result.stderr.count(line) == 1 and "errors/callback" in result.stderr
