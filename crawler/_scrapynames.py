@@ -132,7 +132,9 @@ UNSUPPORTED: dict[str, str] = {
     "FEEDS": "write items with -o/-O PATH (.jsonl, .jsonl.gz, .csv) or a pipeline",
     "FEED_URI": "write items with -o/-O PATH",
     "FEED_FORMAT": "the format follows the -o/-O file name",
-    "CONCURRENT_REQUESTS_PER_IP": "politeness is per host (CONCURRENT_REQUESTS_PER_DOMAIN)",
+    "CONCURRENT_REQUESTS_PER_IP": (
+        "concurrency is per host (CONCURRENT_REQUESTS_PER_DOMAIN); politeness_key = 'ip' paces rate per IP"
+    ),
     "DEFAULT_REQUEST_HEADERS": "set headers on each Request",
     "HTTPERROR_ALLOWED_CODES": "set handle_httpstatus_list on the spider",
     "DUPEFILTER_CLASS": "deduplication is part of the frontier",
