@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from .logs import print_error
 from .options import run_command, with_default
 
 DEFAULT_URL = "http://127.0.0.1:8000/"
@@ -115,18 +116,18 @@ def new_command(
     Exit code: 0 written; 1 the file exists or cannot be written; 2 a usage error."""
     problem = _name_problem(name) or _url_problem(url)
     if problem:
-        print(f"crawl new: {problem}", file=sys.stderr)
+        print_error("crawl new", problem)
         return 2
     folder = folder if folder is not None else _default_dir()
     path = folder / f"{name}.py"
     if path.exists() and not force:
-        print(f"crawl new: {path} already exists; use --force to overwrite it", file=sys.stderr)
+        print_error("crawl new", f"{path} already exists; use --force to overwrite it")
         return 1
     try:
         folder.mkdir(parents=True, exist_ok=True)
         path.write_text(render(name, url, str(path)), encoding="utf-8")
     except OSError as exc:
-        print(f"crawl new: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        print_error("crawl new", f"cannot write {path}: {exc.strerror or exc}")
         return 1
     print(f"wrote {path}; run it with: crawl {path} -o {name}.jsonl")
     return 0

@@ -81,6 +81,8 @@ def serve(argv: Sequence[str], prog: str) -> int:
         """Serve the demo shop until Ctrl-C."""
         try:
             chosen = port if port is not None else _first_free_port(host)
+            if port is None and chosen != DEFAULT_PORT:  # the tutorial's spiders name 8000
+                print(f"port {DEFAULT_PORT} is busy: serving on {chosen}", file=sys.stderr, flush=True)
             server = SiteServer(host=host, port=chosen, record_hits=False)
             server.serve_forever(on_ready=_announce)
         except OSError as exc:

@@ -228,16 +228,21 @@ def test_demo_serve_takes_the_next_free_port_when_8000_is_busy():
     except OSError:
         holder = None  # busy already: the demo has to move all the same
     try:
-        with subprocess.Popen([CRAWL, "demo", "--serve"], stdout=subprocess.PIPE, text=True) as server:
+        command = [CRAWL, "demo", "--serve"]
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as server:
             assert server.stdout is not None
             announced = server.stdout.readline()
             server.send_signal(signal.SIGINT)
             assert server.wait(timeout=10) == 0
+            assert server.stderr is not None
+            said = server.stderr.read()
     finally:
         if holder is not None:
             holder.close()
     url = announced.split(" serving at ")[1].split()[0]
     assert url.startswith("http://127.0.0.1:80") and not url.startswith("http://127.0.0.1:8000/")
+    port = url.removeprefix("http://127.0.0.1:").rstrip("/")
+    assert f"port 8000 is busy: serving on {port}" in said  # the tutorial's spiders name 8000
 
 
 def test_demo_help_and_version():

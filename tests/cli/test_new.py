@@ -73,7 +73,8 @@ def test_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     path.write_text("# my work\n")
     assert main(["mine", "--dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "already exists" in err and "--force" in err
+    assert err.count("\n") == 1 and err.startswith("crawl new: error: ")
+    assert "already exists" in err and "--force" in err
     assert path.read_text() == "# my work\n"
     assert main(["mine", "--dir", str(tmp_path), "--force"]) == 0
     assert "class MineSpider(Spider)" in path.read_text()
