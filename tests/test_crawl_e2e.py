@@ -255,17 +255,19 @@ class FreezeCountSpider(Spider):
     """Yields how many objects the collector holds frozen while its page is parsed."""
 
     def parse(self, response: Response) -> Any:
-        yield {"url": response.url, "frozen": gc.get_freeze_count()}
+        yield {"url": response.url, "frozen": gc.get_freeze_count(), "young": gc.get_threshold()[0]}
 
 
-def test_start_up_objects_are_frozen_while_the_crawl_runs_and_collectable_after(serve, crawl_items):
+def test_the_collector_is_tuned_while_the_crawl_runs_and_as_it_was_after(serve, crawl_items):
     """Full collections would otherwise walk every module and stall the event loop
     between a host's start and its request reaching the wire."""
     server = serve({"/": html("home")})
     assert gc.get_freeze_count() == 0
+    thresholds = gc.get_threshold()
     items, _ = crawl_items(FreezeCountSpider, [server.url + "/"], obey_robots=False)
     assert items[0]["frozen"] > 10_000  # the modules imported, at least
-    assert gc.get_freeze_count() == 0
+    assert items[0]["young"] >= 20_000  # young objects mostly die before a collection
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == thresholds
 
 
 def test_a_process_that_froze_objects_itself_keeps_them_frozen(serve, crawl_items):
