@@ -55,6 +55,7 @@ from .frontier import (
 )
 from .output import FLUSH_BYTES, ItemSink, PipelineError, Pipelines, encode_items
 from .parse import (
+    YOUNG_THRESHOLD,
     LinkRules,
     ParseExecutor,
     ParseResult,
@@ -551,14 +552,12 @@ class _CrawlCollector:
     would otherwise stall the loop for tens of ms, and a request whose host's start
     was taken just before such a stall reaches the wire that much late. A crawl's
     own objects mostly die young, freed by their reference counts: collections of
-    the youngest generation run every ``YOUNG_THRESHOLD`` allocations instead of
+    the youngest generation run every `YOUNG_THRESHOLD` allocations instead of
     every 700, so that most of those objects are gone before one runs.
 
     The first crawl of the process to start sets this up and the last to end undoes
     it (a library user's process goes on as it was); a process that froze objects
     itself (a pre-fork server) keeps its own freeze."""
-
-    YOUNG_THRESHOLD = 20_000
 
     def __init__(self) -> None:
         self._running = 0
@@ -572,7 +571,7 @@ class _CrawlCollector:
             if self._froze:
                 gc.freeze()
             self._thresholds = gc.get_threshold()
-            gc.set_threshold(max(self.YOUNG_THRESHOLD, self._thresholds[0]), *self._thresholds[1:])
+            gc.set_threshold(max(YOUNG_THRESHOLD, self._thresholds[0]), *self._thresholds[1:])
         self._running += 1
         try:
             yield

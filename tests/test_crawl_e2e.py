@@ -258,13 +258,15 @@ class FreezeCountSpider(Spider):
         yield {"url": response.url, "frozen": gc.get_freeze_count(), "young": gc.get_threshold()[0]}
 
 
-def test_the_collector_is_tuned_while_the_crawl_runs_and_as_it_was_after(serve, crawl_items):
+@pytest.mark.parametrize("parse_workers", [0, 1], ids=["main process", "parse worker"])
+def test_the_collector_is_tuned_while_the_crawl_runs_and_as_it_was_after(serve, crawl_items, parse_workers):
     """Full collections would otherwise walk every module and stall the event loop
     between a host's start and its request reaching the wire."""
     server = serve({"/": html("home")})
     assert gc.get_freeze_count() == 0
     thresholds = gc.get_threshold()
-    items, _ = crawl_items(FreezeCountSpider, [server.url + "/"], obey_robots=False)
+    settings = {"obey_robots": False, "parse_workers": parse_workers}
+    items, _ = crawl_items(FreezeCountSpider, [server.url + "/"], **settings)
     assert items[0]["frozen"] > 10_000  # the modules imported, at least
     assert items[0]["young"] >= 20_000  # young objects mostly die before a collection
     assert gc.get_freeze_count() == 0 and gc.get_threshold() == thresholds

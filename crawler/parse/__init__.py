@@ -11,9 +11,10 @@ from .callbacks import (
     is_async_callback,
     parse_failure,
 )
-from .executor import ParseExecutor
+from .executor import YOUNG_THRESHOLD, ParseExecutor
 
 __all__ = [
+    "YOUNG_THRESHOLD",
     "CallbackRunner",
     "LinkRules",
     "ParseExecutor",
