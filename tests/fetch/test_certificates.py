@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import ssl
 import subprocess
 import sys
@@ -15,6 +14,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+from ..support.tls import self_signed_certificate
 
 # Serves one HTTPS answer on 127.0.0.1 from a thread, fetches it through the
 # crawler's fetcher right after aiohttp's import (the certificates made to take half a
@@ -93,15 +94,8 @@ print(json.dumps(aiohttp.connector._SSL_CONTEXT_VERIFIED.cert_store_stats()["x50
 @pytest.fixture(scope="module")
 def trusted_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """A self-signed certificate for 127.0.0.1, its key, and a CA bundle holding it."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make a test certificate")
     directory = tmp_path_factory.mktemp("ca")
-    key, cert = directory / "key.pem", directory / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = self_signed_certificate(directory)
     bundle = directory / "bundle.pem"
     system = Path(ssl.get_default_verify_paths().cafile or "/nonexistent")
     bundle.write_bytes((system.read_bytes() if system.is_file() else b"") + cert.read_bytes())

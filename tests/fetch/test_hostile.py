@@ -15,7 +15,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import signal
 import ssl
 import subprocess
@@ -49,6 +48,7 @@ from ..support.hostile_servers import (
 from ..support.items import urls
 from ..support.sites import chain_site, endless_redirects, html, moved
 from ..support.spiders import PageSpider
+from ..support.tls import self_signed_certificate
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -408,15 +408,7 @@ def test_start_requests_and_pipeline_errors_are_counted_and_logged(serve, crawl_
 @pytest.fixture(scope="module")
 def self_signed(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
     """A server-side TLS context with a throwaway self-signed certificate."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make a test certificate")
-    directory = tmp_path_factory.mktemp("tls")
-    key, cert = directory / "key.pem", directory / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-         "-days", "1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = self_signed_certificate(tmp_path_factory.mktemp("tls"))
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return context
