@@ -9,6 +9,7 @@ import importlib.util
 import inspect
 import logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
@@ -369,13 +370,24 @@ LIST_ATTRIBUTES = ("start_urls", "sitemap_urls", "allowed_domains")
 
 
 def spider_kwargs(args: Mapping[str, Any]) -> dict[str, Any]:
-    """``args`` with a string for a list attribute split on whitespace: ``-a
-    start_urls="http://a/ http://b/"`` is two URLs (URLs and domains never contain
-    whitespace, while commas are legal in URLs)."""
+    """``args`` with a string for a list attribute split into its entries: ``-a
+    start_urls="http://a/ http://b/"`` is two URLs, and so is ``http://a/,http://b/``.
+    URLs and domains never contain whitespace; a comma is legal in a URL, so URLs are
+    split at a comma only where the next URL's scheme follows it, and domains (which
+    never contain one) at every comma."""
     return {
-        name: value.split() if name in LIST_ATTRIBUTES and isinstance(value, str) else value
+        name: _entries(name, value) if name in LIST_ATTRIBUTES and isinstance(value, str) else value
         for name, value in args.items()
     }
+
+
+_URL_SEPARATOR = re.compile(r"\s+|,(?=[A-Za-z][A-Za-z0-9+.\-]*://)")
+_DOMAIN_SEPARATOR = re.compile(r"[\s,]+")
+
+
+def _entries(name: str, value: str) -> list[str]:
+    separator = _DOMAIN_SEPARATOR if name == "allowed_domains" else _URL_SEPARATOR
+    return [entry for entry in separator.split(value) if entry]
 
 
 def check_allowed_domains(domains: Iterable[str] | None) -> None:

@@ -13,7 +13,7 @@ import pytest
 import crawler
 from crawler import Request, Spider, SpiderLoadError, UsageError, load_spider
 from crawler._settings import DEFAULT_USER_AGENT, Settings, resolve_settings
-from crawler._spider import SpiderRef
+from crawler._spider import SpiderRef, spider_kwargs
 
 GOOD = """\
 from crawler import Spider
@@ -350,3 +350,17 @@ def test_usage_error_is_a_crawler_error() -> None:
 class _FakeResponse:
     def __init__(self, url: str) -> None:
         self.url = url
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "entries"),
+    [
+        ("start_urls", "http://a/ http://b/", ["http://a/", "http://b/"]),
+        ("start_urls", "http://a/,https://b/", ["http://a/", "https://b/"]),  # the usual slip
+        ("start_urls", "http://a/?ids=1,2 http://b/", ["http://a/?ids=1,2", "http://b/"]),  # a comma in a URL
+        ("sitemap_urls", " http://a/sitemap.xml\n", ["http://a/sitemap.xml"]),
+        ("allowed_domains", "a.com,b.com c.com", ["a.com", "b.com", "c.com"]),
+    ],
+)
+def test_a_list_attribute_given_as_a_string_is_split(name: str, value: str, entries: list[str]) -> None:
+    assert spider_kwargs({name: value, "category": "a,b"}) == {name: entries, "category": "a,b"}
