@@ -62,7 +62,9 @@ def run(
 ) -> Stats:
     """Crawl to the end and return the statistics. Items go to ``output`` (JSON
     Lines; ``.jsonl.gz`` compressed; ``.csv``; appended unless ``overwrite``) and
-    through the spider's pipelines.
+    through the spider's pipelines. With ``overwrite``, a crawl where not one request
+    answered (``stats.nothing_answered``) or that was stopped before its first item
+    leaves the old file as it was.
 
     Keyword arguments are settings (``concurrency=16``, ``max_pages=100``, ...) plus
     ``spider_args``, ``backend`` (a `Frontier` object to use instead of the one the

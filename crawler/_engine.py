@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import replace
@@ -123,7 +124,6 @@ class Engine:
         self._client_factory = client_factory
         self._executor = parse_executor  # the caller's, if any: it stays open after the crawl
         self._own_executor: ParseExecutor | None = None
-        self._errors_told: set[str] = set()  # one-line callback errors logged at ERROR once
         self._on_tick = on_tick
         self._pipelines = Pipelines(spider.pipelines, spider, self.stats)
         self._work: asyncio.Queue[Request | None] = asyncio.Queue()
@@ -489,19 +489,14 @@ class Engine:
         return self._stage.unrefused(requests)
 
     def _log_errors(self, request: Request, errors: list[str]) -> None:
-        """Each error with its traceback; a one-line error (a callback the spider does
-        not have) at ERROR the first time only, then at DEBUG: every page would repeat it."""
         for error in errors:
-            if "\n" in error:
-                log.error("callback %s failed on %s:\n%s", request.callback or "parse", request.url, error)
-                continue
-            level = logging.DEBUG if error in self._errors_told else logging.ERROR
-            self._errors_told.add(error)
-            log.log(level, "callback %s failed on %s: %s", request.callback or "parse", request.url, error)
+            sep = "\n" if "\n" in error else " "  # a traceback below, a one-line error beside
+            log.error("callback %s failed on %s:%s%s", request.callback or "parse", request.url, sep, error)
 
     async def _shut_down(self) -> None:
         if self.stats.finish_reason == "running":
             self.stats.finish_reason = "failed" if self._fatal else "stopped"
+        self._withdraw_empty_output()  # before any await: a second Ctrl-C cancels those
         try:
             await self._pipelines.close()
         finally:
@@ -515,7 +510,6 @@ class Engine:
             if self._stage is not None:
                 closing.append(self._stage.close())
             await asyncio.gather(*closing)
-            self._withdraw_empty_output()
             try:
                 self.sink.close()
             except OutputError as exc:
@@ -526,7 +520,8 @@ class Engine:
         stopped before it wrote an item, or when nothing it asked for answered: an old
         file is worth more than an empty one. A crawl that finished with no item
         replaces it: that is what the site holds now."""
-        if self.stats.nothing_answered or (self.stats.finish_reason == "stopped" and not self.stats.items):
+        wrote = self.stats.items + self._unwritten_items
+        if self.stats.nothing_answered or (self.stats.finish_reason == "stopped" and not wrote):
             self.sink.withdraw()
 
     async def _close_parse_executor(self) -> None:
@@ -563,25 +558,34 @@ class _CrawlCollector:
         self._running = 0
         self._froze = False
         self._thresholds = gc.get_threshold()
+        self._lock = threading.Lock()  # crawls may run in several threads, each on its loop
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
-        if self._running == 0:
-            self._froze = gc.get_freeze_count() == 0
-            if self._froze:
-                gc.freeze()
-            self._thresholds = gc.get_threshold()
-            gc.set_threshold(max(YOUNG_THRESHOLD, self._thresholds[0]), *self._thresholds[1:])
-        self._running += 1
+        with self._lock:
+            if self._running == 0:
+                self._tune()
+            self._running += 1
         try:
             yield
         finally:
-            self._running -= 1
-            if self._running == 0:
-                gc.set_threshold(*self._thresholds)
-                if self._froze:
-                    gc.unfreeze()
-                    self._froze = False
+            with self._lock:
+                self._running -= 1
+                if self._running == 0:
+                    self._restore()
+
+    def _tune(self) -> None:
+        self._froze = gc.get_freeze_count() == 0
+        if self._froze:
+            gc.freeze()
+        self._thresholds = gc.get_threshold()
+        gc.set_threshold(max(YOUNG_THRESHOLD, self._thresholds[0]), *self._thresholds[1:])
+
+    def _restore(self) -> None:
+        gc.set_threshold(*self._thresholds)
+        if self._froze:
+            gc.unfreeze()
+            self._froze = False
 
 
 _CRAWL_COLLECTOR = _CrawlCollector()

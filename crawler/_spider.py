@@ -158,11 +158,25 @@ def missing_callback(spider: Spider, name: str) -> str | None:
         return f"spider {type(spider).__name__} has no parse(): define it, or give its requests a callback"
     if callable(method):
         return None
-    own = (attr for attr in dir(spider) if not attr.startswith("_") and not hasattr(Spider, attr))
-    methods = [attr for attr in own if callable(getattr(spider, attr, None))]  # the spider's, not ours
-    guess = difflib.get_close_matches(name, methods, n=1, cutoff=0.8)
+    guess = difflib.get_close_matches(name, _own_methods(type(spider)), n=1, cutoff=0.8)
     hint = f" (did you mean {guess[0]}?)" if guess else ""
     return f"spider {type(spider).__name__} has no callback {name!r}{hint}"
+
+
+def _own_methods(spider_cls: type) -> list[str]:
+    """The methods the user's classes define (not crawler's `Spider`), read without
+    running properties."""
+    names: set[str] = set()
+    for klass in spider_cls.__mro__:
+        if klass is Spider:
+            break
+        names.update(attr for attr, value in vars(klass).items() if _is_method(attr, value))
+    return sorted(names)
+
+
+def _is_method(attr: str, value: object) -> bool:
+    methodlike = inspect.isfunction(value) or isinstance(value, staticmethod | classmethod)
+    return methodlike and not attr.startswith("_")
 
 
 async def call_hook(spider: Spider, name: str, *args: Any) -> None:
@@ -381,7 +395,7 @@ def spider_kwargs(args: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-_URL_SEPARATOR = re.compile(r"\s+|,(?=[A-Za-z][A-Za-z0-9+.\-]*://)")
+_URL_SEPARATOR = re.compile(r"\s*,\s*(?=[A-Za-z][A-Za-z0-9+.\-]*://)|\s+")
 _DOMAIN_SEPARATOR = re.compile(r"[\s,]+")
 
 

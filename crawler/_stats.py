@@ -29,6 +29,7 @@ class Stats:
     _started_monotonic: float = field(default_factory=time.monotonic, repr=False)
     _elapsed: float | None = field(default=None, repr=False)
     _earlier_pages: int = field(default=0, repr=False)
+    _earlier: Counter[str] = field(default_factory=Counter, repr=False)  # earlier runs' counts
 
     def inc(self, key: str, amount: int = 1) -> None:
         """Add ``amount`` to the counter ``key`` (``"pages"``, ``"errors/timeout"``, ...)."""
@@ -40,6 +41,7 @@ class Stats:
         for key, value in earlier.get("counts", {}).items():
             self.counts[key] += int(value)
         self._earlier_pages = self.counts[PAGES]
+        self._earlier = Counter(self.counts)
         self.max_depth = max(self.max_depth, int(earlier.get("max_depth", 0)))
 
     def counters(self) -> dict[str, Any]:
@@ -76,10 +78,16 @@ class Stats:
 
     @property
     def nothing_answered(self) -> bool:
-        """Requests were tried and not one got a response: every start URL unreachable
-        (or refused by the address guard, or its robots.txt unreachable)."""
-        tried = self.errors > 0 or self.counts[DROPPED_ROBOTS_UNREACHABLE] > 0
-        return tried and self.counts[RESPONSES] == 0
+        """This run tried requests and not one got a response: every start URL
+        unreachable (or refused by the address guard, or its robots.txt unreachable)."""
+        return self.failed_this_run > 0 and self.counts[RESPONSES] == self._earlier[RESPONSES]
+
+    @property
+    def failed_this_run(self) -> int:
+        """Requests of this run that failed, or were dropped because robots.txt was unreachable."""
+        failed = self.errors + self.counts[DROPPED_ROBOTS_UNREACHABLE]
+        earlier = sum(n for key, n in self._earlier.items() if key.startswith(ERRORS))
+        return failed - earlier - self._earlier[DROPPED_ROBOTS_UNREACHABLE]
 
     @property
     def pages_this_run(self) -> int:

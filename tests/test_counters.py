@@ -148,3 +148,17 @@ def test_a_crawls_counters_are_all_registered(serve: Any, crawl_items: Any) -> N
     assert not unregistered(stats)  # crawl_items checks it too; here on purpose
     stats.inc("errors/made_up")
     assert unregistered(stats) == ["errors/made_up"]
+
+
+def test_nothing_answered_is_about_this_run_of_a_job():
+    from crawler._stats import Stats
+
+    resumed = Stats()
+    resumed.carry_over({"counts": {"errors/connection_error": 1}})  # the first run failed
+    assert not resumed.nothing_answered  # this run tried nothing
+    resumed.inc("errors/connection_error")
+    assert resumed.nothing_answered and resumed.failed_this_run == 1
+    answered_before = Stats()
+    answered_before.carry_over({"counts": {"responses": 3}})
+    answered_before.inc("errors/timeout")
+    assert answered_before.nothing_answered  # earlier answers do not count for this run

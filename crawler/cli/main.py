@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from .._api import build_engine
-from .._counters import DROPPED_ROBOTS_UNREACHABLE
 from .._engine import Engine
 from .._errors import CrawlerError, OutputError, UsageError
 from .._settings import SETTING_FIELDS, command_line_settings, logging_settings, spider_settings
@@ -235,8 +234,7 @@ def _nothing_answered(stats: Stats) -> CrawlerError | None:
     failed, whatever it counted: exit code 1 (the engine kept an ``-O`` file)."""
     if not stats.nothing_answered:
         return None
-    failed = stats.errors or stats[DROPPED_ROBOTS_UNREACHABLE]
-    return CrawlerError(f"nothing answered: {failed:,} request(s) failed (see above); output left as it was")
+    return CrawlerError(f"nothing answered: {stats.failed_this_run:,} request(s) failed (see above)")
 
 
 def _got_going(error: CrawlerError, stats: Stats) -> bool:

@@ -78,16 +78,16 @@ class FileSink:
     (``begin``): a start-up failure, a fatal error or a crash leaves the old file (or
     no file) as it was, and so does a crawl whose output was withdrawn (``withdraw``:
     stopped before it wrote an item, or nothing it asked for answered). A durable
-    crawl (``begin(durable=True)``) renames at once, because the requests it
-    acknowledges must find their items in the target on resume; it also ``sync``s the
-    file before acknowledging anything."""
+    crawl (``begin(durable=True)``) renames with its first write, because the requests
+    it acknowledges must find their items in the target on resume; it also ``sync``s
+    the file before acknowledging anything."""
 
     def __init__(self, target: str, *, overwrite: bool = False) -> None:
         self.target = target
         self._buffer = bytearray()
         self._fd: int | None
         self._fd, self._good_size, self._temporary = _open(target, overwrite)
-        self._begun = False
+        self._begun = self._publish_when_written = False
         self._flushes = self._synced = 0
         self._sync_lock = asyncio.Lock()
 
@@ -120,8 +120,7 @@ class FileSink:
     def begin(self, *, durable: bool) -> None:
         if not self._begun:
             self._begun = True
-            if durable:
-                self._publish()
+            self._publish_when_written = durable
 
     def flush(self) -> None:
         if not self._buffer or self._fd is None:
@@ -139,6 +138,8 @@ class FileSink:
         self._buffer = bytearray()
         self._good_size += len(data)
         self._flushes += 1
+        if self._publish_when_written and self._begun:  # before its items are acknowledged
+            self._publish()
 
     async def sync(self) -> None:
         """Make what was flushed durable (fdatasync, in a thread: it can take a while on

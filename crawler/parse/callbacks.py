@@ -141,6 +141,7 @@ class CallbackRunner:
         # In a parse worker the spider is a copy of its own: changes stay in this process.
         self._watch = AttributeWatch(spider) if multiprocessing.parent_process() is not None else None
         self._told_duplicates = False
+        self._told: set[str] = set()  # missing callbacks reported by this process
 
     def mark_seen(self, request: Request) -> None:
         """Treat ``request`` (and the URLs it was redirected from) as queued already,
@@ -156,7 +157,7 @@ class CallbackRunner:
             outputs = call_callback(self.spider, response)
             self._collect(task.request, _as_iterable(outputs), result)
         except Exception as exc:
-            _count_callback_error(exc, result, response)
+            self._callback_failed(exc, result, response)
         if self._watch is not None:
             self._watch.check(task.request.callback or "parse")
         return self._finish(result)
@@ -173,8 +174,20 @@ class CallbackRunner:
                 outputs = [output async for output in outputs]
             self._collect(task.request, _as_iterable(outputs), result)
         except Exception as exc:
-            _count_callback_error(exc, result, response)
+            self._callback_failed(exc, result, response)
         return self._finish(result)
+
+    def _callback_failed(self, exc: Exception, result: ParseResult, response: Response) -> None:
+        """Count the error; describe it, with its traceback, except a callback the spider
+        lacks, which is one line and said once by this process: every page would repeat it."""
+        result.counts[ERRORS_NOT_HTML if isinstance(exc, NotHtmlError) else ERRORS_CALLBACK] += 1
+        if isinstance(exc, MissingCallback):
+            if str(exc) not in self._told:
+                self._told.add(str(exc))
+                result.errors.append(str(exc))
+            return
+        hint = response._hint_for(exc)
+        result.errors.append(_describe(exc) + (f"\nhint: {hint}" if hint else ""))
 
     def _collect(self, parent: Request, outputs: Iterable[Any], result: ParseResult) -> None:
         for output in outputs:
@@ -319,13 +332,5 @@ def _is_dataclass_instance(value: Any) -> bool:
     return dataclasses.is_dataclass(value) and not isinstance(value, type)
 
 
-def _count_callback_error(exc: Exception, result: ParseResult, response: Response) -> None:
-    hint = response._hint_for(exc)
-    result.errors.append(_describe(exc) + (f"\nhint: {hint}" if hint else ""))
-    result.counts[ERRORS_NOT_HTML if isinstance(exc, NotHtmlError) else ERRORS_CALLBACK] += 1
-
-
 def _describe(exc: Exception) -> str:
-    if isinstance(exc, MissingCallback):  # the spider's shape, not a bug in its code: no traceback
-        return str(exc)
     return "".join(traceback.format_exception(exc)).rstrip()

@@ -90,21 +90,22 @@ def test_a_failed_start_leaves_the_old_file_whole(tmp_path, site, keep, failure)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.jsonl", "spider.py"]  # no temporary file
 
 
-@pytest.mark.parametrize("robots", [["--no-obey-robots"], []], ids=["page refused", "robots.txt refused"])
-def test_a_crawl_where_nothing_answers_fails_and_leaves_the_old_file(tmp_path, keep, unused_port, robots):
+@pytest.mark.parametrize(
+    "extra",
+    [["--no-obey-robots"], [], ["--no-obey-robots", "--job", "job"]],
+    ids=["page refused", "robots.txt refused", "a durable job"],
+)
+def test_a_crawl_where_nothing_answers_fails_and_leaves_the_old_file(tmp_path, keep, unused_port, extra):
     """A wrong port: every request fails. One line, exit 1, the old file whole."""
     spider = str(write_spider(tmp_path))
-    args = ["-a", f"start_urls=http://127.0.0.1:{unused_port}/", "--no-progress", *robots]
-    args += ["-s", "retries=0"]
+    args = ["-a", f"start_urls=http://127.0.0.1:{unused_port}/", "--no-progress", "-s", "retries=0", *extra]
     result = crawl(spider, *args, "-O", str(keep), cwd=tmp_path, timeout=90)
     assert result.returncode == 1, result.stderr
-    assert error_lines(result) == [
-        "crawl: error: nothing answered: 1 request(s) failed (see above); output left as it was"
-    ]
+    assert error_lines(result) == ["crawl: error: nothing answered: 1 request(s) failed (see above)"]
     assert f"cannot connect to 127.0.0.1:{unused_port}: Connection refused" in result.stderr
     assert "ssl:default" not in result.stderr and "Traceback" not in result.stderr
     assert keep.read_text() == KEEP
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.jsonl", "spider.py"]
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]  # no temporary file
 
 
 def test_ctrl_c_before_the_first_item_leaves_the_old_file(tmp_path, serve, keep):

@@ -74,18 +74,29 @@ def test_overwrite_replaces_the_file_when_closed(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["items.jsonl"]
 
 
-def test_a_durable_crawl_replaces_the_file_when_it_begins(tmp_path: Path) -> None:
-    """Acknowledged requests must find their items in the target on resume."""
+def test_a_durable_crawl_replaces_the_file_with_its_first_write(tmp_path: Path) -> None:
+    """Acknowledged requests must find their items in the target on resume; before
+    the first item is written, the old file is still whole."""
     path = existing(tmp_path)
     sink = JsonLinesSink(str(path), overwrite=True)
-    assert path.read_text() == BEFORE
     sink.begin(durable=True)
-    assert path.read_text() == ""
+    sink.flush()  # nothing buffered yet
+    assert path.read_text() == BEFORE
     write(sink, b'{"new": 2}\n')
     sink.flush()
     asyncio.run(sink.sync())
     assert path.read_text() == '{"new": 2}\n'
     sink.close()
+
+
+def test_a_durable_crawl_withdrawn_before_its_first_write_leaves_the_old_file(tmp_path: Path) -> None:
+    path = existing(tmp_path)
+    sink = JsonLinesSink(str(path), overwrite=True)
+    sink.begin(durable=True)
+    sink.withdraw()  # nothing answered
+    sink.close()
+    assert path.read_text() == BEFORE
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
 
 
 def test_a_new_file_is_created_only_once_the_crawl_began(tmp_path: Path) -> None:
