@@ -118,8 +118,8 @@ PAGES = 3000  # a crawl of minutes: a node that starts late still finds work
 
 @pytest.fixture
 def slow_site(serve):
-    """A binary tree of PAGES pages, every answer 100 ms late, two at a time: far
-    longer a crawl than the test, which breaks Redis in the middle of it."""
+    """A binary tree of PAGES pages, every answer 100 ms late, four at a time (two
+    per node): far longer a crawl than the test, which breaks Redis in the middle of it."""
     tree = lambda i: [f"/{j}" for j in (2 * i + 1, 2 * i + 2) if j < PAGES]  # noqa: E731
     return serve({f"/{i}": Page(html(f"page {i}", tree(i)).body, delay=0.1) for i in range(PAGES)})
 
@@ -138,7 +138,9 @@ def start_nodes(redis_url: str, start: str, tmp_path: Path, count: int = 2) -> l
                 f"start={start}",
                 "-O",
                 str(tmp_path / f"node{i}.jsonl"),
-                "--per-host",
+                "--per-host",  # room for both nodes on the one host, whichever asks first:
+                "8",
+                "--concurrency",  # each holds at most two of its places
                 "2",
                 "--no-progress",
                 "--no-obey-robots",
