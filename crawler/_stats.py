@@ -28,7 +28,6 @@ class Stats:
     hosts: int = 0  # distinct hosts with a page fetched in this run
     _started_monotonic: float = field(default_factory=time.monotonic, repr=False)
     _elapsed: float | None = field(default=None, repr=False)
-    _earlier_pages: int = field(default=0, repr=False)
     _earlier: Counter[str] = field(default_factory=Counter, repr=False)  # earlier runs' counts
 
     def inc(self, key: str, amount: int = 1) -> None:
@@ -40,7 +39,6 @@ class Stats:
         """Add the counters of earlier runs of the same job (``counters()`` of theirs)."""
         for key, value in earlier.get("counts", {}).items():
             self.counts[key] += int(value)
-        self._earlier_pages = self.counts[PAGES]
         self._earlier = Counter(self.counts)
         self.max_depth = max(self.max_depth, int(earlier.get("max_depth", 0)))
 
@@ -80,24 +78,27 @@ class Stats:
     def nothing_answered(self) -> bool:
         """This run tried requests and not one got a response: every start URL
         unreachable (or refused by the address guard, or its robots.txt unreachable)."""
-        return self.failed_this_run > 0 and self.counts[RESPONSES] == self._earlier[RESPONSES]
+        return self.failed_this_run > 0 and not self._this_run()[RESPONSES]
 
     @property
     def failed_this_run(self) -> int:
         """Requests of this run that failed, or were dropped because robots.txt was unreachable."""
-        failed = self.errors + self.counts[DROPPED_ROBOTS_UNREACHABLE]
-        earlier = sum(n for key, n in self._earlier.items() if key.startswith(ERRORS))
-        return failed - earlier - self._earlier[DROPPED_ROBOTS_UNREACHABLE]
+        this_run = self._this_run()
+        errors = sum(n for key, n in this_run.items() if key.startswith(ERRORS))
+        return errors + this_run[DROPPED_ROBOTS_UNREACHABLE]
+
+    def _this_run(self) -> Counter[str]:
+        return self.counts - self._earlier
 
     @property
     def pages_this_run(self) -> int:
         """Pages of this run alone (``pages`` includes a job's earlier runs)."""
-        return self.pages - self._earlier_pages
+        return self.pages - self._earlier[PAGES]
 
     @property
     def resumed(self) -> bool:
         """Whether earlier runs of a job counted here too."""
-        return self._earlier_pages > 0
+        return self._earlier[PAGES] > 0
 
     @property
     def pages_per_second(self) -> float:

@@ -230,7 +230,7 @@ def _run(invocation: Invocation) -> int:
 
 
 def _nothing_answered(stats: Stats) -> CrawlerError | None:
-    """A crawl whose every request failed (a wrong host or port, a site that is down)
+    """A crawl whose every request failed (a wrong host or port, a server that is off)
     failed, whatever it counted: exit code 1 (the engine kept an ``-O`` file)."""
     if not stats.nothing_answered:
         return None
