@@ -56,7 +56,6 @@ from .frontier import (
 )
 from .output import FLUSH_BYTES, ItemSink, PipelineError, Pipelines, encode_items
 from .parse import (
-    YOUNG_THRESHOLD,
     LinkRules,
     ParseExecutor,
     ParseResult,
@@ -64,6 +63,7 @@ from .parse import (
     SpiderParser,
     is_async_callback,
     parse_failure,
+    space_young_collections,
 )
 
 if TYPE_CHECKING:  # at run time these load after the parse workers are forked
@@ -547,8 +547,8 @@ class _CrawlCollector:
     would otherwise stall the loop for tens of ms, and a request whose host's start
     was taken just before such a stall reaches the wire that much late. A crawl's
     own objects mostly die young, freed by their reference counts: collections of
-    the youngest generation run every `YOUNG_THRESHOLD` allocations instead of
-    every 700, so that most of those objects are gone before one runs.
+    the youngest generation come far more rarely than every 700 allocations
+    (`space_young_collections`), so that most of those objects are gone before one runs.
 
     The first crawl of the process to start sets this up and the last to end undoes
     it (a library user's process goes on as it was); a process that froze objects
@@ -578,8 +578,7 @@ class _CrawlCollector:
         self._froze = gc.get_freeze_count() == 0
         if self._froze:
             gc.freeze()
-        self._thresholds = gc.get_threshold()
-        gc.set_threshold(max(YOUNG_THRESHOLD, self._thresholds[0]), *self._thresholds[1:])
+        self._thresholds = space_young_collections()
 
     def _restore(self) -> None:
         gc.set_threshold(*self._thresholds)

@@ -11,10 +11,9 @@ from .callbacks import (
     is_async_callback,
     parse_failure,
 )
-from .executor import YOUNG_THRESHOLD, ParseExecutor
+from .executor import ParseExecutor, space_young_collections
 
 __all__ = [
-    "YOUNG_THRESHOLD",
     "CallbackRunner",
     "LinkRules",
     "ParseExecutor",
@@ -23,4 +22,5 @@ __all__ = [
     "SpiderParser",
     "is_async_callback",
     "parse_failure",
+    "space_young_collections",
 ]

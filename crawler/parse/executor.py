@@ -118,7 +118,15 @@ def _settle_collector() -> None:
     forked from), and a page's objects die young, freed by their reference counts,
     so young collections come every `YOUNG_THRESHOLD` allocations, not every 700."""
     gc.freeze()
-    gc.set_threshold(max(YOUNG_THRESHOLD, gc.get_threshold()[0]), *gc.get_threshold()[1:])
+    space_young_collections()
+
+
+def space_young_collections() -> tuple[int, int, int]:
+    """Collect the youngest generation every `YOUNG_THRESHOLD` allocations (or as
+    rarely as it was set to already); the thresholds before, to restore them."""
+    before = gc.get_threshold()
+    gc.set_threshold(max(YOUNG_THRESHOLD, before[0]), *before[1:])
+    return before
 
 
 def _call(call: Call) -> Outcome:
