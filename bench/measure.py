@@ -9,6 +9,10 @@ maximum kept: RSS counts pages shared by forked workers once per process, PSS
 splits them between the sharers, so PSS is the fairer sum for a process pool.
 ``rusage_cpu_s`` (from ``wait4``: the root plus the descendants it reaped) is a
 cross-check.
+
+Between samples the harness waits on the root's exit (a pidfd, where the system
+has one), not a plain sleep, so the wall time ends when the process does, not up
+to one interval later: for a half-second crawl a 50 ms poll was a 5% error.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -123,12 +128,13 @@ def run_measured(
     process = subprocess.Popen(command, env=dict(env), cwd=cwd, stdout=stdout, stderr=stderr)
     sampler = TreeSampler(process.pid)
     timed_out = False
-    while not _has_exited(process.pid):
-        sampler.sample()
-        if not timed_out and time.perf_counter() - started > timeout:
-            timed_out = True
-            sampler.kill()
-        time.sleep(interval)
+    with _exit_waiter(process.pid) as wait_for_exit:
+        while not _has_exited(process.pid):
+            sampler.sample()
+            if not timed_out and time.perf_counter() - started > timeout:
+                timed_out = True
+                sampler.kill()
+            wait_for_exit(interval)
     sampler.sample()  # the root is a zombie now: its CPU times are final
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
@@ -151,6 +157,21 @@ def _role(process: psutil.Process) -> str:
     """A short name for what the process is: its command line, cut down."""
     command = " ".join(process.cmdline())
     return command if len(command) <= 80 else command[:77] + "..."
+
+
+@contextlib.contextmanager
+def _exit_waiter(pid: int) -> Iterator[Callable[[float], object]]:
+    """A function that waits at most its argument in seconds, returning early when
+    ``pid`` exits: on a pidfd where there is one, else a plain sleep."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux 5.3+, or the process is gone already
+        yield time.sleep
+        return
+    try:
+        yield lambda seconds: select.select([pidfd], [], [], seconds)
+    finally:
+        os.close(pidfd)
 
 
 def _has_exited(pid: int) -> bool:
