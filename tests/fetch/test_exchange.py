@@ -1,0 +1,202 @@
+"""The HTTP/1.1 exchange `PoolTransport` does itself, on aiohttp's connections, against
+a server that records every request head byte for byte and answers from a script:
+what goes on the wire, which connections are kept, and what is refused unsent."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from crawler import Request, Settings
+from crawler._errors import BadResponse, FetchError
+from crawler.fetch.client import Fetched, Fetcher
+from crawler.fetch.robots import READ_PREFIX
+
+from ..support.threaded import ThreadedServer
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+Answer = Callable[[bytes], bytes]  # the request head -> the whole response
+
+
+class ScriptedServer(ThreadedServer):
+    """Reads keep-alive requests on 127.0.0.1 and answers each with ``answer(head)``;
+    records every head with the number of the connection it came on. An answer that
+    ends with ``CLOSE`` is sent and the connection closed."""
+
+    CLOSE = b"<close>"
+
+    def __init__(self, answer: Answer = lambda head: OK) -> None:
+        super().__init__()
+        self.answer = answer
+        self.heads: list[tuple[int, bytes]] = []
+        self.connections = 0
+
+    def __enter__(self) -> ScriptedServer:
+        self.url = f"http://127.0.0.1:{self._start('127.0.0.1', timeout=5)[0][1]}"
+        return self
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        number = self.connections
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                length = _content_length(head)
+                self.heads.append((number, head + (await reader.readexactly(length) if length else b"")))
+                answer = self.answer(head)
+                writer.write(answer.removesuffix(self.CLOSE))
+                await writer.drain()
+                if answer.endswith(self.CLOSE):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            return int(value)
+    return 0
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[..., ScriptedServer]]:
+    servers: list[ScriptedServer] = []
+
+    def start(answer: Answer = lambda head: OK) -> ScriptedServer:
+        servers.append(ScriptedServer(answer).__enter__())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)
+
+
+def fetch_all(*requests: Request) -> list[Fetched | Exception]:
+    """Fetch ``requests`` one after another through one fetcher (one pool)."""
+
+    async def main() -> list[Fetched | Exception]:
+        fetcher = Fetcher(Settings(user_agent="probe/1"))
+        results: list[Fetched | Exception] = []
+        try:
+            for request in requests:
+                try:
+                    results.append(await fetcher.fetch(request))
+                except FetchError as exc:
+                    results.append(exc)
+        finally:
+            await fetcher.close()
+        return results
+
+    return asyncio.run(main())
+
+
+def test_a_get_goes_on_the_wire_as_one_plain_head(scripted):
+    server = scripted()
+    [fetched] = fetch_all(Request(server.url + "/a/b?q=1&r=%C3%A9", headers={"X-Mine": "m"}))
+    assert isinstance(fetched, Fetched) and fetched.status == 200 and fetched.body == b"ok"
+    [(_, head)] = server.heads
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0] == "GET /a/b?q=1&r=%C3%A9 HTTP/1.1"
+    assert lines[1] == "Host: " + server.url.removeprefix("http://")
+    assert {"User-Agent: probe/1", "X-Mine: m", "Accept-Encoding: gzip, deflate, br, zstd"} <= set(lines)
+    assert not any(line.lower().startswith(("content-length", "content-type", "cookie")) for line in lines)
+
+
+def test_a_post_says_its_length_and_a_default_type(scripted):
+    server = scripted()
+    plain = Request(server.url + "/form", method="POST", body=b"q=1")
+    json_type = {"Content-Type": "application/json"}
+    typed = Request(server.url + "/form", method="POST", body=b"{}", headers=json_type)
+    lying = Request(server.url + "/form", method="POST", body=b"abc", headers={"Content-Length": "1"})
+    fetch_all(plain, typed, lying)
+    heads = [head.decode("latin-1") for _, head in server.heads]
+    assert "Content-Length: 3\r\n" in heads[0] and "Content-Type: application/octet-stream\r\n" in heads[0]
+    assert heads[0].endswith("\r\n\r\nq=1")
+    assert "Content-Type: application/json\r\n" in heads[1] and "octet-stream" not in heads[1]
+    assert "Content-Length: 1\r\n" not in heads[2] and "Content-Length: 3\r\n" in heads[2]
+    assert heads[2].endswith("\r\n\r\nabc")
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth(scripted):
+    server = scripted()
+    fetch_all(Request(server.url.replace("//", "//us%40er:p%3Ass@") + "/"))
+    expected = base64.b64encode(b"us@er:p:ss").decode()
+    assert f"Authorization: Basic {expected}\r\n" in server.heads[0][1].decode()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-Evil": "a\r\nX-Injected: 1"}, {"X-Evil": "a\nb"}, {"X-Evil": "a\x00b"}, {"Bad Name": "v"}],
+)
+def test_a_header_that_would_break_the_head_is_refused_unsent(scripted, headers):
+    server = scripted()
+    [result] = fetch_all(Request(server.url + "/", headers=headers))
+    assert isinstance(result, FetchError) and "cannot send" in str(result)
+    assert server.heads == []
+
+
+def test_a_method_that_is_not_a_token_is_refused_unsent(scripted):
+    server = scripted()
+    [result] = fetch_all(Request(server.url + "/", method="GET / HTTP/1.1\r\nX:"))
+    assert isinstance(result, FetchError)
+    assert server.heads == []
+
+
+def test_connections_are_kept_alive_unless_the_server_says_close(scripted):
+    answers = iter([OK, OK, b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", OK])
+    server = scripted(lambda head: next(answers))
+    results = fetch_all(*(Request(f"{server.url}/{i}") for i in range(4)))
+    assert all(isinstance(result, Fetched) and result.body == b"ok" for result in results)
+    assert [number for number, _ in server.heads] == [1, 1, 1, 2]
+
+
+def test_a_body_read_only_in_part_does_not_go_back_to_the_pool(scripted):
+    """robots.txt reads a prefix: the rest of the body is still on the connection,
+    which is closed, never handed to the next request."""
+    size = 8 * 1024 * 1024  # more than the connection buffers before it stops reading
+    server = scripted(lambda head: b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + b"x" * size)
+    robots = Request(server.url + "/robots.txt", meta={READ_PREFIX: 10})
+    results = fetch_all(robots, Request(server.url + "/"))
+    assert [len(result.body) for result in results if isinstance(result, Fetched)] == [10, size]
+    assert [number for number, _ in server.heads] == [1, 2]
+
+
+def test_informational_answers_are_skipped_and_close_delimited_bodies_read_to_the_end(scripted):
+    answer = b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\n\r\nall of it"
+    server = scripted(lambda head: answer + ScriptedServer.CLOSE)
+    [fetched] = fetch_all(Request(server.url + "/"))
+    assert isinstance(fetched, Fetched) and (fetched.status, fetched.body) == (200, b"all of it")
+
+
+def test_no_cookies_are_kept_between_requests(scripted):
+    answers = iter([b"HTTP/1.1 200 OK\r\nSet-Cookie: session=s3cret\r\nContent-Length: 2\r\n\r\nok", OK])
+    server = scripted(lambda head: next(answers))
+    first, _ = fetch_all(Request(server.url + "/login"), Request(server.url + "/next"))
+    assert isinstance(first, Fetched) and first.headers["set-cookie"] == "session=s3cret"
+    assert b"cookie" not in server.heads[1][1].lower()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"HTTP/1.1 abc OK\r\n\r\n", b"NOT HTTP AT ALL\r\n\r\n", b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n"],
+)
+def test_a_malformed_response_is_a_bad_response(scripted, answer):
+    server = scripted(lambda head: answer + ScriptedServer.CLOSE)
+    [result] = fetch_all(Request(server.url + "/"))
+    assert isinstance(result, BadResponse)
+
+
+def test_a_head_request_reads_no_body(scripted):
+    server = scripted(lambda head: b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+    head = Request(server.url + "/", method="HEAD")
+    first, second = fetch_all(head, head)
+    assert isinstance(first, Fetched) and first.body == b"" and first.headers["content-length"] == "5"
+    assert isinstance(second, Fetched)
+    assert [number for number, _ in server.heads] == [1, 1]

@@ -1,0 +1,31 @@
+"""A test server on its own event loop, in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+
+class ThreadedServer:
+    """An ``asyncio`` server on ``hosts`` (port chosen by the system), run by its own
+    event loop in a daemon thread while the ``with`` block runs."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def _start(self, hosts: str | list[str], timeout: float) -> list[tuple[str, int]]:
+        """Start serving ``_handle``; the (host, port) of every socket."""
+        self._thread.start()
+        start = asyncio.start_server(self._handle, hosts, 0)
+        self._server = asyncio.run_coroutine_threadsafe(start, self._loop).result(timeout)
+        return [sock.getsockname()[:2] for sock in self._server.sockets]
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.close()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
