@@ -22,10 +22,21 @@ class ThreadedServer:
         return [sock.getsockname()[:2] for sock in self._server.sockets]
 
     def __exit__(self, *exc_info: object) -> None:
-        self._server.close()
+        # on the server's own loop: asyncio is not thread-safe, and connections that
+        # close meanwhile touch the same server
+        asyncio.run_coroutine_threadsafe(self._shut_down(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.close()
+
+    async def _shut_down(self) -> None:
+        """Stop listening, and end the connections still open (keep-alive ones wait
+        for a next request that will not come)."""
+        self._server.close()
+        handlers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
