@@ -61,7 +61,7 @@ from .parse import (
     ParseResult,
     ParseTask,
     SpiderParser,
-    is_async_callback,
+    is_async_method,
     parse_failure,
     space_young_collections,
 )
@@ -124,6 +124,7 @@ class Engine:
         self._client_factory = client_factory
         self._executor = parse_executor  # the caller's, if any: it stays open after the crawl
         self._own_executor: ParseExecutor | None = None
+        self._async_callbacks: dict[str | None, bool] = {}
         self._on_tick = on_tick
         self._pipelines = Pipelines(spider.pipelines, spider, self.stats)
         self._work: asyncio.Queue[Request | None] = asyncio.Queue()
@@ -209,10 +210,17 @@ class Engine:
         await executor.start()
         self._executor = executor
 
+    def _is_async(self, callback: str | None) -> bool:
+        """Whether the spider's ``callback`` is ``async``: asked once per callback."""
+        known = self._async_callbacks.get(callback)
+        if known is None:
+            known = self._async_callbacks[callback] = is_async_method(self.spider, callback)
+        return known
+
     async def _parse(self, task: ParseTask) -> ParseResult:
         """Run the page's callback: in the parse executor, or here for ``async def``
         callbacks and ``parse_workers=0``."""
-        if self._executor is None or is_async_callback(self.spider, task.request):
+        if self._executor is None or self._is_async(task.request.callback):
             return await self._runner.run_async(task)
         loop = asyncio.get_running_loop()
         try:

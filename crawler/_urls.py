@@ -37,8 +37,10 @@ _UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
 # Page encodings whose links keep a UTF-8 query (URL standard: UTF-16 pages too).
 _UTF8_QUERIES = frozenset({"utf-8", "utf-16-le", "utf-16-be", "replacement"})
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
-# The URL standard's userinfo percent-encode set: C0, space, "#<>?`{}/:;=@[\]^|, DEL, non-ASCII.
-_USERINFO_UNSAFE = re.compile(r"[\x00-\x20\"#<>?`{}/:;=@\[\\\]^|\x7f-\U0010ffff]")
+# The URL standard's userinfo percent-encode set: C0, space, "#<>?`{}/:;=@[\]^|, DEL, non-ASCII;
+# spelled as the complement of what is left, which compiles in a tenth of the time
+# (a class up to U+10FFFF is a large charset; tests/test_urls.py checks they agree).
+_USERINFO_UNSAFE = re.compile(r"[^!$%&'()*+,\-.0-9A-Z_a-z~]")
 
 # RFC 3986 appendix B, with a strict scheme; the fragment is left unmatched.
 _URL = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))?")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from crawler import _urls
 from crawler._urls import (
     MAX_URL_LENGTH,
     InvalidURL,
@@ -618,3 +620,12 @@ SESSION = "http://example.com/p;jsessionid=AB12?x=1"
 )
 def test_vet_url_names_the_counter_of_a_refusal(url: str, limits: _Limits, expected: tuple[Any, str]) -> None:
     assert vet_url(url, limits) == expected
+
+
+def test_the_userinfo_set_is_the_url_standards() -> None:
+    """C0 controls, space, ``"#<>?`{}/:;=@[\\]^|``, DEL and every non-ASCII code point,
+    and nothing else (the module spells it as the complement of what is left)."""
+    spelled_out = re.compile(r"[\x00-\x20\"#<>?`{}/:;=@\[\\\]^|\x7f-\U0010ffff]")
+    every_code_point = "".join(map(chr, range(0x110000)))
+    matched = [m.start() for m in _urls._USERINFO_UNSAFE.finditer(every_code_point)]
+    assert matched == [m.start() for m in spelled_out.finditer(every_code_point)]

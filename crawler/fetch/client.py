@@ -316,14 +316,17 @@ class Fetcher:
         return self._transport.handle_async_request(outgoing)
 
     async def _read(self, response: httpx.Response, prefix: int | None) -> tuple[int, dict[str, str], bytes]:
+        stream = response.stream
+        if not isinstance(stream, httpx.AsyncByteStream):
+            response.close()
+            raise FetchError("the transport returned a synchronous body")
         try:
             headers = response_headers(response.headers)
-            stream = response.stream
-            if not isinstance(stream, httpx.AsyncByteStream):
-                raise FetchError("the transport returned a synchronous body")
             raw = await self._read_capped(headers, stream, prefix)
         finally:
-            await response.aclose()
+            # the transport's own stream closes as it is (httpx's close adds only a
+            # mapping of httpcore's errors); a client's stream goes through the client
+            await (response.aclose() if self._client is not None else stream.aclose())
         return response.status_code, headers, raw
 
     async def _read_capped(

@@ -82,6 +82,8 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 5.6.2
 _TOKEN_BYTES = re.compile(_TOKEN.pattern.encode())
 _NOT_IN_TARGET = re.compile(rb"[\x00-\x20\x7f]")
 _NOT_IN_VALUE = re.compile(rb"[\x00\r\n]")
+_VALID_NAMES: set[bytes] = set()  # header names found to be tokens, in lower case
+MAX_NAMES_KEPT = 1024
 
 
 class OutOfDescriptors(Exception):
@@ -172,6 +174,8 @@ class PoolTransport(httpx.AsyncBaseTransport):
         self._connections = connections
         self._proxy = URL(proxy) if proxy else None
         self._proxy_tls = self._proxy is not None and self._proxy.scheme == "https"
+        # "" through a proxy without credentials; None without a proxy
+        self._proxy_authorization = _proxy_authorization(self._proxy) if self._proxy else None
         self._certificates_pending = True  # see .certificates
         # The fetcher keeps the first-byte and total deadlines (one timer for both);
         # a read timeout here would cost a timer per chunk.
@@ -194,13 +198,14 @@ class PoolTransport(httpx.AsyncBaseTransport):
         if self._proxy is not None:
             await self._check_target(url)
         origin = self._origin(url)
+        head = request_head(request, origin.headers[hdrs.HOST], self._proxy_authorization)  # refused unsent
         try:
             connection = await connector.connect(origin, [], self._timeout)
         except aiohttp.ClientConnectorError as exc:
             self._out_of_descriptors(exc)
             raise
         try:
-            status, raw_headers, body = await _exchange(connection, request, origin)
+            status, raw_headers, body = await _exchange(connection, request, head)
         except BaseException:
             connection.close()  # half an exchange: the connection cannot be reused
             raise
@@ -260,17 +265,18 @@ class PoolTransport(httpx.AsyncBaseTransport):
 
 
 async def _exchange(
-    connection: Connection, request: httpx.Request, origin: ClientRequest
+    connection: Connection, request: httpx.Request, head: bytes
 ) -> tuple[int, RawHeaders, StreamReader]:
-    """Send ``request`` on ``connection``; return the response's status, raw headers
-    and body stream, once its head is in (informational 1xx answers skipped)."""
+    """Send ``request`` (its ``head`` made already) on ``connection``; return the
+    response's status, raw headers and body stream, once its head is in (informational
+    1xx answers skipped)."""
     protocol = connection.protocol
     transport = protocol.transport if protocol is not None else None
     if protocol is None or transport is None or transport.is_closing():
         raise aiohttp.ClientConnectionResetError("Cannot write to closing transport")
     method = request.method
     protocol.set_response_params(skip_payload=method == "HEAD", read_until_eof=True, auto_decompress=False)
-    transport.write(request_head(request, origin) + request.content)
+    transport.write(head + request.content)
     while True:
         try:
             message, body = await protocol.read()
@@ -281,31 +287,39 @@ async def _exchange(
             return message.code, message.raw_headers, body
 
 
-def request_head(request: httpx.Request, origin: ClientRequest) -> bytes:
+def request_head(request: httpx.Request, host: str, proxy_authorization: str | None = None) -> bytes:
     """The request line and header block of ``request``, as aiohttp would write them:
-    ``Host`` from the origin (unless the request names its own), a ``Content-Length``
+    ``host`` (unless the request names its own ``Host``), a ``Content-Length``
     of the body for requests that have one or that take one, and a ``Content-Type``
     for those when the request gives none; the URL's ``user:password@`` as basic
-    auth, unless the request has its own ``Authorization``. Through a proxy, plain-HTTP targets are in
+    auth, unless the request has its own ``Authorization``. With a proxy
+    (``proxy_authorization`` its credentials, if any), plain-HTTP targets are in
     absolute form with the proxy's credentials. Refuses (``ValueError``) a method,
     target or header that would break the block (a CR, LF or NUL, a space in a name)."""
     url, method, body = request.url, request.method, request.content
-    proxied = origin.proxy is not None and url.scheme == "http"
+    proxied = proxy_authorization is not None and url.scheme == "http"
     lines = [_request_line(method, str(url).encode("ascii") if proxied else url.raw_path)]
     given = _header_lines(request.headers.raw, lines)
     if b"host" not in given:
-        lines.insert(1, b"Host: %s\r\n" % origin.headers[hdrs.HOST].encode("ascii"))
+        lines.insert(1, b"Host: %s\r\n" % host.encode("ascii"))
     if url.userinfo and b"authorization" not in given:
         lines.append(b"Authorization: %s\r\n" % _basic_auth(url.userinfo).encode("latin-1"))
     if body or method in _BODY_METHODS:
         lines.append(b"Content-Length: %d\r\n" % len(body))
         if b"content-type" not in given:
             lines.append(b"Content-Type: application/octet-stream\r\n")
-    credentials = origin.headers.get(hdrs.PROXY_AUTHORIZATION) if proxied else None
-    if credentials is not None:
-        lines.append(b"Proxy-Authorization: %s\r\n" % credentials.encode("latin-1"))
+    if proxied and proxy_authorization:
+        lines.append(b"Proxy-Authorization: %s\r\n" % proxy_authorization.encode("latin-1"))
     lines.append(b"\r\n")
     return b"".join(lines)
+
+
+def _proxy_authorization(proxy: URL) -> str:
+    """``Proxy-Authorization`` for ``http://user:password@proxy/``; ``""`` without credentials."""
+    userinfo = proxy.raw_user or ""
+    if proxy.raw_password is not None:
+        userinfo += ":" + proxy.raw_password
+    return _basic_auth(userinfo.encode("ascii")) if userinfo else ""
 
 
 def _basic_auth(userinfo: bytes) -> str:
@@ -326,13 +340,24 @@ def _header_lines(headers: list[tuple[bytes, bytes]], lines: list[bytes]) -> set
     return the names given, in lower case."""
     given = set()
     for name, value in headers:
-        if not _TOKEN_BYTES.fullmatch(name) or _NOT_IN_VALUE.search(value):
-            raise ValueError(f"cannot send the header {name[:100]!r}: {value[:100]!r}")
         lowered = name.lower()
+        if lowered not in _VALID_NAMES:
+            _check_name(name, lowered)
         given.add(lowered)
         if lowered not in _SET_HERE:
             lines.append(b"%s: %s\r\n" % (name, value))
+    if _NOT_IN_VALUE.search(b"".join(value for _, value in headers)):
+        bad = next((name, value) for name, value in headers if _NOT_IN_VALUE.search(value))
+        raise ValueError(f"cannot send the header {bad[0][:100]!r}: {bad[1][:100]!r}")
     return given
+
+
+def _check_name(name: bytes, lowered: bytes) -> None:
+    """Raise ``ValueError`` unless ``name`` is a token; remember it if it is."""
+    if not _TOKEN_BYTES.fullmatch(name):
+        raise ValueError(f"cannot send the header name {name[:100]!r}: not a token")
+    if len(_VALID_NAMES) < MAX_NAMES_KEPT:
+        _VALID_NAMES.add(lowered)
 
 
 class _RawBody(httpx.AsyncByteStream):

@@ -9,6 +9,7 @@ from .callbacks import (
     ParseTask,
     SpiderParser,
     is_async_callback,
+    is_async_method,
     parse_failure,
 )
 from .executor import ParseExecutor, space_young_collections
@@ -21,6 +22,7 @@ __all__ = [
     "ParseTask",
     "SpiderParser",
     "is_async_callback",
+    "is_async_method",
     "parse_failure",
     "space_young_collections",
 ]

@@ -122,7 +122,12 @@ def call_callback(spider: Spider, response: Response) -> Any:
 
 
 def is_async_callback(spider: Spider, request: Request) -> bool:
-    method = getattr(spider, request.callback or "parse", None)
+    return is_async_method(spider, request.callback)
+
+
+def is_async_method(spider: Spider, callback: str | None) -> bool:
+    """Whether ``spider``'s ``callback`` (``parse`` when ``None``) is ``async``."""
+    method = getattr(spider, callback or "parse", None)
     return inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method)
 
 

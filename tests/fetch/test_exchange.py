@@ -139,7 +139,7 @@ def test_a_header_that_would_break_the_head_is_refused_unsent(scripted, headers)
     server = scripted()
     [result] = fetch_all(Request(server.url + "/", headers=headers))
     assert isinstance(result, FetchError) and "cannot send" in str(result)
-    assert server.heads == []
+    assert server.heads == [] and server.connections == 0  # refused before any connection
 
 
 def test_a_method_that_is_not_a_token_is_refused_unsent(scripted):

@@ -5,6 +5,7 @@ idle connections bounded, and hosts that never answer held to their share."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import socket
 import subprocess
@@ -116,6 +117,23 @@ def test_a_crawl_goes_through_the_proxy(serve, crawl_items, proxy):
     ]
     assert all(target.startswith(server.url) for target in proxy.targets)  # the target host, unresolved
     assert len(server.hits) == 5
+
+
+def test_the_proxy_urls_credentials_go_to_the_proxy(serve, proxy):
+    """``http://user:password@proxy/``: the proxy gets them as ``Proxy-Authorization``."""
+    server = serve(shop(0))
+    settings = Settings(proxy=proxy.url.replace("//", "//us%40er:s3cret@"))
+
+    async def main() -> None:
+        fetcher = Fetcher(settings, guard=network_guard(settings, ["127.0.0.1"]))
+        try:
+            assert (await fetcher.fetch(Request(server.url + "/"))).status == 200
+        finally:
+            await fetcher.close()
+
+    asyncio.run(main())
+    expected = "Basic " + base64.b64encode(b"us@er:s3cret").decode()
+    assert [headers.get("Proxy-Authorization") for headers in proxy.headers] == [expected]
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.3:9/", "http://localhost:9/", "http://[::ffff:7f00:1]:9/"])

@@ -37,6 +37,7 @@ class ThreadedServer:
         for task in handlers:
             task.cancel()
         await asyncio.gather(*handlers, return_exceptions=True)
+        await asyncio.sleep(0)  # the transports they closed close their sockets now
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
