@@ -8,26 +8,25 @@ the ``allowed_domains`` entries) and when ``allow_private`` is on.
 
 Where the check happens:
 
-- host names: ``GuardedResolver`` wraps aiohttp's resolver; it resolves, checks every
-  address, and hands aiohttp exactly the addresses it checked, so there is no second
-  lookup for a rebinding DNS server to answer differently.
-- IP literals: aiohttp's ``TCPConnector`` never calls its resolver for them (it
-  connects to the literal), so the fetcher calls ``AddressGuard.check_url`` before
-  each request.
+- host names: ``GuardedResolver`` resolves, checks every address, and hands the
+  transport exactly the addresses it checked, so there is no second lookup for a
+  rebinding DNS server to answer differently. It has aiohttp's resolver interface,
+  so aiohttp's pool (behind a proxy) uses it too.
+- IP literals: no resolver is asked about them (the connection goes to the
+  literal), so the transport calls ``AddressGuard.check_url`` before each request.
 
 ``BlockedAddress`` is not an ``OSError``, so aiohttp does not wrap it: raised in the
-resolver it propagates out of ``session.request`` unchanged. ``unwrap_blocked`` finds
-it in an exception chain either way.
+resolver it propagates out unchanged. ``unwrap_blocked`` finds it in an exception
+chain either way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Collection, Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
-
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
+from typing import Any, Protocol
 
 from .._errors import BlockedAddress
 from .._urls import _allowed_domain, hostname
@@ -167,17 +166,57 @@ def _refusal(host: str, address: IPAddress) -> str:
     return f"refused {target}: not a public address, the host was not named, allow_private is off"
 
 
-class GuardedResolver(AbstractResolver):
-    """An aiohttp resolver that lets ``guard`` check every address it returns.
+ResolveResult = dict[str, Any]  # aiohttp's: hostname, host, port, family, proto, flags
 
-    ``base`` does the lookups (default ``aiohttp.DefaultResolver()``: the threaded
-    ``getaddrinfo`` resolver, or aiodns' when that is installed; create it inside a
-    running event loop). A ``TCPConnector`` given a resolver does not close it:
-    call ``close`` after closing the session."""
 
-    def __init__(self, guard: AddressGuard, base: AbstractResolver | None = None) -> None:
+class Resolver(Protocol):
+    """aiohttp's resolver interface (``aiohttp.abc.AbstractResolver``)."""
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = ...) -> list[Any]: ...
+
+    async def close(self) -> None: ...
+
+
+class SystemResolver:
+    """The system's ``getaddrinfo``, on the event loop's threads: what aiohttp's
+    ``ThreadedResolver`` does, without loading aiohttp."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, family=family, flags=socket.AI_ADDRCONFIG
+        )
+        results = [
+            {
+                "hostname": host,
+                "host": address[0],
+                "port": address[1],
+                "family": found,
+                "proto": proto,
+                "flags": 0,
+            }
+            for found, _, proto, _, address in infos
+            if found in (socket.AF_INET, socket.AF_INET6)
+        ]
+        if not results:
+            raise OSError(None, f"{host} has no address")
+        return results
+
+    async def close(self) -> None:
+        pass
+
+
+class GuardedResolver:
+    """A resolver that lets ``guard`` check every address it returns, with aiohttp's
+    resolver interface.
+
+    ``base`` does the lookups (default `SystemResolver`). A ``TCPConnector`` given a
+    resolver does not close it: call ``close`` after closing the session."""
+
+    def __init__(self, guard: AddressGuard, base: Resolver | None = None) -> None:
         self._guard = guard
-        self._base = base if base is not None else aiohttp.DefaultResolver()
+        self._base: Resolver = base if base is not None else SystemResolver()
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
@@ -213,8 +252,8 @@ def unwrap_blocked(exc: BaseException) -> BlockedAddress | None:
             return current
         seen.add(id(current))
         linked = [current.__cause__, current.__context__]
-        if isinstance(current, aiohttp.ClientConnectorError):
-            linked.append(current.os_error)
+        if isinstance(os_error := getattr(current, "os_error", None), BaseException):  # aiohttp's
+            linked.append(os_error)
         if isinstance(current, BaseExceptionGroup):
             linked.extend(current.exceptions)
         pending.extend(e for e in linked if e is not None and id(e) not in seen)

@@ -35,11 +35,11 @@ import os
 import re
 import socket
 import ssl
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import httpx
 from httpx._urlparse import MAX_URL_LENGTH, PATH_SAFE, QUERY_SAFE, UNRESERVED_CHARACTERS
 
@@ -305,7 +305,7 @@ class Fetcher:
             if response is None:
                 raise FetchTimeout(f"no response within {first_byte:g}s") from None
             raise FetchTimeout(f"no complete response within {settings.timeout:g}s") from None
-        except (aiohttp.ClientError, httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
+        except _library_errors() as exc:
             raise unwrap_blocked(exc) or translate_error(exc) from exc
         body = decode_content(raw, headers.get("content-encoding"), prefix or settings.max_size)
         return Fetched(request.url, status, headers, body)
@@ -378,20 +378,29 @@ def merge_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     return headers
 
 
+def _library_errors() -> tuple[type[BaseException], ...]:
+    """The errors of the libraries under the fetcher, which `translate_error` maps
+    (aiohttp's only once it is loaded: behind a proxy, or a user's own client)."""
+    aiohttp = sys.modules.get("aiohttp")
+    errors = (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError)
+    return (*errors, aiohttp.ClientError) if aiohttp is not None else errors
+
+
 def translate_error(exc: BaseException) -> FetchError:
     """Map an httpx/aiohttp/OS error onto the crawler's tree (see ``_errors``).
     Where an httpx error wraps an aiohttp one, the aiohttp cause says more."""
     if isinstance(exc, httpx.DecodingError):
         return DecodingError(str(exc))
-    cause = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError) else exc
-    message = _cannot_connect(cause) or str(cause) or type(cause).__name__
-    for types, error in _TRANSLATIONS:
+    aiohttp = sys.modules.get("aiohttp")  # no aiohttp loaded: no aiohttp error to see
+    cause = exc.__cause__ if aiohttp and isinstance(exc.__cause__, aiohttp.ClientError) else exc
+    message = (aiohttp and _cannot_connect(aiohttp, cause)) or str(cause) or type(cause).__name__
+    for types, error in _translations(aiohttp):
         if isinstance(cause, types):
             return error(message)
     return FetchError(message)
 
 
-def _cannot_connect(exc: BaseException) -> str | None:
+def _cannot_connect(aiohttp: Any, exc: BaseException) -> str | None:
     """``cannot connect to HOST:PORT: Connection refused`` for a connection that failed
     (aiohttp's own words add ``ssl:default`` even to plain HTTP); ``None`` otherwise."""
     if not isinstance(exc, aiohttp.ClientConnectorError) or isinstance(exc, aiohttp.ClientSSLError):
@@ -404,16 +413,33 @@ def _cannot_connect(exc: BaseException) -> str | None:
     return f"cannot connect to {exc.host}:{exc.port}: {reason}"
 
 
-_TRANSLATIONS: tuple[tuple[tuple[type[BaseException], ...], type[FetchError]], ...] = (
-    # httpx's errors first: none is an aiohttp or OS error
-    ((httpx.TimeoutException,), FetchTimeout),
-    ((httpx.RemoteProtocolError, httpx.ReadError), BrokenTransfer),
-    ((httpx.UnsupportedProtocol, httpx.InvalidURL), FetchError),
-    ((httpx.TransportError,), TransientFetchError),
-    ((ssl.SSLError, aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch), TlsError),
-    ((aiohttp.ServerTimeoutError, TimeoutError), FetchTimeout),
-    ((aiohttp.ClientPayloadError,), BrokenTransfer),
-    ((aiohttp.ClientResponseError,), BadResponse),
-    ((aiohttp.InvalidURL,), FetchError),
-    ((aiohttp.ClientError, OSError), TransientFetchError),
-)
+Translations = tuple[tuple[tuple[type[BaseException], ...], type[FetchError]], ...]
+
+
+def _translations(aiohttp: Any) -> Translations:
+    """Error types and what they become, first match wins: httpx's first (none is an
+    aiohttp or OS error), then aiohttp's when it is loaded, then the OS's."""
+    extra: dict[str, tuple[type[BaseException], ...]] = dict.fromkeys(
+        ("tls", "timeout", "payload", "response", "url", "client"), ()
+    )
+    if aiohttp is not None:
+        extra = {
+            "tls": (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch),
+            "timeout": (aiohttp.ServerTimeoutError,),
+            "payload": (aiohttp.ClientPayloadError,),
+            "response": (aiohttp.ClientResponseError,),
+            "url": (aiohttp.InvalidURL,),
+            "client": (aiohttp.ClientError,),
+        }
+    return (
+        ((httpx.TimeoutException,), FetchTimeout),
+        ((httpx.RemoteProtocolError, httpx.ReadError), BrokenTransfer),
+        ((httpx.UnsupportedProtocol, httpx.InvalidURL), FetchError),
+        ((httpx.TransportError,), TransientFetchError),
+        ((ssl.SSLError, *extra["tls"]), TlsError),
+        ((*extra["timeout"], TimeoutError), FetchTimeout),
+        (extra["payload"], BrokenTransfer),
+        (extra["response"], BadResponse),
+        (extra["url"], FetchError),
+        ((*extra["client"], OSError), TransientFetchError),
+    )

@@ -23,7 +23,6 @@ from .._request import Request
 from .._settings import Settings
 from .._stats import Stats
 from ..frontier import Frontier, SharedStore
-from .certificates import deferred_certificates
 from .politeness import Politeness
 from .render import RenderStep
 from .robots import ROBOTS_TIMEOUT, RobotsCache
@@ -50,9 +49,8 @@ class Network:
         transport: httpx.AsyncBaseTransport | None = None,
         client_factory: ClientFactory | None = None,
     ) -> None:
-        with deferred_certificates():  # aiohttp loads here, its CA store in a thread
-            from .cache import open_http_cache  # noqa: PLC0415
-            from .client import Fetcher, network_guard  # noqa: PLC0415
+        from .cache import open_http_cache  # noqa: PLC0415
+        from .client import Fetcher, network_guard  # noqa: PLC0415
 
         cache = open_http_cache(settings, stats)  # a bad cache directory stops here
         guard = network_guard(settings, named_hosts)

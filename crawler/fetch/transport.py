@@ -1,40 +1,36 @@
-"""The httpx transport every request goes through: aiohttp's connection pool, hardened.
+"""The httpx transport every request goes through: our own HTTP/1.1 connection pool.
 
 httpx is the client API: the fetcher builds an ``httpx.Request`` and reads an
 ``httpx.Response``. Underneath, httpcore 1.0's pool does O(connections^2) work per
-request, so `PoolTransport` takes its connections from aiohttp's pool instead and
-does the HTTP/1.1 exchange on them itself: it writes the request head, and reads the
-response through the connection's own protocol (aiohttp's llhttp parser, with its
-limits on lines and headers). ``aiohttp.ClientSession`` is not on the path: its
-per-request machinery (request and response objects, cookies, tracing, redirects)
-cost more main-process CPU than the exchange itself (bench ``fetchpath``), and the
-crawler keeps no cookies (README). It keeps the promises of the README's
+request, and aiohttp's, measured in its place, cost a tenth of a crawl's time in
+imports alone (``bench/README.md``); `PoolTransport` keeps its own pool of asyncio
+connections (`crawler.fetch.http1`), and keeps the promises of the README's
 hostile-web table on the way:
 
-- every address a host name resolves to is checked by the address guard at connect
-  time (`GuardedResolver`), and aiohttp connects to exactly the checked addresses;
-  IP literals, which aiohttp connects to without resolving, are checked here;
-- the body is handed up raw (``auto_decompress`` off): the fetcher reads it under
-  the size cap and decodes it with the bounded decoders;
+- every address a host name resolves to is checked by the address guard
+  (`GuardedResolver`) before a connection is made, and the connection goes to
+  exactly the checked addresses; IP literals are checked here;
+- the body is handed up raw: the fetcher reads it under the size cap and decodes it
+  with the bounded decoders, and the parser (`crawler.fetch.http1`) bounds the
+  response head, its lines and its fields;
 - nothing is re-sent unseen: a request is written once, on one connection, and a
   connection that breaks fails the attempt, so a retry is always the engine's,
   bounded and counted;
 - the request head is written only if every part of it is well formed: a CR, LF or
-  NUL in a header, or a method that is not a token, is refused, never sent;
-- TLS certificates are verified (aiohttp's default context, whose certificates
-  `certificates` loads in a thread: HTTPS waits for them), and proxy variables in
-  the environment are ignored: only the ``proxy`` setting routes through a proxy;
+  NUL in a header, or a method that is not a token, is refused before a connection
+  is even taken;
+- TLS certificates are verified (the system's store, loaded in a thread the first
+  time a crawl speaks HTTPS), and proxy variables in the environment are ignored:
+  only the ``proxy`` setting routes through a proxy (`crawler.fetch.proxied`, on
+  aiohttp's pool, which speaks to proxies; aiohttp loads only then);
 - ``connect_timeout`` bounds each connection attempt; the fetcher adds the
-  first-byte and total deadlines of each request.
+  first-byte and total deadlines of each request. No cookies are kept (README).
 
-File descriptors: idle keep-alive connections are bounded (`BoundedConnector`),
+File descriptors: at most ``connections`` connections are busy (requests wait for
+one), idle keep-alive connections are bounded by what the descriptor limit leaves,
 the least recently used closed first, and a connect that fails for want of
 descriptors (EMFILE) raises `OutOfDescriptors`, which the fetcher waits out and
 retries: the crawler's own limit is never a host's fault.
-
-With a ``proxy``, the proxy resolves the target, so the target's addresses are
-checked here first (the proxy's own host counts as named). A proxy that resolves
-differently from us is outside what the guard can see.
 """
 
 from __future__ import annotations
@@ -42,27 +38,27 @@ from __future__ import annotations
 import asyncio
 import base64
 import errno
+import os
 import re
 import resource
 import socket
-import time
-from collections import OrderedDict
+import ssl
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
-from typing import Any
-from urllib.parse import unquote
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
-import aiohttp
 import httpx
-from aiohttp import hdrs
-from aiohttp.client_reqrep import ClientRequest, RequestInfo
-from aiohttp.connector import Connection
-from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.streams import StreamReader
-from multidict import CIMultiDict, CIMultiDictProxy
-from yarl import URL
 
+from .._errors import FetchTimeout, TlsError, TransientFetchError
 from .addressguard import AddressGuard, GuardedResolver
-from .certificates import certificates_loaded
+from .certificates import deferred_certificates
+from .http1 import Http1Connection
+
+if TYPE_CHECKING:
+    from .proxied import ProxyTransport
+
+Origin = tuple[str, str, int]  # scheme, host, port
 
 # Descriptors kept for everything but connections: the output, a job's database,
 # the parse workers' pipes, Redis, logs, the resolver's threads.
@@ -74,7 +70,8 @@ _OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
 # Origins whose pool key is kept (a crawl of more hosts makes the rest again).
 MAX_ORIGINS_KEPT = 4096
 
-RawHeaders = tuple[tuple[bytes, bytes], ...]
+# aiohttp's keep-alive timeout: an idle connection older than this is not reused.
+KEEPALIVE_SECONDS = 15.0
 # Header names the request head sets itself, whatever the request says.
 _SET_HERE = frozenset({b"content-length", b"transfer-encoding", b"proxy-authorization"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # aiohttp's: these take a body
@@ -111,52 +108,9 @@ def idle_connection_budget(descriptors: int, connections: int) -> int:
     return max(0, descriptors - connections - RESERVED_DESCRIPTORS)
 
 
-class BoundedConnector(aiohttp.TCPConnector):
-    """A `TCPConnector` that keeps at most ``max_idle`` idle keep-alive connections,
-    across all hosts, closing the least recently used first. (aiohttp's ``limit``
-    counts busy connections only: with many hosts, idle ones would pile up for the
-    keep-alive timeout until the process runs out of descriptors.)"""
-
-    def __init__(self, *, max_idle: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._max_idle = max_idle
-        self._idle: OrderedDict[Any, Any] = OrderedDict()  # protocol -> ConnectionKey, oldest first
-
-    def _release(self, key: Any, protocol: Any, *args: Any, **kwargs: Any) -> None:
-        super()._release(key, protocol, *args, **kwargs)
-        if protocol.is_connected() and not self._closed:
-            self._idle[protocol] = key
-            while len(self._idle) > self._max_idle:
-                self._close_idle(*self._idle.popitem(last=False))
-
-    async def _get(self, key: Any, *args: Any) -> Any:
-        connection = await super()._get(key, *args)
-        if connection is not None:
-            self._idle.pop(connection.protocol, None)
-        return connection
-
-    def _cleanup(self) -> None:
-        super()._cleanup()
-        self._idle = OrderedDict((p, k) for p, k in self._idle.items() if p.is_connected())
-
-    def _close_idle(self, protocol: Any, key: Any) -> None:
-        pool = self._conns.get(key)
-        kept = [entry for entry in pool or () if entry[0] is not protocol]
-        if pool is not None and len(kept) < len(pool):
-            pool.clear()
-            pool.extend(kept)
-            if not pool:
-                del self._conns[key]
-        protocol.close()
-
-    def close_idle(self, count: int) -> None:
-        """Close up to ``count`` idle connections, least recently used first."""
-        for _ in range(min(count, len(self._idle))):
-            self._close_idle(*self._idle.popitem(last=False))
-
-
 class PoolTransport(httpx.AsyncBaseTransport):
-    """An httpx transport over aiohttp's connection pool (see the module docstring).
+    """An httpx transport over our own pool of HTTP/1.1 connections (see the module
+    docstring); through aiohttp's when there is a ``proxy``.
 
     ``connections``: busy connections at most (requests wait for a free one).
     ``proxy``: an ``http://`` or ``https://`` proxy URL for every request. Create and
@@ -172,119 +126,226 @@ class PoolTransport(httpx.AsyncBaseTransport):
     ) -> None:
         self._guard = guard
         self._connections = connections
-        self._proxy = URL(proxy) if proxy else None
-        self._proxy_tls = self._proxy is not None and self._proxy.scheme == "https"
-        # "" through a proxy without credentials; None without a proxy
-        self._proxy_authorization = _proxy_authorization(self._proxy) if self._proxy else None
-        self._certificates_pending = True  # see .certificates
-        # The fetcher keeps the first-byte and total deadlines (one timer for both);
-        # a read timeout here would cost a timer per chunk.
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
-        self._connector: BoundedConnector | None = None
-        self._resolver: GuardedResolver | None = None
-        self._origins: dict[tuple[str, bytes], ClientRequest] = {}
-        self._checked_targets: dict[str, float] = {}
+        self._connect_timeout = connect_timeout
+        self._proxied: ProxyTransport | None = None
+        if proxy:
+            with deferred_certificates():  # aiohttp loads here, its CA store in a thread
+                from .proxied import ProxyTransport  # noqa: PLC0415  (only with a proxy)
+
+            self._proxied = ProxyTransport(
+                guard, connections=connections, connect_timeout=connect_timeout, proxy=proxy
+            )
+        self._resolver = GuardedResolver(guard)
+        self._addresses: dict[tuple[str, int], tuple[float, list[tuple[int, str]]]] = {}
         self._literals_checked: set[bytes] = set()
+        self._busy = 0
+        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._idle: OrderedDict[Http1Connection, Origin] = OrderedDict()  # oldest first
+        self._idle_of: dict[Origin, list[Http1Connection]] = {}
+        self._all: set[Http1Connection] = set()
+        self._max_idle: int | None = None
+        self._tls: asyncio.Future[ssl.SSLContext] | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._proxied is not None:
+            return await self._proxied.handle_async_request(request)
         url = request.url
         if url.netloc not in self._literals_checked:
-            self._guard.check_url(str(url))  # IP literals: aiohttp does not resolve them
+            self._guard.check_url(str(url))  # IP literals: no lookup checks them
             self._literals_checked.add(url.netloc)  # the same verdict next time
-        connector = self._connector or self._open_pool()
-        if self._certificates_pending and (url.scheme == "https" or self._proxy_tls):
-            await certificates_loaded()
-            self._certificates_pending = False
-        if self._proxy is not None:
-            await self._check_target(url)
-        origin = self._origin(url)
-        head = request_head(request, origin.headers[hdrs.HOST], self._proxy_authorization)  # refused unsent
+        head = request_head(request, url.netloc.decode("ascii"))  # refused unsent
+        origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        await self._take_a_place()
+        connection = None
         try:
-            connection = await connector.connect(origin, [], self._timeout)
-        except aiohttp.ClientConnectorError as exc:
-            self._out_of_descriptors(exc)
-            raise
-        try:
-            status, raw_headers, body = await _exchange(connection, request, head)
+            connection = self._reuse(origin) or await self._connect(origin)
+            connection.send(head + request.content, head_request=request.method == "HEAD")
+            status, raw_headers = await connection.head()
         except BaseException:
-            connection.close()  # half an exchange: the connection cannot be reused
+            if connection is not None:
+                connection.close()  # half an exchange: the connection cannot be reused
+            self._leave_the_place()
             raise
         return httpx.Response(
             status,
             headers=raw_headers,
-            stream=_RawBody(connection, body),
+            stream=_Body(self, connection, origin),
             request=request,
             extensions={"http_version": b"HTTP/1.1"},
         )
 
-    def _origin(self, url: httpx.URL) -> ClientRequest:
-        """The request aiohttp's pool knows ``url``'s origin by: it picks the
-        connection (and the proxy), and says the ``Host``. One per origin, kept."""
-        key = (url.scheme, url.netloc)
-        origin = self._origins.get(key)
-        if origin is None:
-            if len(self._origins) >= MAX_ORIGINS_KEPT:
-                self._origins.clear()
-            root = URL.build(scheme=url.scheme, authority=url.netloc.decode("ascii"), encoded=True)
-            origin = ClientRequest("GET", root, proxy=self._proxy, loop=asyncio.get_running_loop())
-            self._origins[key] = origin
-        return origin
+    # -- places: at most ``connections`` exchanges at once --------------------------
 
-    def _open_pool(self) -> BoundedConnector:
-        self._resolver = GuardedResolver(self._guard)  # checks every resolved address
-        descriptors = raise_descriptor_limit()
-        self._connector = BoundedConnector(
-            max_idle=idle_connection_budget(descriptors, self._connections),
-            limit=self._connections,
-            limit_per_host=0,
-            ttl_dns_cache=DNS_CACHE_SECONDS,
-            resolver=self._resolver,
-        )
-        return self._connector
+    async def _take_a_place(self) -> None:
+        while self._busy >= self._connections:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_next()  # the place it was given goes to the next one
+                raise
+        self._busy += 1
 
-    def _out_of_descriptors(self, exc: aiohttp.ClientConnectorError) -> None:
+    def _leave_the_place(self) -> None:
+        self._busy -= 1
+        self._wake_next()
+
+    def _wake_next(self) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def release(self, connection: Http1Connection, origin: Origin) -> None:
+        """The exchange on ``connection`` is over: keep it for the next request to
+        ``origin`` if it can carry one, close it otherwise."""
+        if connection.reusable:
+            self._keep(connection, origin)
+        else:
+            connection.close()
+            self._all.discard(connection)
+        self._leave_the_place()
+
+    # -- idle connections -----------------------------------------------------------
+
+    def _keep(self, connection: Http1Connection, origin: Origin) -> None:
+        if self._max_idle is None:
+            self._max_idle = idle_connection_budget(raise_descriptor_limit(), self._connections)
+        self._idle[connection] = origin
+        self._idle_of.setdefault(origin, []).append(connection)
+        while len(self._idle) > self._max_idle:
+            self._close_idle(*self._idle.popitem(last=False))
+
+    def _reuse(self, origin: Origin) -> Http1Connection | None:
+        """The most recently used idle connection to ``origin`` that is still good."""
+        kept = self._idle_of.get(origin)
+        now = asyncio.get_running_loop().time()
+        while kept:
+            connection = kept.pop()
+            del self._idle[connection]
+            if not connection.closed and now - connection.idle_since < KEEPALIVE_SECONDS:
+                return connection
+            connection.close()
+            self._all.discard(connection)
+        return None
+
+    def _close_idle(self, connection: Http1Connection, origin: Origin) -> None:
+        kept = self._idle_of.get(origin, [])
+        if connection in kept:
+            kept.remove(connection)
+        connection.close()
+        self._all.discard(connection)
+
+    def close_idle(self, count: int) -> None:
+        """Close up to ``count`` idle connections, least recently used first."""
+        for _ in range(min(count, len(self._idle))):
+            self._close_idle(*self._idle.popitem(last=False))
+
+    # -- new connections ------------------------------------------------------------
+
+    async def _connect(self, origin: Origin) -> Http1Connection:
+        scheme, host, port = origin
+        tls = await self._tls_context() if scheme == "https" else None
+        addresses = await self._checked_addresses(host, port)
+        failures: list[OSError] = []
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                for family, address in addresses:
+                    connection = await self._open(origin, family, address, tls, failures)
+                    if connection is not None:
+                        return connection
+        except TimeoutError:
+            raise FetchTimeout(f"cannot connect to {host}:{port} within {self._connect_timeout:g}s") from None
+        raise TransientFetchError(f"cannot connect to {host}:{port}: {_reason(failures[-1])}")
+
+    async def _open(
+        self, origin: Origin, family: int, address: str, tls: ssl.SSLContext | None, failures: list[OSError]
+    ) -> Http1Connection | None:
+        """A connection to ``address`` (one of the origin's host), or ``None`` with
+        the failure added to ``failures``."""
+        _, host, port = origin
+        loop = asyncio.get_running_loop()
+        try:
+            _, connection = await loop.create_connection(
+                Http1Connection, address, port, family=family, ssl=tls, server_hostname=host if tls else None
+            )
+        except ssl.SSLError as exc:  # before OSError: it is one
+            raise TlsError(f"TLS with {host}:{port} failed: {exc}") from None
+        except OSError as exc:
+            self._out_of_descriptors(exc)
+            failures.append(exc)
+            return None
+        self._all.add(connection)
+        return connection
+
+    def _out_of_descriptors(self, exc: OSError) -> None:
         """Turn EMFILE into `OutOfDescriptors`, after closing half the idle connections."""
-        if exc.os_error.errno in _OUT_OF_DESCRIPTORS and self._connector is not None:
-            self._connector.close_idle(max(1, len(self._connector._idle) // 2))
+        if exc.errno in _OUT_OF_DESCRIPTORS:
+            self.close_idle(max(1, len(self._idle) // 2))
             raise OutOfDescriptors(str(exc)) from exc
 
-    async def _check_target(self, url: httpx.URL) -> None:
-        """Through a proxy: resolve the target here and let the guard check it."""
-        host = url.host
-        if self._guard.is_exempt(host) or self._checked_targets.get(host, 0.0) > time.monotonic():
-            return
-        assert self._resolver is not None
-        await self._resolver.resolve(host, url.port or 0, socket.AF_UNSPEC)
-        self._checked_targets[host] = time.monotonic() + DNS_CACHE_SECONDS
+    async def _checked_addresses(self, host: str, port: int) -> list[tuple[int, str]]:
+        """Where ``host`` is, every address checked by the guard; kept for
+        ``DNS_CACHE_SECONDS``. An IP literal is its own address (checked already)."""
+        literal = _literal_family(host)
+        if literal is not None:
+            return [(literal, host)]
+        now = asyncio.get_running_loop().time()
+        known = self._addresses.get((host, port))
+        if known is not None and known[0] > now:
+            return known[1]
+        try:
+            results = await self._resolver.resolve(host, port, socket.AF_UNSPEC)
+        except OSError as exc:
+            raise TransientFetchError(f"cannot connect to {host}:{port}: {_reason(exc)}") from None
+        addresses = [(result["family"], result["host"]) for result in results]
+        if len(self._addresses) >= MAX_ORIGINS_KEPT:
+            self._addresses.clear()
+        self._addresses[(host, port)] = (now + DNS_CACHE_SECONDS, addresses)
+        return addresses
+
+    def _tls_context(self) -> asyncio.Future[ssl.SSLContext]:
+        """The verifying TLS context, its certificates loaded once, in a thread."""
+        if self._tls is None:
+            self._tls = asyncio.get_running_loop().run_in_executor(None, _verifying_context)
+        return self._tls
 
     async def aclose(self) -> None:
-        if self._connector is not None:
-            await self._connector.close()
-        if self._resolver is not None:
-            await self._resolver.close()
+        if self._proxied is not None:
+            await self._proxied.aclose()
+        for connection in self._all:
+            connection.close()
+        self._all.clear()
+        self._idle.clear()
+        self._idle_of.clear()
+        await self._resolver.close()
 
 
-async def _exchange(
-    connection: Connection, request: httpx.Request, head: bytes
-) -> tuple[int, RawHeaders, StreamReader]:
-    """Send ``request`` (its ``head`` made already) on ``connection``; return the
-    response's status, raw headers and body stream, once its head is in (informational
-    1xx answers skipped)."""
-    protocol = connection.protocol
-    transport = protocol.transport if protocol is not None else None
-    if protocol is None or transport is None or transport.is_closing():
-        raise aiohttp.ClientConnectionResetError("Cannot write to closing transport")
-    method = request.method
-    protocol.set_response_params(skip_payload=method == "HEAD", read_until_eof=True, auto_decompress=False)
-    transport.write(head + request.content)
-    while True:
+def _verifying_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()  # verifies certificates and host names
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def _literal_family(host: str) -> int | None:
+    """``AF_INET``/``AF_INET6`` when ``host`` is an IP address, else ``None``."""
+    for family in (socket.AF_INET, socket.AF_INET6):
         try:
-            message, body = await protocol.read()
-        except HttpProcessingError as exc:
-            info = RequestInfo(URL(str(request.url), encoded=True), method, CIMultiDictProxy(CIMultiDict()))
-            raise aiohttp.ClientResponseError(info, (), status=exc.code, message=exc.message) from exc
-        if not 100 <= message.code <= 199 or message.code == 101:
-            return message.code, message.raw_headers, body
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return family
+    return None
+
+
+def _reason(exc: OSError) -> str:
+    """``Connection refused``, not asyncio's ``Multiple exceptions: [Errno 111] ...``."""
+    if exc.errno is not None and exc.errno > 0 and not isinstance(exc, socket.gaierror):
+        return os.strerror(exc.errno)
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 def request_head(request: httpx.Request, host: str, proxy_authorization: str | None = None) -> bytes:
@@ -314,12 +375,10 @@ def request_head(request: httpx.Request, host: str, proxy_authorization: str | N
     return b"".join(lines)
 
 
-def _proxy_authorization(proxy: URL) -> str:
+def proxy_authorization(proxy: str) -> str:
     """``Proxy-Authorization`` for ``http://user:password@proxy/``; ``""`` without credentials."""
-    userinfo = proxy.raw_user or ""
-    if proxy.raw_password is not None:
-        userinfo += ":" + proxy.raw_password
-    return _basic_auth(userinfo.encode("ascii")) if userinfo else ""
+    userinfo, at, _ = urlsplit(proxy).netloc.rpartition("@")
+    return _basic_auth(userinfo.encode("ascii")) if at and userinfo else ""
 
 
 def _basic_auth(userinfo: bytes) -> str:
@@ -360,17 +419,23 @@ def _check_name(name: bytes, lowered: bytes) -> None:
         _VALID_NAMES.add(lowered)
 
 
-class _RawBody(httpx.AsyncByteStream):
-    """The undecoded body as aiohttp reads it; closing it hands the connection back
-    to the pool, which closes it instead when the body was not read to its end or
-    the server asked to close."""
+class _Body(httpx.AsyncByteStream):
+    """The undecoded body as the connection reads it; closing it hands the
+    connection back to the pool (which closes it when it cannot carry another
+    exchange: the body was not read to its end, or the server asked to close)."""
 
-    def __init__(self, connection: Connection, body: StreamReader) -> None:
-        self._connection = connection
-        self._body = body
+    def __init__(self, pool: PoolTransport, connection: Http1Connection, origin: Origin) -> None:
+        self._pool = pool
+        self._connection: Http1Connection | None = connection
+        self._origin = origin
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._body.iter_any()  # no generator of our own around it
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        connection = self._connection
+        assert connection is not None
+        while chunk := await connection.chunk():
+            yield chunk
 
     async def aclose(self) -> None:
-        self._connection.release()
+        if self._connection is not None:
+            self._pool.release(self._connection, self._origin)
+            self._connection = None

@@ -440,7 +440,7 @@ def test_host_names_ending_in_a_digit_are_fetched(allow_private, monkeypatch, se
     or with ``allow_private``, they are resolved and fetched."""
     server = serve({"/": Page(b"<title>named</title>")})
     table = {"web1": ["127.0.0.1"], "db01": ["127.0.0.1"]}
-    monkeypatch.setattr(aiohttp, "DefaultResolver", lambda: FakeResolver(table))
+    monkeypatch.setattr("crawler.fetch.addressguard.SystemResolver", lambda: FakeResolver(table))
     starts = [f"http://web1:{server.port}/", f"http://db01:{server.port}/"]
     items, stats = crawl_items(NamePage, starts, obey_robots=False, allow_private=allow_private, retries=0)
     assert sorted(item["url"] for item in items) == sorted(starts)

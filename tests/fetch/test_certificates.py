@@ -1,4 +1,5 @@
-"""aiohttp imported with its CA certificates loaded in a thread (`crawler.fetch.certificates`).
+"""aiohttp imported with its CA certificates loaded in a thread (`crawler.fetch.certificates`),
+as the proxy transport (`crawler.fetch.proxied`) imports it.
 
 aiohttp is imported once per process, so each case runs in a fresh interpreter,
 with ``SSL_CERT_FILE`` naming the system's CA bundle plus a throwaway certificate."""
@@ -17,10 +18,10 @@ import pytest
 
 from ..support.tls import self_signed_certificate
 
-# Serves one HTTPS answer on 127.0.0.1 from a thread, fetches it through the
-# crawler's fetcher right after aiohttp's import (the certificates made to take half a
-# second to load), and reports what it saw. argv[3] == "nowait": the transport does
-# not wait for them (the control: the handshake must then fail).
+# Serves one HTTPS answer on 127.0.0.1 from a thread, fetches it through aiohttp
+# right after its import (the certificates made to take half a second to load), as
+# the proxy transport does, and reports what it saw. argv[3] == "nowait": the fetch
+# does not wait for them (the control: the handshake must then fail).
 FETCH_OVER_TLS = """
 import asyncio, json, ssl, sys, threading, time
 
@@ -51,19 +52,14 @@ with certificates.deferred_certificates():
     thread.join()
 deferred = aiohttp.connector._SSL_CONTEXT_VERIFIED.cert_store_stats()["x509_ca"]
 
-from crawler import Request, Settings
-from crawler.fetch.client import Fetcher
-
 async def fetch():
-    fetcher = Fetcher(Settings(allow_private=True, retries=0))
-    if sys.argv[3] == "nowait":
-        fetcher._transport._certificates_pending = False
+    if sys.argv[3] == "wait":
+        await certificates.certificates_loaded()
     try:
-        return (await fetcher.fetch(Request(url))).body.decode()
-    except Exception as exc:
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            return (await response.read()).decode()
+    except aiohttp.ClientSSLError as exc:
         return type(exc).__name__
-    finally:
-        await fetcher.close()
 
 body = asyncio.run(fetch())
 certificates.wait_for_certificates()
@@ -124,7 +120,7 @@ def test_without_the_wait_the_handshake_fails_closed(trusted_certificate):
     are in is refused (never sent unverified)."""
     cert, key, bundle = trusted_certificate
     seen = json.loads(run_script(FETCH_OVER_TLS, bundle, str(cert), str(key), "nowait"))
-    assert seen["body"] == "TlsError"
+    assert seen["body"] == "ClientConnectorCertificateError"
     assert seen["after"] == seen["other_thread"]
 
 

@@ -516,8 +516,8 @@ def test_httpx_url_is_what_httpx_parses_for_any_path(tail: str) -> None:
 
 
 def test_the_network_stack_loads_after_the_parse_workers_fork() -> None:
-    """httpx and aiohttp (30 ms of imports, about 20 MB) load in ``_open_network``,
-    once the parse workers exist: importing the package and the CLI loads neither."""
+    """httpx (and aiohttp, behind a proxy) load in ``_open_network``, once the parse
+    workers exist: importing the package and the CLI loads neither."""
     code = (
         "import sys, crawler, crawler.cli.main, crawler._engine, crawler.fetch.single;"
         "print(sorted({'httpx', 'aiohttp'} & set(sys.modules)))"

@@ -173,6 +173,31 @@ def test_the_proxy_setting_is_a_cli_flag(serve, proxy, tmp_path):
     assert sorted(urlsplit(target).path for target in proxy.targets) == ["/", "/robots.txt"]
 
 
+@pytest.mark.parametrize("through_proxy", [False, True])
+def test_aiohttp_loads_only_for_a_proxy(serve, proxy, tmp_path, through_proxy):
+    """Our own pool fetches; aiohttp's, which speaks to proxies, loads with one."""
+    server = serve(shop(1))
+    spider = tmp_path / "spider.py"
+    spider.write_text(
+        "import sys\n"
+        "from crawler import Spider\n"
+        "class S(Spider):\n"
+        f"    start_urls = [{server.url + '/'!r}]\n"
+        "    def parse(self, response):\n"
+        "        yield {'url': response.url}\n"
+        "    def closed(self, reason):\n"
+        "        print('aiohttp' in sys.modules, file=sys.stderr)\n",
+        encoding="utf-8",
+    )
+    crawl = str(Path(sys.executable).parent / "crawl")
+    command = [crawl, str(spider), "-o", "-", "--no-progress", "--log-level", "ERROR"]
+    command += ["--proxy", proxy.url] if through_proxy else []
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("\n") == 1
+    assert done.stderr.split()[0] == str(through_proxy)
+
+
 @pytest.mark.parametrize("bad", ["socks5://127.0.0.1:1080", "127.0.0.1:3128", "http://"])
 def test_a_proxy_that_is_not_an_http_url_is_a_usage_error(bad: str) -> None:
     with pytest.raises(UsageError, match="proxy must be"):

@@ -301,7 +301,8 @@ def test_ctrl_c_as_a_job_starts_exits_130_without_a_traceback(serve, tmp_path, d
     one that died of it while starting made the crawl exit 1 with a traceback."""
     from ..support.sites import html
 
-    site = serve({f"/{i}": html(f"page {i}", [f"/{i + 1}"]) for i in range(200)})
+    # a chain, fetched one page after another: still crawling at the last delay
+    site = serve({f"/{i}": html(f"page {i}", [f"/{i + 1}"]) for i in range(2000)})
     spider, marker = tmp_path / "marked.py", tmp_path / "loaded"
     spider.write_text(MARKED_SPIDER)
     command = [CRAWL, str(spider), "-a", f"start={site.url}/0", "--job", str(tmp_path / "job")]
