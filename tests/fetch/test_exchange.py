@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from crawler import Request, Settings
-from crawler._errors import BadResponse, FetchError
+from crawler._errors import BadResponse, FetchError, TlsError
 from crawler.fetch.client import Fetched, Fetcher
 from crawler.fetch.robots import READ_PREFIX
 
 from ..support.threaded import ThreadedServer
+from ..support.tls import self_signed_certificate
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -200,3 +203,45 @@ def test_a_head_request_reads_no_body(scripted):
     assert isinstance(first, Fetched) and first.body == b"" and first.headers["content-length"] == "5"
     assert isinstance(second, Fetched)
     assert [number for number, _ in server.heads] == [1, 1]
+
+
+# -- TLS ---------------------------------------------------------------------------------
+
+
+class TlsScriptedServer(ScriptedServer):
+    """`ScriptedServer` over TLS, with ``certificate`` and its key."""
+
+    def __init__(self, certificate: tuple[Path, Path]) -> None:
+        super().__init__()
+        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._context.load_cert_chain(*certificate)
+
+    def __enter__(self) -> TlsScriptedServer:
+        self._thread.start()
+        start = asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self._context)
+        self._server = asyncio.run_coroutine_threadsafe(start, self._loop).result(5)
+        self.url = f"https://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
+
+
+def test_https_to_a_certificate_the_system_trusts_is_fetched(certificate, monkeypatch):
+    """The system's store (here ``SSL_CERT_FILE``) is what TLS verifies against: with
+    the server's certificate in it the page is fetched, on one kept connection."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    with TlsScriptedServer(certificate) as server:
+        results = fetch_all(Request(server.url + "/a"), Request(server.url + "/b"))
+    assert [result.body for result in results if isinstance(result, Fetched)] == [b"ok", b"ok"]
+    assert [number for number, _ in server.heads] == [1, 1]
+
+
+def test_https_checks_the_host_name_too(certificate, monkeypatch):
+    """Trusted, but issued to 127.0.0.1: ``localhost`` is refused (TlsError), unsent."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    with TlsScriptedServer(certificate) as server:
+        [result] = fetch_all(Request(server.url.replace("127.0.0.1", "localhost") + "/"))
+    assert isinstance(result, TlsError) and server.heads == []
