@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from crawler import Request, Settings
-from crawler._errors import BadResponse, FetchError, TlsError
+from crawler._errors import BadResponse, BlockedAddress, FetchError, TlsError
+from crawler.fetch.addressguard import AddressGuard
 from crawler.fetch.client import Fetched, Fetcher
 from crawler.fetch.robots import READ_PREFIX
 
@@ -37,6 +39,8 @@ class ScriptedServer(ThreadedServer):
         self.answer = answer
         self.heads: list[tuple[int, bytes]] = []
         self.connections = 0
+        self.delay = 0.0  # before each answer
+        self.open = self.most_open = 0
 
     def __enter__(self) -> ScriptedServer:
         self.url = f"http://127.0.0.1:{self._start('127.0.0.1', timeout=5)[0][1]}"
@@ -45,18 +49,22 @@ class ScriptedServer(ThreadedServer):
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         number = self.connections
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
         try:
             while head := await reader.readuntil(b"\r\n\r\n"):
                 length = _content_length(head)
                 self.heads.append((number, head + (await reader.readexactly(length) if length else b"")))
+                await asyncio.sleep(self.delay)
                 answer = self.answer(head)
                 writer.write(answer.removesuffix(self.CLOSE))
                 await writer.drain()
                 if answer.endswith(self.CLOSE):
                     break
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # cancelled: the test is over (``ThreadedServer._shut_down``)
         finally:
+            self.open -= 1
             writer.close()
 
 
@@ -79,6 +87,22 @@ def scripted() -> Iterator[Callable[..., ScriptedServer]]:
     yield start
     for server in servers:
         server.__exit__(None, None, None)
+
+
+def fetch_at_once(requests: list[Request], settings: Settings) -> list[Fetched | BaseException]:
+    """Fetch the first of ``requests`` (its host has answered then: see
+    ``FirstContactGate``), then the others all at once, through one fetcher."""
+
+    async def main() -> list[Fetched | BaseException]:
+        fetcher = Fetcher(settings)
+        try:
+            first = await fetcher.fetch(requests[0])
+            rest = await asyncio.gather(*(fetcher.fetch(r) for r in requests[1:]), return_exceptions=True)
+            return [first, *rest]
+        finally:
+            await fetcher.close()
+
+    return asyncio.run(main())
 
 
 def fetch_all(*requests: Request) -> list[Fetched | Exception]:
@@ -245,3 +269,97 @@ def test_https_checks_the_host_name_too(certificate, monkeypatch):
     with TlsScriptedServer(certificate) as server:
         [result] = fetch_all(Request(server.url.replace("127.0.0.1", "localhost") + "/"))
     assert isinstance(result, TlsError) and server.heads == []
+
+
+# -- the pool ----------------------------------------------------------------------------
+
+
+def test_at_most_concurrency_connections_at_once_and_the_rest_wait_their_turn(scripted):
+    server = scripted()
+    server.delay = 0.05
+    requests = [Request(f"{server.url}/{i}") for i in range(12)]
+    results = fetch_at_once(requests, Settings(concurrency=3))
+    assert all(isinstance(result, Fetched) for result in results)
+    assert server.most_open <= 3 and server.connections == 3  # kept, and used again
+
+
+def test_a_request_that_gives_up_waiting_for_a_place_leaves_none_taken(scripted):
+    """Cancelled while every place is taken (its deadline): the places are all there
+    for the requests after it."""
+    server = scripted()
+    server.delay = 0.2
+
+    async def main() -> list[int]:
+        fetcher = Fetcher(Settings(concurrency=1))
+        try:
+            await fetcher.fetch(Request(server.url + "/answered"))  # see FirstContactGate
+            busy = asyncio.ensure_future(fetcher.fetch(Request(server.url + "/busy")))
+            await asyncio.sleep(0.05)
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(fetcher.fetch(Request(server.url + "/gives-up")), 0.05)
+            await busy
+            after = await fetcher.fetch(Request(server.url + "/after"))
+            return [after.status]
+        finally:
+            await fetcher.close()
+
+    assert asyncio.run(main()) == [200]
+    assert [head.split(b" ")[1] for _, head in server.heads] == [b"/answered", b"/busy", b"/after"]
+
+
+def test_an_idle_connection_past_the_keep_alive_time_is_not_used(scripted, monkeypatch):
+    monkeypatch.setattr("crawler.fetch.transport.KEEPALIVE_SECONDS", 0.0)
+    server = scripted()
+    fetch_all(Request(server.url + "/a"), Request(server.url + "/b"))
+    assert [number for number, _ in server.heads] == [1, 2]
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_used(scripted):
+    server = scripted(lambda head: OK + ScriptedServer.CLOSE)  # answers, then closes
+
+    async def main() -> list[int]:
+        fetcher = Fetcher(Settings())
+        try:
+            first = await fetcher.fetch(Request(server.url + "/a"))
+            await asyncio.sleep(0.1)  # the close reaches us meanwhile
+            second = await fetcher.fetch(Request(server.url + "/b"))
+            return [first.status, second.status]
+        finally:
+            await fetcher.close()
+
+    assert asyncio.run(main()) == [200, 200]
+    assert [number for number, _ in server.heads] == [1, 2]
+
+
+def test_a_host_name_is_looked_up_once_and_every_address_checked(scripted, monkeypatch):
+    """The answer is kept (``DNS_CACHE_SECONDS``); each lookup's addresses pass the guard."""
+    server = scripted()
+    lookups: list[str] = []
+
+    class CountingResolver:
+        async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[dict[str, object]]:
+            lookups.append(host)
+            return [{"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET}]
+
+        async def close(self) -> None:
+            pass
+
+    monkeypatch.setattr("crawler.fetch.addressguard.SystemResolver", CountingResolver)
+    port = server.url.rsplit(":", 1)[1]
+    named = Request(f"http://shop.test:{port}/a")
+    unnamed = Request(f"http://evil.test:{port}/b")
+
+    async def main() -> list[object]:
+        guard = AddressGuard(["shop.test"])
+        fetcher = Fetcher(Settings(), guard=guard)
+        try:
+            results: list[object] = [await fetcher.fetch(named), await fetcher.fetch(named)]
+            with pytest.raises(BlockedAddress):
+                await fetcher.fetch(unnamed)
+            return results
+        finally:
+            await fetcher.close()
+
+    assert [result.status for result in asyncio.run(main())] == [200, 200]  # type: ignore[attr-defined]
+    assert lookups == ["shop.test", "evil.test"]
+    assert [head.split(b" ")[1] for _, head in server.heads] == [b"/a", b"/a"]
