@@ -133,8 +133,8 @@ class AddressGuard:
                 raise BlockedAddress(_refusal(host, address))
 
     def check_url(self, url: str) -> None:
-        """``check`` for a URL whose host is an IP literal, which aiohttp connects to
-        without asking the resolver; a host name passes (``GuardedResolver`` checks
+        """``check`` for a URL whose host is an IP literal, which the transport connects
+        to without a lookup; a host name passes (``GuardedResolver`` checks
         it). The host is judged in its canonical spelling whatever spelling the URL
         uses (``0x7f.1``, ``[::ffff:127.0.0.1]``, ``127.0.0.1.``, ``%31...``), and a
         host that has none, such as an IPv6 literal with a zone id

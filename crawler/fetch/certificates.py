@@ -1,16 +1,16 @@
 """aiohttp, imported without waiting for the system's CA certificates.
 
-Importing ``aiohttp.connector`` builds two SSL contexts, and each loads the
-system's certificate store from disk: together most of what aiohttp's import
-costs, on the start-up of every crawl, most of which never speak HTTPS before
-their first pages are in. `deferred_certificates` imports aiohttp with those two
+aiohttp carries the crawls that go through a ``proxy`` (`crawler.fetch.proxied`),
+and loads only for them. Importing ``aiohttp.connector`` builds two SSL contexts,
+and each loads the system's certificate store from disk: together most of what
+aiohttp's import costs. `deferred_certificates` imports aiohttp with those two
 loads taken out of the importing thread; a background thread then loads the
 certificates into the same two contexts, while the crawl starts.
 
 Nothing is verified less. Until its certificates are in, aiohttp's verifying
 context trusts no certificate at all, so a TLS handshake through it fails; it
-never succeeds unverified. The crawler's transport waits for the certificates
-(`certificates_loaded`) before its first HTTPS request or HTTPS proxy, and the
+never succeeds unverified. The proxy transport waits for the certificates
+(`certificates_loaded`) before its first request, and the
 engine before the spider's or a pipeline's ``open`` hook, which may speak HTTPS
 through aiohttp itself. Other threads are left alone: only the importing thread's
 loads are deferred.

@@ -3,8 +3,8 @@
 Every request the crawler sends (pages, robots.txt, sitemaps, ``Spider.fetch``,
 ``crawl parse``, ``crawl shell``, ``crawl bench``, cache misses) is an
 ``httpx.Request`` handed to an httpx transport, and every response it reads is an
-``httpx.Response``. The transport is `PoolTransport` (aiohttp's connection pool
-under the address guard, see ``_transport``) unless a test or a user passes another
+``httpx.Response``. The transport is `PoolTransport` (our own HTTP/1.1 connection
+pool under the address guard, see ``transport``) unless a test or a user passes another
 (``httpx.MockTransport``). By default requests go to the transport's
 ``handle_async_request`` directly: ``httpx.AsyncClient``'s own layers (auth,
 redirects, cookies, hooks) cost main-process CPU on every request and the engine
@@ -267,7 +267,7 @@ class Fetcher:
         if self._client is not None:
             return self._client.build_request(request.method, request.url, headers=headers, content=content)
         # A ready stream spares httpx's body encoding and header rebuilding (Host and
-        # Content-Length are aiohttp's to add); ``read`` makes ``.content`` available.
+        # Content-Length are the transport's to add); ``read`` makes ``.content`` available.
         outgoing = httpx.Request(
             request.method, httpx_url(request.url), headers=headers, stream=httpx.ByteStream(request.body)
         )

@@ -37,6 +37,7 @@ _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?:[ \t][^\r\n]*)?")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_NOT_IN_HEAD = re.compile(rb"\x00|\r(?!\n)")
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 RawHeaders = list[tuple[bytes, bytes]]
@@ -53,6 +54,8 @@ class Http1Connection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self._buffer = bytearray()
+        self._scanned = 0  # how much of the buffer the search for the head's end has seen
+        self._trailers = 0  # bytes of trailer lines so far
         self._state = _DONE
         self._skip_body = False
         self._remaining = 0  # body bytes left (_LENGTH), or of the current chunk (_CHUNK_DATA)
@@ -93,7 +96,7 @@ class Http1Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.transport = None
-        if self._state == _UNTIL_CLOSE:
+        if self._state == _UNTIL_CLOSE and exc is None:  # a reset is no end of a body
             self._deliver(bytes(self._buffer))
             self._buffer.clear()
             self._finish()
@@ -105,16 +108,25 @@ class Http1Connection(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        """Whether the last response was read to its end on a connection that may
-        carry another exchange."""
-        return self._state == _DONE and self._keep_alive and not self._extra and not self.closed
+        """Whether the last response was read to its end (by the parser and by its
+        reader) on a connection that may carry another exchange."""
+        return (
+            self._state == _DONE
+            and self._keep_alive
+            and not (self._extra or self._chunks or self._paused or self._error)
+            and not self.closed
+            and self.transport is not None
+            and not self.transport.is_closing()
+        )
 
     def send(self, data: bytes, *, head_request: bool) -> None:
-        """Write a whole request; its response is read next."""
+        """Write a whole request on a fresh or `reusable` connection; its response is
+        read next."""
         if self.closed or self.transport is None or self.transport.is_closing():
             raise TransientFetchError("the connection closed before the request was sent")
         self._state, self._skip_body, self._head = _HEAD, head_request, None
-        self._received_any = self._keep_alive = False
+        self._received_any = self._keep_alive = self._extra = False
+        self._scanned = self._trailers = 0
         self.transport.write(data)
 
     async def head(self) -> tuple[int, RawHeaders]:
@@ -190,13 +202,17 @@ class Http1Connection(asyncio.Protocol):
         return False
 
     def _take_head(self) -> bool:
-        end = _HEAD_END.search(self._buffer, 0, MAX_HEAD + 4)
+        # from where the last search stopped (less the end's length): a head that
+        # trickles in a byte at a time is searched once, not once per byte
+        end = _HEAD_END.search(self._buffer, max(0, self._scanned - 3), MAX_HEAD + 4)
         if end is None:
             if len(self._buffer) > MAX_HEAD:
                 raise BadResponse(f"response head over {MAX_HEAD} bytes")
+            self._scanned = len(self._buffer)
             return False
         head = bytes(self._buffer[: end.start()])
         del self._buffer[: end.end()]
+        self._scanned = 0
         status, headers, version_one_one = parse_head(head)
         if 100 <= status < 200 and status != 101:
             return True  # informational: the real answer follows
@@ -207,18 +223,19 @@ class Http1Connection(asyncio.Protocol):
     def _frame(self, status: int, headers: RawHeaders, version_one_one: bool) -> None:
         """How the body ends, and whether the connection may carry another exchange."""
         fields = _fields(headers, (b"connection", b"transfer-encoding", b"content-length"))
-        connection = {token.strip().lower() for token in fields[b"connection"].split(b",")}
+        connection = {token.strip().lower() for token in (fields[b"connection"] or b"").split(b",")}
         self._keep_alive = version_one_one and b"close" not in connection and status != 101
-        codings = [c.strip().lower() for c in fields[b"transfer-encoding"].split(b",") if c.strip()]
+        codings = [c.strip().lower() for c in (fields[b"transfer-encoding"] or b"").split(b",") if c.strip()]
+        length = fields[b"content-length"]
         if self._skip_body or status in _NO_BODY_STATUSES or status < 200:
             self._finish()
         elif codings:
             chunked = codings[-1] == b"chunked"
             self._state = _CHUNK_LINE if chunked else _UNTIL_CLOSE
             # a length beside a transfer coding is how responses get smuggled: not again
-            self._keep_alive = self._keep_alive and chunked and not fields[b"content-length"]
-        elif fields[b"content-length"]:
-            self._remaining = content_length(fields[b"content-length"])
+            self._keep_alive = self._keep_alive and chunked and length is None
+        elif length is not None:
+            self._remaining = content_length(length)
             self._state = _LENGTH
             if self._remaining == 0:
                 self._finish()
@@ -265,8 +282,9 @@ class Http1Connection(asyncio.Protocol):
             if not line:
                 self._finish()
                 return True
-        if len(self._buffer) > MAX_HEAD:
-            raise BadResponse(f"trailers over {MAX_HEAD} bytes")
+            self._trailers += len(line) + 2
+            if self._trailers > MAX_HEAD:
+                raise BadResponse(f"trailers over {MAX_HEAD} bytes")
         return False
 
     def _line(self, limit: int, what: str) -> bytes | None:
@@ -310,6 +328,8 @@ class Http1Connection(asyncio.Protocol):
 def parse_head(head: bytes) -> tuple[int, RawHeaders, bool]:
     """A response head (without its blank line): the status, the raw headers in
     order, and whether the server speaks HTTP/1.1. ``BadResponse`` if it is not one."""
+    if _NOT_IN_HEAD.search(head):
+        raise BadResponse("a NUL or a lone CR in the response head")
     lines = head.split(b"\n")
     status_line = lines[0].removesuffix(b"\r")
     match = _STATUS_LINE.fullmatch(status_line)
@@ -335,11 +355,13 @@ def content_length(values: bytes) -> int:
     return int(length)
 
 
-def _fields(headers: RawHeaders, names: tuple[bytes, ...]) -> dict[bytes, bytes]:
-    """The values of the headers ``names`` (lower case), repeated ones joined with commas."""
-    found = dict.fromkeys(names, b"")
+def _fields(headers: RawHeaders, names: tuple[bytes, ...]) -> dict[bytes, bytes | None]:
+    """The values of the headers ``names`` (lower case), repeated ones joined with
+    commas; ``None`` for those absent."""
+    found: dict[bytes, bytes | None] = dict.fromkeys(names)
     for name, value in headers:
         key = name.lower()
         if key in found:
-            found[key] = found[key] + b"," + value if found[key] else value
+            known = found[key]
+            found[key] = value if known is None else known + b"," + value
     return found

@@ -45,9 +45,10 @@ import socket
 import ssl
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote, urlsplit
 
+import aiohappyeyeballs
 import httpx
 
 from .._errors import FetchTimeout, TlsError, TransientFetchError
@@ -58,7 +59,8 @@ from .http1 import Http1Connection
 if TYPE_CHECKING:
     from .proxied import ProxyTransport
 
-Origin = tuple[str, str, int]  # scheme, host, port
+Origin = tuple[str, str, int]  # scheme, host (ASCII), port
+AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]  # as getaddrinfo gives them
 
 # Descriptors kept for everything but connections: the output, a job's database,
 # the parse workers' pipes, Redis, logs, the resolver's threads.
@@ -72,6 +74,9 @@ MAX_ORIGINS_KEPT = 4096
 
 # aiohttp's keep-alive timeout: an idle connection older than this is not reused.
 KEEPALIVE_SECONDS = 15.0
+# RFC 8305's connection attempt delay, as aiohttp has it: the next address is tried
+# this long after the last, while that attempt goes on.
+HAPPY_EYEBALLS_DELAY = 0.25
 # Header names the request head sets itself, whatever the request says.
 _SET_HERE = frozenset({b"content-length", b"transfer-encoding", b"proxy-authorization"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # aiohttp's: these take a body
@@ -112,9 +117,9 @@ class PoolTransport(httpx.AsyncBaseTransport):
     """An httpx transport over our own pool of HTTP/1.1 connections (see the module
     docstring); through aiohttp's when there is a ``proxy``.
 
-    ``connections``: busy connections at most (requests wait for a free one).
-    ``proxy``: an ``http://`` or ``https://`` proxy URL for every request. Create and
-    use it inside a running event loop."""
+    ``connections``: busy connections at most (requests wait for a free one, first
+    come first served). ``proxy``: an ``http://`` or ``https://`` proxy URL for every
+    request. Create and use it inside a running event loop."""
 
     def __init__(
         self,
@@ -135,36 +140,37 @@ class PoolTransport(httpx.AsyncBaseTransport):
             self._proxied = ProxyTransport(
                 guard, connections=connections, connect_timeout=connect_timeout, proxy=proxy
             )
-        self._resolver = GuardedResolver(guard)
-        self._addresses: dict[tuple[str, int], tuple[float, list[tuple[int, str]]]] = {}
+        self._lookups = GuardedLookups(guard)
         self._literals_checked: set[bytes] = set()
-        self._busy = 0
-        self._waiting: deque[asyncio.Future[None]] = deque()
-        self._idle: OrderedDict[Http1Connection, Origin] = OrderedDict()  # oldest first
-        self._idle_of: dict[Origin, list[Http1Connection]] = {}
+        self._places = Places(connections)
+        self._idle = IdleConnections(connections)
         self._all: set[Http1Connection] = set()
-        self._max_idle: int | None = None
         self._tls: asyncio.Future[ssl.SSLContext] | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._proxied is not None:
             return await self._proxied.handle_async_request(request)
         url = request.url
+        if url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"cannot fetch {url.scheme}: URLs")
         if url.netloc not in self._literals_checked:
             self._guard.check_url(str(url))  # IP literals: no lookup checks them
             self._literals_checked.add(url.netloc)  # the same verdict next time
         head = request_head(request, url.netloc.decode("ascii"))  # refused unsent
-        origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
-        await self._take_a_place()
+        # the host in ASCII (IDNA 2008, as httpx encodes it): the system's lookup and
+        # TLS would encode a Unicode name by IDNA 2003, another host for some names
+        host = url.raw_host.decode("ascii")
+        origin = (url.scheme, host, url.port or (443 if url.scheme == "https" else 80))
+        await self._places.take()
         connection = None
         try:
-            connection = self._reuse(origin) or await self._connect(origin)
+            connection = self._idle.reuse(origin) or await self._connect(origin)
             connection.send(head + request.content, head_request=request.method == "HEAD")
             status, raw_headers = await connection.head()
         except BaseException:
             if connection is not None:
-                connection.close()  # half an exchange: the connection cannot be reused
-            self._leave_the_place()
+                self._drop(connection)  # half an exchange: the connection cannot be reused
+            self._places.leave()
             raise
         return httpx.Response(
             status,
@@ -174,110 +180,51 @@ class PoolTransport(httpx.AsyncBaseTransport):
             extensions={"http_version": b"HTTP/1.1"},
         )
 
-    # -- places: at most ``connections`` exchanges at once --------------------------
-
-    async def _take_a_place(self) -> None:
-        while self._busy >= self._connections:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiting.append(waiter)
-            try:
-                await waiter
-            except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake_next()  # the place it was given goes to the next one
-                raise
-        self._busy += 1
-
-    def _leave_the_place(self) -> None:
-        self._busy -= 1
-        self._wake_next()
-
-    def _wake_next(self) -> None:
-        while self._waiting:
-            waiter = self._waiting.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
     def release(self, connection: Http1Connection, origin: Origin) -> None:
         """The exchange on ``connection`` is over: keep it for the next request to
         ``origin`` if it can carry one, close it otherwise."""
         if connection.reusable:
-            self._keep(connection, origin)
+            for expired in self._idle.keep(connection, origin):
+                self._drop(expired)
         else:
-            connection.close()
-            self._all.discard(connection)
-        self._leave_the_place()
+            self._drop(connection)
+        self._places.leave()
 
-    # -- idle connections -----------------------------------------------------------
-
-    def _keep(self, connection: Http1Connection, origin: Origin) -> None:
-        if self._max_idle is None:
-            self._max_idle = idle_connection_budget(raise_descriptor_limit(), self._connections)
-        self._idle[connection] = origin
-        self._idle_of.setdefault(origin, []).append(connection)
-        while len(self._idle) > self._max_idle:
-            self._close_idle(*self._idle.popitem(last=False))
-
-    def _reuse(self, origin: Origin) -> Http1Connection | None:
-        """The most recently used idle connection to ``origin`` that is still good."""
-        kept = self._idle_of.get(origin)
-        now = asyncio.get_running_loop().time()
-        while kept:
-            connection = kept.pop()
-            del self._idle[connection]
-            if not connection.closed and now - connection.idle_since < KEEPALIVE_SECONDS:
-                return connection
-            connection.close()
-            self._all.discard(connection)
-        return None
-
-    def _close_idle(self, connection: Http1Connection, origin: Origin) -> None:
-        kept = self._idle_of.get(origin, [])
-        if connection in kept:
-            kept.remove(connection)
+    def _drop(self, connection: Http1Connection) -> None:
         connection.close()
         self._all.discard(connection)
 
     def close_idle(self, count: int) -> None:
         """Close up to ``count`` idle connections, least recently used first."""
-        for _ in range(min(count, len(self._idle))):
-            self._close_idle(*self._idle.popitem(last=False))
+        for connection in self._idle.oldest(count):
+            self._drop(connection)
 
     # -- new connections ------------------------------------------------------------
 
     async def _connect(self, origin: Origin) -> Http1Connection:
         scheme, host, port = origin
         tls = await self._tls_context() if scheme == "https" else None
-        addresses = await self._checked_addresses(host, port)
-        failures: list[OSError] = []
-        try:
-            async with asyncio.timeout(self._connect_timeout):
-                for family, address in addresses:
-                    connection = await self._open(origin, family, address, tls, failures)
-                    if connection is not None:
-                        return connection
-        except TimeoutError:
-            raise FetchTimeout(f"cannot connect to {host}:{port} within {self._connect_timeout:g}s") from None
-        raise TransientFetchError(f"cannot connect to {host}:{port}: {_reason(failures[-1])}")
-
-    async def _open(
-        self, origin: Origin, family: int, address: str, tls: ssl.SSLContext | None, failures: list[OSError]
-    ) -> Http1Connection | None:
-        """A connection to ``address`` (one of the origin's host), or ``None`` with
-        the failure added to ``failures``."""
-        _, host, port = origin
+        addresses = await self._lookups.addresses(host, port)
         loop = asyncio.get_running_loop()
         try:
-            _, connection = await loop.create_connection(
-                Http1Connection, address, port, family=family, ssl=tls, server_hostname=host if tls else None
-            )
+            async with asyncio.timeout(self._connect_timeout):
+                sock = await aiohappyeyeballs.start_connection(
+                    addresses, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY, interleave=1
+                )
+                try:
+                    _, connection = await loop.create_connection(
+                        Http1Connection, sock=sock, ssl=tls, server_hostname=host.rstrip(".") if tls else None
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
+        except TimeoutError:
+            raise FetchTimeout(f"cannot connect to {host}:{port} within {self._connect_timeout:g}s") from None
         except ssl.SSLError as exc:  # before OSError: it is one
             raise TlsError(f"TLS with {host}:{port} failed: {exc}") from None
         except OSError as exc:
             self._out_of_descriptors(exc)
-            failures.append(exc)
-            return None
+            raise TransientFetchError(f"cannot connect to {host}:{port}: {_reason(exc)}") from None
         self._all.add(connection)
         return connection
 
@@ -287,41 +234,191 @@ class PoolTransport(httpx.AsyncBaseTransport):
             self.close_idle(max(1, len(self._idle) // 2))
             raise OutOfDescriptors(str(exc)) from exc
 
-    async def _checked_addresses(self, host: str, port: int) -> list[tuple[int, str]]:
-        """Where ``host`` is, every address checked by the guard; kept for
-        ``DNS_CACHE_SECONDS``. An IP literal is its own address (checked already)."""
-        literal = _literal_family(host)
-        if literal is not None:
-            return [(literal, host)]
-        now = asyncio.get_running_loop().time()
-        known = self._addresses.get((host, port))
-        if known is not None and known[0] > now:
-            return known[1]
-        try:
-            results = await self._resolver.resolve(host, port, socket.AF_UNSPEC)
-        except OSError as exc:
-            raise TransientFetchError(f"cannot connect to {host}:{port}: {_reason(exc)}") from None
-        addresses = [(result["family"], result["host"]) for result in results]
-        if len(self._addresses) >= MAX_ORIGINS_KEPT:
-            self._addresses.clear()
-        self._addresses[(host, port)] = (now + DNS_CACHE_SECONDS, addresses)
-        return addresses
-
-    def _tls_context(self) -> asyncio.Future[ssl.SSLContext]:
-        """The verifying TLS context, its certificates loaded once, in a thread."""
+    async def _tls_context(self) -> ssl.SSLContext:
+        """The verifying TLS context, its certificates loaded once, in a thread. A
+        request cancelled while it loads does not cancel the load for the others."""
         if self._tls is None:
             self._tls = asyncio.get_running_loop().run_in_executor(None, _verifying_context)
-        return self._tls
+        loading = self._tls
+        try:
+            return await asyncio.shield(loading)
+        finally:
+            if loading.done() and (loading.cancelled() or loading.exception() is not None):
+                self._tls = None  # the next request tries again
 
     async def aclose(self) -> None:
         if self._proxied is not None:
             await self._proxied.aclose()
+        self._places.close()
         for connection in self._all:
             connection.close()
         self._all.clear()
         self._idle.clear()
-        self._idle_of.clear()
+        await self._lookups.close()
+
+
+class Places:
+    """At most ``size`` exchanges at once; the others wait, first come first served:
+    a place that is left is handed to the longest waiter, not taken back by whoever
+    runs next."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._busy = 0
+        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._closed = False
+
+    async def take(self) -> None:
+        if self._closed:
+            raise TransientFetchError("the transport is closed")
+        if self._busy < self._size and not self._waiting:
+            self._busy += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            await waiter  # the place is ours when it is set: handed over in `leave`
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.leave()  # handed a place, then cancelled: the next one gets it
+            else:
+                self._waiting.remove(waiter)
+            raise
+        if self._closed:
+            self.leave()
+            raise TransientFetchError("the transport is closed")
+
+    def leave(self) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # handed over: busy stays as it is
+                return
+        self._busy -= 1
+
+    def close(self) -> None:
+        """Refuse new takers; those waiting give up."""
+        self._closed = True
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._busy += 1  # given back in take
+
+
+class IdleConnections:
+    """Kept-alive connections by origin: at most what the descriptor limit leaves
+    beside ``connections`` busy ones (the least recently used closed first), each
+    for at most ``KEEPALIVE_SECONDS``."""
+
+    def __init__(self, connections: int) -> None:
+        self._connections = connections
+        self._lru: OrderedDict[Http1Connection, Origin] = OrderedDict()  # oldest first
+        self._of: dict[Origin, list[Http1Connection]] = {}
+        self._max: int | None = None
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+    def keep(self, connection: Http1Connection, origin: Origin) -> list[Http1Connection]:
+        """Keep ``connection``; return those to close now (over the bound, or expired)."""
+        if self._max is None:
+            self._max = idle_connection_budget(raise_descriptor_limit(), self._connections)
+        self._lru[connection] = origin
+        self._of.setdefault(origin, []).append(connection)
+        now = asyncio.get_running_loop().time()
+        dropped = []
+        while self._lru and (len(self._lru) > self._max or _expired(next(iter(self._lru)), now)):
+            dropped.append(self._forget(*self._lru.popitem(last=False)))
+        return dropped
+
+    def reuse(self, origin: Origin) -> Http1Connection | None:
+        """The most recently used idle connection to ``origin`` that can carry an
+        exchange; those that cannot are closed on the way."""
+        kept = self._of.get(origin)
+        now = asyncio.get_running_loop().time()
+        while kept:
+            connection = kept.pop()
+            del self._lru[connection]
+            if connection.reusable and not _expired(connection, now):
+                break
+            connection.close()
+        else:
+            connection = None
+        if kept is not None and not kept:
+            del self._of[origin]
+        return connection
+
+    def oldest(self, count: int) -> list[Http1Connection]:
+        """Take up to ``count`` of the least recently used connections out."""
+        return [self._forget(*self._lru.popitem(last=False)) for _ in range(min(count, len(self._lru)))]
+
+    def clear(self) -> None:
+        self._lru.clear()
+        self._of.clear()
+
+    def _forget(self, connection: Http1Connection, origin: Origin) -> Http1Connection:
+        kept = self._of.get(origin, [])
+        if connection in kept:
+            kept.remove(connection)
+        if not kept:
+            self._of.pop(origin, None)
+        return connection
+
+
+def _expired(connection: Http1Connection, now: float) -> bool:
+    return now - connection.idle_since >= KEEPALIVE_SECONDS
+
+
+class GuardedLookups:
+    """The addresses of host names, every one checked by the guard, as
+    ``aiohappyeyeballs`` takes them; kept for ``DNS_CACHE_SECONDS``, and looked up
+    once for all the requests that ask at the same time."""
+
+    def __init__(self, guard: AddressGuard) -> None:
+        self._resolver = GuardedResolver(guard)
+        self._known: dict[tuple[str, int], tuple[float, list[AddrInfo]]] = {}
+        self._pending: dict[tuple[str, int], asyncio.Future[list[AddrInfo]]] = {}
+
+    async def addresses(self, host: str, port: int) -> list[AddrInfo]:
+        literal = _literal_family(host)
+        if literal is not None:  # an IP literal is its own address (checked already)
+            return [(literal, socket.SOCK_STREAM, 0, "", _sockaddr(literal, host, port))]
+        key, now = (host, port), asyncio.get_running_loop().time()
+        known = self._known.get(key)
+        if known is not None and known[0] > now:
+            return known[1]
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = self._pending[key] = asyncio.ensure_future(self._look_up(host, port))
+            pending.add_done_callback(lambda done: self._settled(key, done))
+        return await asyncio.shield(pending)
+
+    def _settled(self, key: tuple[str, int], done: asyncio.Future[list[AddrInfo]]) -> None:
+        self._pending.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: every asker may have given up meanwhile
+
+    async def _look_up(self, host: str, port: int) -> list[AddrInfo]:
+        try:
+            results = await self._resolver.resolve(host, port, socket.AF_UNSPEC)
+        except OSError as exc:
+            raise TransientFetchError(f"cannot connect to {host}:{port}: {_reason(exc)}") from None
+        found: list[AddrInfo] = [
+            (r["family"], socket.SOCK_STREAM, 0, "", _sockaddr(r["family"], r["host"], port)) for r in results
+        ]
+        if len(self._known) >= MAX_ORIGINS_KEPT:
+            self._known.clear()
+        self._known[(host, port)] = (asyncio.get_running_loop().time() + DNS_CACHE_SECONDS, found)
+        return found
+
+    async def close(self) -> None:
         await self._resolver.close()
+
+
+def _sockaddr(family: int, address: str, port: int) -> tuple[Any, ...]:
+    """``address`` (an IPv6 one may carry a zone) as ``connect`` takes it."""
+    return socket.getaddrinfo(address, port, family, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)[0][4]
 
 
 def _verifying_context() -> ssl.SSLContext:
@@ -378,7 +475,7 @@ def request_head(request: httpx.Request, host: str, proxy_authorization: str | N
 def proxy_authorization(proxy: str) -> str:
     """``Proxy-Authorization`` for ``http://user:password@proxy/``; ``""`` without credentials."""
     userinfo, at, _ = urlsplit(proxy).netloc.rpartition("@")
-    return _basic_auth(userinfo.encode("ascii")) if at and userinfo else ""
+    return _basic_auth(quote(userinfo, safe="%:").encode("ascii")) if at and userinfo else ""
 
 
 def _basic_auth(userinfo: bytes) -> str:

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import socket
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,9 +16,11 @@ import pytest
 
 from crawler import Request, Settings
 from crawler._errors import BadResponse, BlockedAddress, FetchError, TlsError
+from crawler.fetch import transport as transport_module
 from crawler.fetch.addressguard import AddressGuard
 from crawler.fetch.client import Fetched, Fetcher
 from crawler.fetch.robots import READ_PREFIX
+from crawler.fetch.transport import Places
 
 from ..support.threaded import ThreadedServer
 from ..support.tls import self_signed_certificate
@@ -331,6 +334,22 @@ def test_a_connection_the_server_closed_while_idle_is_not_used(scripted):
     assert [number for number, _ in server.heads] == [1, 2]
 
 
+def _stub_lookups(monkeypatch: pytest.MonkeyPatch, table: dict[str, list[str]]) -> list[str]:
+    """Names resolve by ``table`` from now on; returns the names looked up, as asked."""
+    lookups: list[str] = []
+
+    class StubResolver:
+        async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[dict[str, object]]:
+            lookups.append(host)
+            return [{"host": address, "port": port, "family": socket.AF_INET} for address in table[host]]
+
+        async def close(self) -> None:
+            pass
+
+    monkeypatch.setattr("crawler.fetch.addressguard.SystemResolver", StubResolver)
+    return lookups
+
+
 def test_a_host_name_is_looked_up_once_and_every_address_checked(scripted, monkeypatch):
     """The answer is kept (``DNS_CACHE_SECONDS``); each lookup's addresses pass the guard."""
     server = scripted()
@@ -363,3 +382,85 @@ def test_a_host_name_is_looked_up_once_and_every_address_checked(scripted, monke
     assert [result.status for result in asyncio.run(main())] == [200, 200]  # type: ignore[attr-defined]
     assert lookups == ["shop.test", "evil.test"]
     assert [head.split(b" ")[1] for _, head in server.heads] == [b"/a", b"/a"]
+
+
+def test_places_are_handed_over_first_come_first_served():
+    """A place that is left goes to the longest waiter, even when another taker runs
+    first in the same loop turn."""
+
+    async def main() -> list[str]:
+        places, order = Places(1), []
+
+        async def take(name: str) -> None:
+            await places.take()
+            order.append(name)
+
+        await take("holder")
+        first, second = asyncio.create_task(take("first")), asyncio.create_task(take("second"))
+        await asyncio.sleep(0)
+        late = asyncio.create_task(take("late"))
+        for _ in range(3):
+            places.leave()
+            await asyncio.sleep(0.01)
+        await asyncio.gather(first, second, late)
+        return order
+
+    assert asyncio.run(main()) == ["holder", "first", "second", "late"]
+
+
+@pytest.mark.parametrize("scheme", ["ftp", "ws", "gopher"])
+def test_only_http_and_https_are_fetched(scripted, scheme):
+    server = scripted()
+    [result] = fetch_all(Request(server.url.replace("http", scheme, 1) + "/"))
+    assert isinstance(result, FetchError) and server.connections == 0
+
+
+def test_an_international_name_is_looked_up_in_its_ascii_form(scripted, monkeypatch):
+    """The system would encode a Unicode name by IDNA 2003 (``faß`` as ``fass``, another
+    domain); the lookup gets the name as the request sends it."""
+    server = scripted()
+    lookups = _stub_lookups(monkeypatch, {"xn--fa-hia.test": ["127.0.0.1"]})
+    port = server.url.rsplit(":", 1)[1]
+    [fetched] = fetch_all(Request(f"http://faß.test:{port}/"))
+    assert isinstance(fetched, Fetched) and lookups == ["xn--fa-hia.test"]
+    assert f"Host: xn--fa-hia.test:{port}\r\n".encode() in server.heads[0][1]
+
+
+def test_an_address_that_does_not_answer_gives_way_to_the_next(scripted, monkeypatch):
+    """Happy eyeballs: the first address of the name accepts no connection (a full
+    accept queue); the second is tried a quarter of a second later, and answers."""
+    server = scripted()
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.socket() as stuck:
+        stuck.bind(("127.0.0.2", port))  # the name's first address, on the same port
+        stuck.listen(0)
+        filler = socket.create_connection(stuck.getsockname(), timeout=1)
+        _stub_lookups(monkeypatch, {"dual.test": ["127.0.0.2", "127.0.0.1"]})
+        try:
+            [fetched] = fetch_all(Request(f"http://dual.test:{port}/"))
+        finally:
+            filler.close()
+    assert isinstance(fetched, Fetched) and fetched.status == 200
+
+
+def test_a_request_cancelled_while_tls_loads_leaves_https_working(certificate, monkeypatch):
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    slow = transport_module._verifying_context
+
+    def slow_context() -> ssl.SSLContext:
+        time.sleep(0.3)
+        return slow()
+
+    monkeypatch.setattr(transport_module, "_verifying_context", slow_context)
+
+    async def main(url: str) -> int:
+        fetcher = Fetcher(Settings())
+        try:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(fetcher.fetch(Request(url + "/first")), 0.05)
+            return (await fetcher.fetch(Request(url + "/second"))).status
+        finally:
+            await fetcher.close()
+
+    with TlsScriptedServer(certificate) as server:
+        assert asyncio.run(main(server.url)) == 200

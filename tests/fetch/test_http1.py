@@ -228,3 +228,73 @@ def test_a_closed_connection_refuses_to_send():
     connection.connection_lost(None)
     with pytest.raises(TransientFetchError):
         connection.send(b"GET / HTTP/1.1\r\n\r\n", head_request=False)
+
+
+def test_trailers_are_bounded_in_all():
+    line = b"X-T: " + b"a" * 1000 + b"\r\n"
+    response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n" + line * 100
+    assert "trailers over" in str(failure([response]))
+
+
+@pytest.mark.parametrize("value", [b"a\rb", b"a\x00"])
+def test_a_lone_cr_or_a_nul_in_the_head_is_refused(value):
+    assert isinstance(failure([b"HTTP/1.1 200 OK\r\nX: " + value + b"\r\n\r\n"]), BadResponse)
+
+
+def test_an_empty_length_is_refused_not_read_as_none():
+    assert isinstance(failure([b"HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\nbody"]), BadResponse)
+
+
+def test_a_reset_is_not_the_end_of_a_body_that_ends_with_the_connection():
+    async def main() -> None:
+        connection = Http1Connection()
+        connection.connection_made(FakeTransport())
+        connection.send(b"GET / HTTP/1.1\r\n\r\n", head_request=False)
+        connection.data_received(b"HTTP/1.1 200 OK\r\n\r\npart of it")
+        connection.connection_lost(ConnectionResetError(104, "reset"))
+        await connection.head()
+        assert await connection.chunk() == b"part of it"
+        with pytest.raises(BrokenTransfer):
+            await connection.chunk()
+
+    asyncio.run(main())
+
+
+def test_a_body_not_read_to_its_end_keeps_the_connection_from_the_pool():
+    """All of it arrived, but its reader stopped early (a robots.txt prefix, the size
+    cap): the unread rest must not become the start of the next response."""
+
+    async def main() -> bool:
+        connection = Http1Connection()
+        connection.connection_made(FakeTransport())
+        connection.send(b"GET / HTTP/1.1\r\n\r\n", head_request=False)
+        connection.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nab")
+        connection.data_received(b"cdef")
+        await connection.head()
+        assert await connection.chunk() == b"ab"
+        return connection.reusable
+
+    assert asyncio.run(main()) is False
+
+
+def test_a_head_that_trickles_in_is_searched_once():
+    """A byte at a time: each byte is looked at a bounded number of times (a server
+    dripping a 60 KB head once cost seconds of the event loop)."""
+    head = b"HTTP/1.1 200 OK\r\n" + b"X-A: b\r\n" * 100 + b"Content-Length: 0\r\n\r\n"
+    searched: list[int] = []
+
+    class Counting(Http1Connection):
+        def _take_head(self) -> bool:
+            searched.append(len(self._buffer) - max(0, self._scanned - 3))
+            return super()._take_head()
+
+    async def main() -> None:
+        connection = Counting()
+        connection.connection_made(FakeTransport())
+        connection.send(b"GET / HTTP/1.1\r\n\r\n", head_request=False)
+        for byte in head:
+            connection.data_received(bytes([byte]))
+        assert (await connection.head())[0] == 200
+
+    asyncio.run(main())
+    assert max(searched) <= 4
