@@ -37,7 +37,9 @@ class ThreadedServer:
         for task in handlers:
             task.cancel()
         await asyncio.gather(*handlers, return_exceptions=True)
-        await asyncio.sleep(0)  # the transports they closed close their sockets now
+        # the transports they closed close their sockets in the next turns, and so do
+        # those whose TLS handshake failed (they never had a handler)
+        await asyncio.sleep(0.02)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
