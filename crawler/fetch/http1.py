@@ -151,9 +151,11 @@ class Http1Connection(asyncio.Protocol):
         return data
 
     def close(self) -> None:
+        """Close at once: a TLS goodbye would wait (up to half a minute on uvloop) for
+        a server that is still sending, holding the socket outside every budget."""
         self.closed = True
         if self.transport is not None:
-            self.transport.close()
+            self.transport.abort()
 
     async def _wait(self) -> None:
         if self._error is not None:

@@ -108,7 +108,9 @@ class ProxyTransport(httpx.AsyncBaseTransport):
     ) -> None:
         self._guard = guard
         self._connections = connections
-        self._proxy = URL(proxy)
+        # aiohttp gets the proxy without its credentials: it would send them in
+        # latin-1 and show them in its errors; ours go in as headers (utf-8, unseen)
+        self._proxy = URL(proxy).with_user(None)
         self._proxy_tls = self._proxy.scheme == "https"
         self._proxy_authorization = proxy_authorization(proxy)
         self._certificates_pending = True  # see .certificates
@@ -125,6 +127,8 @@ class ProxyTransport(httpx.AsyncBaseTransport):
         url = request.url
         if url.netloc not in self._literals_checked:
             self._guard.check_url(str(url))  # IP literals: aiohttp does not resolve them
+            if len(self._literals_checked) >= MAX_ORIGINS_KEPT:
+                self._literals_checked.clear()
             self._literals_checked.add(url.netloc)  # the same verdict next time
         connector = self._connector or self._open_pool()
         if self._certificates_pending:  # the first request: aiohttp's certificates are in
@@ -160,7 +164,11 @@ class ProxyTransport(httpx.AsyncBaseTransport):
             if len(self._origins) >= MAX_ORIGINS_KEPT:
                 self._origins.clear()
             root = URL.build(scheme=url.scheme, authority=url.netloc.decode("ascii"), encoded=True)
-            origin = ClientRequest("GET", root, proxy=self._proxy, loop=asyncio.get_running_loop())
+            auth = self._proxy_authorization
+            credentials = {"Proxy-Authorization": auth} if auth else None
+            origin = ClientRequest(  # its proxy headers go on CONNECT requests (HTTPS targets)
+                "GET", root, proxy=self._proxy, proxy_headers=credentials, loop=asyncio.get_running_loop()
+            )
             self._origins[key] = origin
         return origin
 
@@ -184,11 +192,13 @@ class ProxyTransport(httpx.AsyncBaseTransport):
 
     async def _check_target(self, url: httpx.URL) -> None:
         """Through a proxy: resolve the target here and let the guard check it."""
-        host = url.host
+        host = url.raw_host.decode("ascii")  # as the proxy is asked for it (IDNA 2008)
         if self._guard.is_exempt(host) or self._checked_targets.get(host, 0.0) > time.monotonic():
             return
         assert self._resolver is not None
         await self._resolver.resolve(host, url.port or 0, socket.AF_UNSPEC)
+        if len(self._checked_targets) >= MAX_ORIGINS_KEPT:
+            self._checked_targets.clear()
         self._checked_targets[host] = time.monotonic() + DNS_CACHE_SECONDS
 
     async def aclose(self) -> None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import errno
 import os
 import re
@@ -44,7 +45,7 @@ import resource
 import socket
 import ssl
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -148,13 +149,15 @@ class PoolTransport(httpx.AsyncBaseTransport):
         self._tls: asyncio.Future[ssl.SSLContext] | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self._proxied is not None:
-            return await self._proxied.handle_async_request(request)
         url = request.url
         if url.scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"cannot fetch {url.scheme}: URLs")
+        if self._proxied is not None:
+            return await self._proxied.handle_async_request(request)
         if url.netloc not in self._literals_checked:
             self._guard.check_url(str(url))  # IP literals: no lookup checks them
+            if len(self._literals_checked) >= MAX_ORIGINS_KEPT:
+                self._literals_checked.clear()
             self._literals_checked.add(url.netloc)  # the same verdict next time
         head = request_head(request, url.netloc.decode("ascii"))  # refused unsent
         # the host in ASCII (IDNA 2008, as httpx encodes it): the system's lookup and
@@ -164,7 +167,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
         await self._places.take()
         connection = None
         try:
-            connection = self._idle.reuse(origin) or await self._connect(origin)
+            connection = self._idle.reuse(origin, self._drop) or await self._connect(origin)
             connection.send(head + request.content, head_request=request.method == "HEAD")
             status, raw_headers = await connection.head()
         except BaseException:
@@ -183,7 +186,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
     def release(self, connection: Http1Connection, origin: Origin) -> None:
         """The exchange on ``connection`` is over: keep it for the next request to
         ``origin`` if it can carry one, close it otherwise."""
-        if connection.reusable:
+        if connection.reusable and not self._places.closed:
             for expired in self._idle.keep(connection, origin):
                 self._drop(expired)
         else:
@@ -204,7 +207,11 @@ class PoolTransport(httpx.AsyncBaseTransport):
     async def _connect(self, origin: Origin) -> Http1Connection:
         scheme, host, port = origin
         tls = await self._tls_context() if scheme == "https" else None
-        addresses = await self._lookups.addresses(host, port)
+        try:
+            addresses = await self._lookups.addresses(host, port)
+        except OutOfDescriptors:
+            self.close_idle(max(1, len(self._idle) // 2))
+            raise
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._connect_timeout):
@@ -225,6 +232,8 @@ class PoolTransport(httpx.AsyncBaseTransport):
         except OSError as exc:
             self._out_of_descriptors(exc)
             raise TransientFetchError(f"cannot connect to {host}:{port}: {_reason(exc)}") from None
+        except RuntimeError as exc:  # aiohappyeyeballs: uvloop may raise these for OSErrors
+            raise TransientFetchError(f"cannot connect to {host}:{port}: {exc}") from None
         self._all.add(connection)
         return connection
 
@@ -282,7 +291,8 @@ class Places:
             if waiter.done() and not waiter.cancelled():
                 self.leave()  # handed a place, then cancelled: the next one gets it
             else:
-                self._waiting.remove(waiter)
+                with contextlib.suppress(ValueError):  # taken out by `leave` already
+                    self._waiting.remove(waiter)
             raise
         if self._closed:
             self.leave()
@@ -295,6 +305,10 @@ class Places:
                 waiter.set_result(None)  # handed over: busy stays as it is
                 return
         self._busy -= 1
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
         """Refuse new takers; those waiting give up."""
@@ -332,9 +346,9 @@ class IdleConnections:
             dropped.append(self._forget(*self._lru.popitem(last=False)))
         return dropped
 
-    def reuse(self, origin: Origin) -> Http1Connection | None:
+    def reuse(self, origin: Origin, drop: Callable[[Http1Connection], None]) -> Http1Connection | None:
         """The most recently used idle connection to ``origin`` that can carry an
-        exchange; those that cannot are closed on the way."""
+        exchange; those that cannot are given to ``drop`` on the way."""
         kept = self._of.get(origin)
         now = asyncio.get_running_loop().time()
         while kept:
@@ -342,7 +356,7 @@ class IdleConnections:
             del self._lru[connection]
             if connection.reusable and not _expired(connection, now):
                 break
-            connection.close()
+            drop(connection)
         else:
             connection = None
         if kept is not None and not kept:
@@ -403,6 +417,8 @@ class GuardedLookups:
         try:
             results = await self._resolver.resolve(host, port, socket.AF_UNSPEC)
         except OSError as exc:
+            if exc.errno in _OUT_OF_DESCRIPTORS:  # ours, not the host's: waited out, tried again
+                raise OutOfDescriptors(str(exc)) from exc
             raise TransientFetchError(f"cannot connect to {host}:{port}: {_reason(exc)}") from None
         found: list[AddrInfo] = [
             (r["family"], socket.SOCK_STREAM, 0, "", _sockaddr(r["family"], r["host"], port)) for r in results

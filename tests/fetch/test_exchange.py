@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import socket
 import ssl
 import time
@@ -464,3 +465,76 @@ def test_a_request_cancelled_while_tls_loads_leaves_https_working(certificate, m
 
     with TlsScriptedServer(certificate) as server:
         assert asyncio.run(main(server.url)) == 200
+
+
+def test_a_waiter_cancelled_as_a_place_is_left_gives_it_to_the_next():
+    """Cancelled and passed over by `leave` in the same loop turn: its cancellation
+    stands, and the place goes on (or back)."""
+
+    async def main() -> tuple[bool, list[str]]:
+        places, order = Places(1), []
+        await places.take()
+        cancelled = asyncio.create_task(places.take())
+        await asyncio.sleep(0)
+
+        async def next_one() -> None:
+            await places.take()
+            order.append("next")
+
+        waiting = asyncio.create_task(next_one())
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        places.leave()
+        await asyncio.gather(cancelled, waiting, return_exceptions=True)
+        places.leave()
+        await places.take()  # nothing was lost: a place is free again
+        return cancelled.cancelled(), order
+
+    assert asyncio.run(main()) == (True, ["next"])
+
+
+def test_a_closed_transport_keeps_no_connection_it_finishes_with(certificate, monkeypatch):
+    """Closed while a request was still connecting (here: waiting for the TLS
+    context): the connection it makes is closed when the request is done, not kept
+    for nobody."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    quick = transport_module._verifying_context
+
+    def slow_context() -> ssl.SSLContext:
+        time.sleep(0.2)
+        return quick()
+
+    monkeypatch.setattr(transport_module, "_verifying_context", slow_context)
+
+    async def main(url: str) -> int:
+        fetcher = Fetcher(Settings())
+        connecting = asyncio.ensure_future(fetcher.fetch(Request(url + "/late")))
+        await asyncio.sleep(0.05)
+        await fetcher.close()
+        status = (await connecting).status
+        await asyncio.sleep(0.05)
+        return status
+
+    with TlsScriptedServer(certificate) as server:
+        assert asyncio.run(main(server.url)) == 200
+        assert server.open == 0
+
+
+def test_a_lookup_out_of_descriptors_is_waited_out_not_blamed_on_the_host(monkeypatch):
+    """EMFILE in the lookup is the crawler's limit: waited out and tried again, then
+    said as such, never "cannot connect" to the host."""
+    attempts: list[str] = []
+
+    class Exhausted:
+        async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[dict[str, object]]:
+            attempts.append(host)
+            raise OSError(errno.EMFILE, "Too many open files")
+
+        async def close(self) -> None:
+            pass
+
+    monkeypatch.setattr("crawler.fetch.addressguard.SystemResolver", Exhausted)
+    monkeypatch.setattr("crawler.fetch.client.DESCRIPTOR_WAITS", (0.01, 0.01))
+    [result] = fetch_all(Request("http://busy.test/"))
+    assert isinstance(result, FetchError) and "out of file descriptors" in str(result)
+    assert attempts == ["busy.test"] * 3

@@ -21,7 +21,7 @@ import pytest
 
 import crawler
 from crawler import Request, Response, Settings, Spider, UsageError
-from crawler._errors import BlockedAddress, FetchTimeout
+from crawler._errors import BlockedAddress, FetchError, FetchTimeout
 from crawler.fetch.client import Fetcher, network_guard
 from crawler.fetch.transport import PoolTransport
 from crawler.sites.server import Page, SiteServer
@@ -122,7 +122,7 @@ def test_a_crawl_goes_through_the_proxy(serve, crawl_items, proxy):
 def test_the_proxy_urls_credentials_go_to_the_proxy(serve, proxy):
     """``http://user:password@proxy/``: the proxy gets them as ``Proxy-Authorization``."""
     server = serve(shop(0))
-    settings = Settings(proxy=proxy.url.replace("//", "//us%40er:s3cret@"))
+    settings = Settings(proxy=proxy.url.replace("//", "//us%40er:s3cr%C3%A9t@"))
 
     async def main() -> None:
         fetcher = Fetcher(settings, guard=network_guard(settings, ["127.0.0.1"]))
@@ -132,8 +132,23 @@ def test_the_proxy_urls_credentials_go_to_the_proxy(serve, proxy):
             await fetcher.close()
 
     asyncio.run(main())
-    expected = "Basic " + base64.b64encode(b"us@er:s3cret").decode()
+    expected = "Basic " + base64.b64encode("us@er:s3crét".encode()).decode()
     assert [headers.get("Proxy-Authorization") for headers in proxy.headers] == [expected]
+
+
+def test_behind_a_proxy_only_http_and_https_are_fetched(proxy):
+    settings = Settings(proxy=proxy.url)
+
+    async def main() -> None:
+        fetcher = Fetcher(settings, guard=network_guard(settings, ["127.0.0.1"]))
+        try:
+            with pytest.raises(FetchError, match="cannot fetch ftp"):
+                await fetcher.fetch(Request("ftp://127.0.0.1:21/file"))
+        finally:
+            await fetcher.close()
+
+    asyncio.run(main())
+    assert proxy.targets == []
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.3:9/", "http://localhost:9/", "http://[::ffff:7f00:1]:9/"])
