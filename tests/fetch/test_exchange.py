@@ -444,16 +444,21 @@ def test_an_address_that_does_not_answer_gives_way_to_the_next(scripted, monkeyp
     assert isinstance(fetched, Fetched) and fetched.status == 200
 
 
-def test_a_request_cancelled_while_tls_loads_leaves_https_working(certificate, monkeypatch):
+@pytest.fixture
+def slow_tls(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """``certificate`` trusted, and the TLS context a quarter of a second to load."""
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
-    slow = transport_module._verifying_context
+    quick = transport_module._verifying_context
 
     def slow_context() -> ssl.SSLContext:
-        time.sleep(0.3)
-        return slow()
+        time.sleep(0.25)
+        return quick()
 
     monkeypatch.setattr(transport_module, "_verifying_context", slow_context)
+    return certificate
 
+
+def test_a_request_cancelled_while_tls_loads_leaves_https_working(slow_tls):
     async def main(url: str) -> int:
         fetcher = Fetcher(Settings())
         try:
@@ -463,7 +468,7 @@ def test_a_request_cancelled_while_tls_loads_leaves_https_working(certificate, m
         finally:
             await fetcher.close()
 
-    with TlsScriptedServer(certificate) as server:
+    with TlsScriptedServer(slow_tls) as server:
         assert asyncio.run(main(server.url)) == 200
 
 
@@ -493,18 +498,10 @@ def test_a_waiter_cancelled_as_a_place_is_left_gives_it_to_the_next():
     assert asyncio.run(main()) == (True, ["next"])
 
 
-def test_a_closed_transport_keeps_no_connection_it_finishes_with(certificate, monkeypatch):
+def test_a_closed_transport_keeps_no_connection_it_finishes_with(slow_tls):
     """Closed while a request was still connecting (here: waiting for the TLS
     context): the connection it makes is closed when the request is done, not kept
     for nobody."""
-    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
-    quick = transport_module._verifying_context
-
-    def slow_context() -> ssl.SSLContext:
-        time.sleep(0.2)
-        return quick()
-
-    monkeypatch.setattr(transport_module, "_verifying_context", slow_context)
 
     async def main(url: str) -> int:
         fetcher = Fetcher(Settings())
@@ -515,7 +512,7 @@ def test_a_closed_transport_keeps_no_connection_it_finishes_with(certificate, mo
         await asyncio.sleep(0.05)
         return status
 
-    with TlsScriptedServer(certificate) as server:
+    with TlsScriptedServer(slow_tls) as server:
         assert asyncio.run(main(server.url)) == 200
         assert server.open == 0
 
