@@ -31,9 +31,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import os
 import re
-import socket
 import ssl
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
@@ -61,7 +59,7 @@ from .._urls import host_key, hostname
 from .addressguard import AddressGuard, unwrap_blocked
 from .budget import charge_body_chunk
 from .robots import READ_PREFIX
-from .transport import OutOfDescriptors, PoolTransport
+from .transport import OutOfDescriptors, PoolTransport, failure_reason
 
 ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 ACCEPT_ENCODING = "gzip, deflate, br, zstd"
@@ -405,12 +403,7 @@ def _cannot_connect(aiohttp: Any, exc: BaseException) -> str | None:
     (aiohttp's own words add ``ssl:default`` even to plain HTTP); ``None`` otherwise."""
     if not isinstance(exc, aiohttp.ClientConnectorError) or isinstance(exc, aiohttp.ClientSSLError):
         return None
-    error, number = exc.os_error, exc.os_error.errno
-    if number is not None and number > 0 and not isinstance(error, socket.gaierror):
-        reason = os.strerror(number)  # "Connection refused", not asyncio's "Connect call failed"
-    else:
-        reason = error.strerror or str(error)
-    return f"cannot connect to {exc.host}:{exc.port}: {reason}"
+    return f"cannot connect to {exc.host}:{exc.port}: {failure_reason(exc.os_error)}"
 
 
 Translations = tuple[tuple[tuple[type[BaseException], ...], type[FetchError]], ...]

@@ -245,13 +245,18 @@ class Http1Connection(asyncio.Protocol):
             self._state, self._keep_alive = _UNTIL_CLOSE, False
 
     def _take_length(self) -> bool:
+        if self._take_data():
+            self._finish()
+        return True
+
+    def _take_data(self) -> bool:
+        """Hand up what the buffer holds of the ``_remaining`` body bytes; whether
+        they are all in."""
         data = bytes(self._buffer[: self._remaining])
         del self._buffer[: len(data)]
         self._deliver(data)
         self._remaining -= len(data)
-        if self._remaining == 0:
-            self._finish()
-        return True
+        return self._remaining == 0
 
     def _take_chunked(self) -> bool:
         if self._state == _CHUNK_LINE:
@@ -264,11 +269,7 @@ class Http1Connection(asyncio.Protocol):
             self._remaining = int(size, 16)
             self._state = _CHUNK_DATA if self._remaining else _TRAILERS
         elif self._state == _CHUNK_DATA:
-            data = bytes(self._buffer[: self._remaining])
-            del self._buffer[: len(data)]
-            self._deliver(data)
-            self._remaining -= len(data)
-            if self._remaining == 0:
+            if self._take_data():
                 self._state = _CHUNK_END
         else:  # _CHUNK_END: the CRLF after a chunk's data
             line = self._line(2, "end of chunk")

@@ -121,15 +121,9 @@ class ProxyTransport(httpx.AsyncBaseTransport):
         self._resolver: GuardedResolver | None = None
         self._origins: dict[tuple[str, bytes], ClientRequest] = {}
         self._checked_targets: dict[str, float] = {}
-        self._literals_checked: set[bytes] = set()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        if url.netloc not in self._literals_checked:
-            self._guard.check_url(str(url))  # IP literals: aiohttp does not resolve them
-            if len(self._literals_checked) >= MAX_ORIGINS_KEPT:
-                self._literals_checked.clear()
-            self._literals_checked.add(url.netloc)  # the same verdict next time
+        url = request.url  # its scheme and any IP literal checked by `PoolTransport`
         connector = self._connector or self._open_pool()
         if self._certificates_pending:  # the first request: aiohttp's certificates are in
             await certificates_loaded()

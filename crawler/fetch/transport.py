@@ -152,13 +152,13 @@ class PoolTransport(httpx.AsyncBaseTransport):
         url = request.url
         if url.scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"cannot fetch {url.scheme}: URLs")
-        if self._proxied is not None:
-            return await self._proxied.handle_async_request(request)
         if url.netloc not in self._literals_checked:
             self._guard.check_url(str(url))  # IP literals: no lookup checks them
             if len(self._literals_checked) >= MAX_ORIGINS_KEPT:
                 self._literals_checked.clear()
             self._literals_checked.add(url.netloc)  # the same verdict next time
+        if self._proxied is not None:
+            return await self._proxied.handle_async_request(request)
         head = request_head(request, url.netloc.decode("ascii"))  # refused unsent
         # the host in ASCII (IDNA 2008, as httpx encodes it): the system's lookup and
         # TLS would encode a Unicode name by IDNA 2003, another host for some names
@@ -210,7 +210,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
         try:
             addresses = await self._lookups.addresses(host, port)
         except OutOfDescriptors:
-            self.close_idle(max(1, len(self._idle) // 2))
+            self._shed_idle()
             raise
         loop = asyncio.get_running_loop()
         try:
@@ -231,7 +231,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
             raise TlsError(f"TLS with {host}:{port} failed: {exc}") from None
         except OSError as exc:
             self._out_of_descriptors(exc)
-            raise TransientFetchError(f"cannot connect to {host}:{port}: {_reason(exc)}") from None
+            raise TransientFetchError(f"cannot connect to {host}:{port}: {failure_reason(exc)}") from None
         except RuntimeError as exc:  # aiohappyeyeballs: uvloop may raise these for OSErrors
             raise TransientFetchError(f"cannot connect to {host}:{port}: {exc}") from None
         self._all.add(connection)
@@ -240,8 +240,12 @@ class PoolTransport(httpx.AsyncBaseTransport):
     def _out_of_descriptors(self, exc: OSError) -> None:
         """Turn EMFILE into `OutOfDescriptors`, after closing half the idle connections."""
         if exc.errno in _OUT_OF_DESCRIPTORS:
-            self.close_idle(max(1, len(self._idle) // 2))
+            self._shed_idle()
             raise OutOfDescriptors(str(exc)) from exc
+
+    def _shed_idle(self) -> None:
+        """Out of descriptors: close half the idle connections (at least one)."""
+        self.close_idle(max(1, len(self._idle) // 2))
 
     async def _tls_context(self) -> ssl.SSLContext:
         """The verifying TLS context, its certificates loaded once, in a thread. A
@@ -419,7 +423,7 @@ class GuardedLookups:
         except OSError as exc:
             if exc.errno in _OUT_OF_DESCRIPTORS:  # ours, not the host's: waited out, tried again
                 raise OutOfDescriptors(str(exc)) from exc
-            raise TransientFetchError(f"cannot connect to {host}:{port}: {_reason(exc)}") from None
+            raise TransientFetchError(f"cannot connect to {host}:{port}: {failure_reason(exc)}") from None
         found: list[AddrInfo] = [
             (r["family"], socket.SOCK_STREAM, 0, "", _sockaddr(r["family"], r["host"], port)) for r in results
         ]
@@ -454,8 +458,9 @@ def _literal_family(host: str) -> int | None:
     return None
 
 
-def _reason(exc: OSError) -> str:
-    """``Connection refused``, not asyncio's ``Multiple exceptions: [Errno 111] ...``."""
+def failure_reason(exc: OSError) -> str:
+    """Why a connection failed, in the system's words: ``Connection refused``, not
+    asyncio's ``Connect call failed`` or ``Multiple exceptions: [Errno 111] ...``."""
     if exc.errno is not None and exc.errno > 0 and not isinstance(exc, socket.gaierror):
         return os.strerror(exc.errno)
     return exc.strerror or str(exc) or type(exc).__name__
