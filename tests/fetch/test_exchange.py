@@ -38,8 +38,8 @@ class ScriptedServer(ThreadedServer):
 
     CLOSE = b"<close>"
 
-    def __init__(self, answer: Answer = lambda head: OK) -> None:
-        super().__init__()
+    def __init__(self, answer: Answer = lambda head: OK, tls: ssl.SSLContext | None = None) -> None:
+        super().__init__(tls)
         self.answer = answer
         self.heads: list[tuple[int, bytes]] = []
         self.connections = 0
@@ -47,7 +47,8 @@ class ScriptedServer(ThreadedServer):
         self.open = self.most_open = 0
 
     def __enter__(self) -> ScriptedServer:
-        self.url = f"http://127.0.0.1:{self._start('127.0.0.1', timeout=5)[0][1]}"
+        scheme = "https" if self._tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self._start('127.0.0.1', timeout=5)[0][1]}"
         return self
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -240,16 +241,9 @@ class TlsScriptedServer(ScriptedServer):
     """`ScriptedServer` over TLS, with ``certificate`` and its key."""
 
     def __init__(self, certificate: tuple[Path, Path]) -> None:
-        super().__init__()
-        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self._context.load_cert_chain(*certificate)
-
-    def __enter__(self) -> TlsScriptedServer:
-        self._thread.start()
-        start = asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self._context)
-        self._server = asyncio.run_coroutine_threadsafe(start, self._loop).result(5)
-        self.url = f"https://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-        return self
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*certificate)
+        super().__init__(tls=context)
 
 
 @pytest.fixture(scope="module")

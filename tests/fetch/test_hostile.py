@@ -19,7 +19,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -48,6 +47,7 @@ from ..support.hostile_servers import (
 from ..support.items import urls
 from ..support.sites import chain_site, endless_redirects, html, moved
 from ..support.spiders import PageSpider
+from ..support.threaded import ThreadedServer
 from ..support.tls import self_signed_certificate
 
 pytestmark = pytest.mark.timeout(60)
@@ -414,39 +414,24 @@ def self_signed(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
     return context
 
 
-class TlsServer:
+class TlsServer(ThreadedServer):
     """HTTPS on 127.0.0.1 with a certificate nobody trusts; counts handshakes."""
 
     def __init__(self, context: ssl.SSLContext) -> None:
-        self.context, self.handshakes = context, 0
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        super().__init__(tls=context)
+        self.handshakes = 0
 
     def __enter__(self) -> TlsServer:
-        self.thread.start()
-        self.server = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(5)
-        self.url = f"https://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        self.url = f"https://127.0.0.1:{self._start('127.0.0.1', timeout=5)[0][1]}"
         return self
 
-    async def _start(self) -> asyncio.Server:
-        return await asyncio.get_running_loop().create_server(
-            self._accepted, "127.0.0.1", 0, ssl=self.context
-        )
+    async def _listen(self, hosts: str | list[str]) -> asyncio.Server:
+        return await asyncio.get_running_loop().create_server(self._accepted, hosts, 0, ssl=self._tls)
 
     def _accepted(self) -> asyncio.Protocol:
         """Called for each connection, before its TLS handshake (which fails here)."""
         self.handshakes += 1
         return asyncio.Protocol()
-
-    def __exit__(self, *exc_info: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
-
-    async def _stop(self) -> None:
-        self.server.close()
-        await self.server.wait_closed()
 
 
 def test_a_certificate_error_is_reported_once_per_host_and_not_retried(self_signed, crawl_items, caplog):

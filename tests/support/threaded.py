@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 
 
 class ThreadedServer:
     """An ``asyncio`` server on ``hosts`` (port chosen by the system), run by its own
-    event loop in a daemon thread while the ``with`` block runs."""
+    event loop in a daemon thread while the ``with`` block runs; over TLS when
+    ``tls`` is a server context."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self._tls = tls
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     def _start(self, hosts: str | list[str], timeout: float) -> list[tuple[str, int]]:
-        """Start serving ``_handle``; the (host, port) of every socket."""
+        """Start listening (`_listen`); the (host, port) of every socket."""
         self._thread.start()
-        start = asyncio.start_server(self._handle, hosts, 0)
-        self._server = asyncio.run_coroutine_threadsafe(start, self._loop).result(timeout)
+        self._server = asyncio.run_coroutine_threadsafe(self._listen(hosts), self._loop).result(timeout)
         return [sock.getsockname()[:2] for sock in self._server.sockets]
+
+    async def _listen(self, hosts: str | list[str]) -> asyncio.Server:
+        """A server of ``_handle`` on ``hosts``."""
+        return await asyncio.start_server(self._handle, hosts, 0, ssl=self._tls)
 
     def __exit__(self, *exc_info: object) -> None:
         # on the server's own loop: asyncio is not thread-safe, and connections that
